@@ -1,0 +1,31 @@
+"""flossrepro: Lyapunov spectra of RNNs, gradient flossing, and the paper's figures.
+
+Library entry points::
+
+    from flossrepro import VanillaRNN, initialize, lyapunov_spectrum, flossing_loss
+"""
+from .flossing import clip_grad_norm_per_member, floss_step, flossing_loss, flossing_parameters
+from .init import initialize
+from .lyapunov import (
+    condition_number_estimate,
+    lyapunov_spectrum,
+    lyapunov_spectrum_from_jacobians,
+)
+from .models import LSTM, VanillaRNN
+from .tasks import TASKS, make_task, member_generators
+
+__all__ = [
+    "LSTM",
+    "TASKS",
+    "VanillaRNN",
+    "clip_grad_norm_per_member",
+    "condition_number_estimate",
+    "floss_step",
+    "flossing_loss",
+    "flossing_parameters",
+    "initialize",
+    "lyapunov_spectrum",
+    "lyapunov_spectrum_from_jacobians",
+    "make_task",
+    "member_generators",
+]

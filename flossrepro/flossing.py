@@ -1,0 +1,78 @@
+"""Gradient flossing: push the first k Lyapunov exponents toward a target (paper Eq 4-8).
+
+``L_floss = sum_{i<=k} (lambda_i - target)^2`` per member (``reduction="mean"`` gives the
+reference code's mean). Flossing trains the recurrent weights, the input weights and the
+bias (``W, V, b``; the paper trains ``W, V``, the reference code also ``b``) with batch 1
+and no gradient clipping.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import Tensor
+
+from .lyapunov import lyapunov_spectrum
+
+__all__ = ["flossing_loss", "flossing_parameters", "floss_step", "clip_grad_norm_per_member"]
+
+REDUCTIONS = ("sum", "mean")
+
+
+def flossing_loss(lyapunov: Tensor, target: float | Tensor = 0.0, reduction: str = "sum") -> Tensor:
+    """``lyapunov: [R, k]`` -> ``[R]``: ``sum_i (lambda_i - target)^2`` (or the mean)."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction={reduction!r} is not known; allowed: {list(REDUCTIONS)}")
+    sq = (lyapunov - target) ** 2
+    return sq.sum(-1) if reduction == "sum" else sq.mean(-1)
+
+
+def flossing_parameters(model, which: Iterable[str] = ("W", "V", "b")) -> list[torch.nn.Parameter]:
+    """The parameters a flossing episode trains (``U`` stands in for ``W`` in an LSTM)."""
+    names = dict(model.named_parameters())
+    out = []
+    for w in which:
+        key = "U" if (w == "W" and "W" not in names and "U" in names) else w
+        if key not in names:
+            raise ValueError(f"flossing.params has {w!r}, which the model does not have; allowed: {sorted(names)}")
+        out.append(names[key])
+    return out
+
+
+@torch.no_grad()
+def clip_grad_norm_per_member(params: Iterable[torch.nn.Parameter], max_norm: float) -> Tensor:
+    """Clip each member's gradient (over all ``params``, leading axis R) to ``max_norm``.
+
+    Returns the per-member norms before clipping, ``[R]``. Members never mix.
+    """
+    params = [p for p in params if p.grad is not None]
+    if not params:
+        return torch.zeros(0)
+    sq = sum(p.grad.reshape(p.shape[0], -1).pow(2).sum(1) for p in params)
+    norms = sq.sqrt()
+    scale = torch.clamp(max_norm / (norms + 1e-12), max=1.0)
+    for p in params:
+        p.grad.mul_(scale.view(-1, *([1] * (p.dim() - 1))))
+    return norms
+
+
+def floss_step(model, optimizer: torch.optim.Optimizer, inputs: Tensor, k: int,
+               target: float = 0.0, reduction: str = "sum", alive: Tensor | None = None,
+               **spectrum_kwargs) -> tuple[Tensor, Tensor]:
+    """One flossing update on ``inputs: [T, R, S]``; returns ``(lambda [R, k], loss [R])``.
+
+    The optimizer should hold the flossing parameters (:func:`flossing_parameters`).
+    ``alive: [R] bool`` excludes diverged members from the update (their gradients are zero).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    lam = lyapunov_spectrum(model, inputs, k, **spectrum_kwargs)
+    loss = flossing_loss(lam, target, reduction)
+    keep = torch.isfinite(loss) if alive is None else (alive & torch.isfinite(loss))
+    torch.where(keep, loss, torch.zeros_like(loss)).sum().backward()
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if p.grad is not None:
+                p.grad.masked_fill_(~keep.view(-1, *([1] * (p.dim() - 1))), 0.0)
+                p.grad.nan_to_num_(0.0, 0.0, 0.0)
+    optimizer.step()
+    return lam.detach(), loss.detach()

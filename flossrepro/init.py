@@ -1,0 +1,92 @@
+"""Initializers in the reference code's convention, one seed per member.
+
+Member ``r`` is drawn only from its own generator (``seeds[r]``, stream ``"init"``), so
+member ``r`` of an ensemble equals a single-member network initialized with ``seeds[r]``.
+
+Recurrent weights (``N`` units):
+- ``gaussian``: ``W_ij ~ N(gbar/N + mean, g^2/N)`` (the ReLU networks of the paper use
+  ``mean=-0.1``);
+- ``orthogonal``: ``W = g Q`` with ``Q`` Haar-orthogonal.
+Reference choices for the rest: ``V ~ N(0, input_std^2)``, ``w_r ~ N(0, readout_std^2)``,
+``b ~ bias_scale * U(0, 1)``, readout offset ``c = readout_offset``, and an initial state
+drawn from ``N(0, 1)`` and relaxed for ``relax_steps`` input-free steps.
+The gain ``g`` is one number, or drawn per member from ``U(g_range)`` (Fig 1, Fig 6).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from .models import LSTM, VanillaRNN
+from .tasks import member_generators
+
+SCHEMES = ("gaussian", "orthogonal")
+
+
+def _draw_g(gen: torch.Generator, g: float, g_range: Sequence[float] | None) -> float:
+    if g_range is None:
+        return float(g)
+    lo, hi = float(g_range[0]), float(g_range[1])
+    return lo + (hi - lo) * float(torch.rand((), generator=gen, dtype=torch.float64))
+
+
+def recurrent_matrix(gen: torch.Generator, n: int, scheme: str, g: float,
+                     gbar: float = 0.0, mean: float = 0.0) -> Tensor:
+    """One ``[n, n]`` float64 recurrent matrix drawn from ``gen``."""
+    if scheme == "gaussian":
+        return gbar / n + mean + g / n**0.5 * torch.randn(n, n, generator=gen, dtype=torch.float64)
+    if scheme == "orthogonal":
+        A = torch.randn(n, n, generator=gen, dtype=torch.float64)
+        Q, R = torch.linalg.qr(A)
+        Q = Q * torch.sign(torch.diagonal(R))  # Haar measure
+        return g * Q
+    raise ValueError(f"init.scheme={scheme!r} is not known; allowed: {list(SCHEMES)}")
+
+
+@torch.no_grad()
+def initialize(model: VanillaRNN | LSTM, seeds: Sequence[int], scheme: str = "gaussian",
+               g: float = 1.0, g_range: Sequence[float] | None = None, gbar: float = 0.0,
+               mean: float = 0.0, input_std: float = 1.0, readout_std: float = 1.0,
+               bias_scale: float = 0.1, readout_offset: float = 0.001,
+               relax_steps: int = 100) -> Tensor:
+    """Draw every parameter of ``model`` in place; returns the gains ``g: [R]`` used.
+
+    ``seeds`` has one integer per member (``len(seeds) == model.n_members``).
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"init.scheme={scheme!r} is not known; allowed: {list(SCHEMES)}")
+    if len(seeds) != model.n_members:
+        raise ValueError(f"got {len(seeds)} seeds for {model.n_members} members; give one seed per member")
+    if g_range is not None and (len(g_range) != 2 or g_range[0] > g_range[1]):
+        raise ValueError(f"init.g_range={list(g_range)} must be [low, high] with low <= high, or null")
+    N, S, O = model.n_hidden, model.n_in, model.n_out
+    gens = member_generators(list(seeds), "init")
+    gains = []
+    for r, gen in enumerate(gens):
+        gr = _draw_g(gen, g, g_range)
+        gains.append(gr)
+        if isinstance(model, LSTM):
+            U = torch.cat([recurrent_matrix(gen, N, scheme, gr, gbar, mean) for _ in range(4)], 0)
+            model.U[r] = U
+            model.V[r] = input_std * torch.randn(4 * N, S, generator=gen, dtype=torch.float64)
+            model.b[r] = bias_scale * torch.rand(4 * N, generator=gen, dtype=torch.float64)
+        else:
+            model.W[r] = recurrent_matrix(gen, N, scheme, gr, gbar, mean)
+            model.V[r] = input_std * torch.randn(N, S, generator=gen, dtype=torch.float64)
+            model.b[r] = bias_scale * torch.rand(N, generator=gen, dtype=torch.float64)
+        model.w_r[r] = readout_std * torch.randn(O, N, generator=gen, dtype=torch.float64)
+        model.c[r] = readout_offset
+        model.h0[r] = torch.randn(model.state_dim, generator=gen, dtype=torch.float64)
+    # relax the initial state without input (all members at once; each depends only on itself)
+    if relax_steps > 0:
+        if isinstance(model, LSTM):
+            s = model.h0[:, None, :]
+            x = torch.zeros(model.n_members, 1, S, dtype=s.dtype, device=s.device)
+            for _ in range(relax_steps):
+                s = model.step(s, x)
+            model.h0.copy_(s[:, 0])
+        else:
+            model.h0.copy_(model.relax(model.h0.clone(), relax_steps))
+    return torch.tensor(gains, dtype=torch.float64)

@@ -1,0 +1,324 @@
+"""Ensemble-first recurrent networks in the paper's convention.
+
+Every parameter carries a leading member axis ``R``: ``R`` independent network
+realizations are computed together with batched matmuls. Axis order everywhere:
+
+- inputs ``x``: ``[T, R, B, S]`` (time, member, batch, input channel)
+- states ``h``: ``[R, B, N]`` for one step, ``[T, R, B, N]`` for a sequence
+- outputs ``y``: ``[T, R, B, O]``
+- Jacobian actions on tangent matrices ``Q``: ``[R, n, k]`` with ``n`` the state dimension
+
+Vanilla RNN (paper Eq 9, ``h`` is the pre-activation)::
+
+    h[t+1] = W phi(h[t]) + input_gain * V x[t] + b,      y[t] = w_r h[t+1] + c
+
+with one-step Jacobian ``D[t] = dh[t+1]/dh[t] = W diag(phi'(h[t]))``.
+The reference code scales the input by ``1/S``; that is ``input_gain=None`` (default).
+
+LSTM: the dynamical state is ``(h, c)``, so its Jacobian is ``2N x 2N``; the tangent
+vectors stack the ``h`` part on top of the ``c`` part.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "NONLINEARITIES",
+    "VanillaRNN",
+    "LSTM",
+    "rnn_sequence",
+    "check_nonlinearity",
+]
+
+
+def _tanh_d(h: Tensor) -> Tensor:
+    t = torch.tanh(h)
+    return 1.0 - t * t
+
+
+def _tanh_dd(h: Tensor) -> Tensor:
+    t = torch.tanh(h)
+    return -2.0 * t * (1.0 - t * t)
+
+
+def _relu_d(h: Tensor) -> Tensor:
+    return (h > 0).to(h.dtype)
+
+
+def _zeros_like(h: Tensor) -> Tensor:
+    return torch.zeros_like(h)
+
+
+def _ones_like(h: Tensor) -> Tensor:
+    return torch.ones_like(h)
+
+
+# name -> (phi, phi', phi'')
+NONLINEARITIES: dict[str, tuple[Callable[[Tensor], Tensor], ...]] = {
+    "tanh": (torch.tanh, _tanh_d, _tanh_dd),
+    "relu": (torch.relu, _relu_d, _zeros_like),
+    "identity": (lambda h: h, _ones_like, _zeros_like),
+}
+
+
+def check_nonlinearity(name: str) -> str:
+    if name not in NONLINEARITIES:
+        raise ValueError(
+            f"nonlinearity={name!r} is not known; allowed: {sorted(NONLINEARITIES)}"
+        )
+    return name
+
+
+class _RNNSequence(torch.autograd.Function):
+    """Whole-sequence vanilla RNN with an analytic BPTT backward.
+
+    Forward: ``H[t] = phi(H[t-1]) W^T + drive[t]`` for ``t = 0..T-1`` with ``H[-1] = h0``.
+    ``h0: [R, B, N]``, ``W: [R, N, N]``, ``drive: [T, R, B, N]`` -> ``H: [T, R, B, N]``.
+    One Python loop over time forward and one backward; ``dW`` is one batched matmul.
+    """
+
+    @staticmethod
+    def forward(ctx, h0: Tensor, W: Tensor, drive: Tensor, nonlinearity: str):
+        phi, _, _ = NONLINEARITIES[nonlinearity]
+        Wt = W.transpose(1, 2).contiguous()
+        h = h0
+        Hs, Ps = [], []
+        for d in drive.unbind(0):
+            p = phi(h)
+            h = torch.baddbmm(d, p, Wt)
+            Ps.append(p)
+            Hs.append(h)
+        H = torch.stack(Hs)
+        P = torch.stack(Ps)  # phi of the state entering each step
+        ctx.save_for_backward(h0, W, H, P)
+        ctx.nonlinearity = nonlinearity
+        return H
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dH: Tensor):
+        h0, W, H, P = ctx.saved_tensors
+        _, dphi, _ = NONLINEARITIES[ctx.nonlinearity]
+        T, R, B, N = H.shape
+        Hprev = torch.cat([h0.unsqueeze(0), H[:-1]], 0)
+        Dphi = dphi(Hprev)
+        G = torch.empty_like(H)
+        carry = torch.zeros_like(h0)
+        dH_steps = dH.unbind(0)
+        Dphi_steps = Dphi.unbind(0)
+        for t in range(T - 1, -1, -1):
+            g = dH_steps[t] + carry
+            G[t] = g
+            carry = torch.bmm(g, W) * Dphi_steps[t]
+        # dW[r] = sum_{t,b} G[t,r,b,:]^T P[t,r,b,:]
+        Gm = G.permute(1, 3, 0, 2).reshape(R, N, T * B)
+        Pm = P.permute(1, 0, 2, 3).reshape(R, T * B, N)
+        dW = torch.bmm(Gm, Pm)
+        return carry, dW, G, None
+
+
+def rnn_sequence(h0: Tensor, W: Tensor, drive: Tensor, nonlinearity: str = "tanh",
+                 fast: bool = True) -> Tensor:
+    """States of ``h <- W phi(h) + drive[t]`` over a sequence.
+
+    Args:
+        h0: ``[R, B, N]`` initial state.
+        W: ``[R, N, N]`` recurrent weights.
+        drive: ``[T, R, B, N]`` external drive (``V x + b``) of each step.
+        fast: use the whole-sequence autograd Function (default); ``False`` runs the
+            straightforward per-step autograd loop (the reference for tests).
+    Returns:
+        ``H: [T, R, B, N]``, the state after each step.
+    """
+    check_nonlinearity(nonlinearity)
+    if fast:
+        return _RNNSequence.apply(h0, W, drive, nonlinearity)
+    phi = NONLINEARITIES[nonlinearity][0]
+    h, Hs = h0, []
+    for d in drive.unbind(0):
+        h = phi(h) @ W.transpose(1, 2) + d
+        Hs.append(h)
+    return torch.stack(Hs)
+
+
+def _normal(gen: torch.Generator, shape, dtype) -> Tensor:
+    return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
+
+
+class VanillaRNN(nn.Module):
+    """R-member vanilla RNN ``h <- W phi(h) + input_gain V x + b``, readout ``y = w_r h + c``.
+
+    Parameters (all with leading member axis R):
+        ``W: [R, N, N]``, ``V: [R, N, S]``, ``b: [R, N]``, ``w_r: [R, O, N]``, ``c: [R, O]``,
+        ``h0: [R, N]`` (trained initial state).
+    Use :func:`flossrepro.init.initialize` to draw the reference initialization.
+    """
+
+    kind = "vanilla"
+
+    def __init__(self, n_members: int, n_hidden: int, n_in: int, n_out: int,
+                 nonlinearity: str = "tanh", input_gain: float | None = None,
+                 dtype: torch.dtype = torch.float32, device=None):
+        super().__init__()
+        check_nonlinearity(nonlinearity)
+        for name, v in (("n_members", n_members), ("n_hidden", n_hidden), ("n_in", n_in), ("n_out", n_out)):
+            if int(v) < 1:
+                raise ValueError(f"{name}={v} must be a positive integer")
+        R, N, S, O = n_members, n_hidden, n_in, n_out
+        self.nonlinearity = nonlinearity
+        self.n_members, self.n_hidden, self.n_in, self.n_out = R, N, S, O
+        self.input_gain = 1.0 / S if input_gain is None else float(input_gain)
+        kw = dict(dtype=dtype, device=device)
+        self.W = nn.Parameter(torch.zeros(R, N, N, **kw))
+        self.V = nn.Parameter(torch.zeros(R, N, S, **kw))
+        self.b = nn.Parameter(torch.zeros(R, N, **kw))
+        self.w_r = nn.Parameter(torch.zeros(R, O, N, **kw))
+        self.c = nn.Parameter(torch.zeros(R, O, **kw))
+        self.h0 = nn.Parameter(torch.zeros(R, N, **kw))
+
+    @property
+    def state_dim(self) -> int:
+        return self.n_hidden
+
+    # -- dynamics ---------------------------------------------------------------
+    def drive(self, inputs: Tensor) -> Tensor:
+        """``inputs: [T, R, B, S]`` -> ``input_gain * V x + b: [T, R, B, N]``."""
+        vx = torch.einsum("trbs,rns->trbn", inputs, self.V)
+        return self.input_gain * vx + self.b[None, :, None, :]
+
+    def initial_state(self, batch_size: int) -> Tensor:
+        """``[R, B, N]``: the trained initial state broadcast over the batch."""
+        return self.h0[:, None, :].expand(-1, batch_size, -1)
+
+    def run(self, inputs: Tensor, h0: Tensor | None = None, fast: bool = True) -> Tensor:
+        """States after each step, ``[T, R, B, N]``, for ``inputs: [T, R, B, S]``."""
+        self._check_inputs(inputs)
+        if h0 is None:
+            h0 = self.initial_state(inputs.shape[2])
+        return rnn_sequence(h0, self.W, self.drive(inputs), self.nonlinearity, fast=fast)
+
+    def readout(self, H: Tensor) -> Tensor:
+        """``H: [T, R, B, N]`` -> ``y: [T, R, B, O]``."""
+        return torch.einsum("trbn,ron->trbo", H, self.w_r) + self.c[None, :, None, :]
+
+    def forward(self, inputs: Tensor, fast: bool = True) -> Tensor:
+        """Outputs ``[T, R, B, O]`` for ``inputs: [T, R, B, S]``."""
+        return self.readout(self.run(inputs, fast=fast))
+
+    def step(self, h: Tensor, x: Tensor) -> Tensor:
+        """One step: ``h: [R, B, N]``, ``x: [R, B, S]`` -> ``[R, B, N]``."""
+        phi = NONLINEARITIES[self.nonlinearity][0]
+        return (phi(h) @ self.W.transpose(1, 2)
+                + self.input_gain * x @ self.V.transpose(1, 2) + self.b[:, None, :])
+
+    def jacobian(self, h: Tensor) -> Tensor:
+        """One-step Jacobian ``D = W diag(phi'(h))``: ``h: [R, B, N]`` -> ``[R, B, N, N]``."""
+        dphi = NONLINEARITIES[self.nonlinearity][1]
+        return self.W[:, None] * dphi(h)[..., None, :]
+
+    def jacobian_apply(self, h: Tensor, Q: Tensor) -> Tensor:
+        """``D(h) Q`` for ``h: [R, N]``, ``Q: [R, N, k]`` -> ``[R, N, k]``."""
+        dphi = NONLINEARITIES[self.nonlinearity][1]
+        return torch.bmm(self.W, dphi(h)[..., None] * Q)
+
+    def relax(self, h: Tensor, steps: int) -> Tensor:
+        """Run ``steps`` input-free steps ``h <- W phi(h) + b`` from ``h: [R, N]``."""
+        phi = NONLINEARITIES[self.nonlinearity][0]
+        for _ in range(steps):
+            h = torch.einsum("rij,rj->ri", self.W, phi(h)) + self.b
+        return h
+
+    def _check_inputs(self, inputs: Tensor) -> None:
+        if inputs.dim() != 4 or inputs.shape[1] != self.n_members or inputs.shape[3] != self.n_in:
+            raise ValueError(
+                f"inputs must be [T, R={self.n_members}, B, S={self.n_in}], got {tuple(inputs.shape)}"
+            )
+
+
+class LSTM(nn.Module):
+    """R-member LSTM with dynamical state ``(h, c)`` (Jacobian ``2N x 2N``).
+
+    Gates (PyTorch order i, f, g, o): ``z = U h + V x + b`` with ``U: [R, 4N, N]``,
+    ``V: [R, 4N, S]``, ``b: [R, 4N]``; ``c' = f c + i g``, ``h' = o tanh(c')``.
+    Readout ``y = w_r h + c_out``. Initial state ``h0, c0: [R, N]``.
+    The state passed around is the concatenation ``s = [h, c]: [..., 2N]``.
+    """
+
+    kind = "lstm"
+
+    def __init__(self, n_members: int, n_hidden: int, n_in: int, n_out: int,
+                 input_gain: float | None = None, dtype: torch.dtype = torch.float32, device=None):
+        super().__init__()
+        R, N, S, O = n_members, n_hidden, n_in, n_out
+        self.n_members, self.n_hidden, self.n_in, self.n_out = R, N, S, O
+        self.nonlinearity = "lstm"
+        self.input_gain = 1.0 / S if input_gain is None else float(input_gain)
+        kw = dict(dtype=dtype, device=device)
+        self.U = nn.Parameter(torch.zeros(R, 4 * N, N, **kw))
+        self.V = nn.Parameter(torch.zeros(R, 4 * N, S, **kw))
+        self.b = nn.Parameter(torch.zeros(R, 4 * N, **kw))
+        self.w_r = nn.Parameter(torch.zeros(R, O, N, **kw))
+        self.c = nn.Parameter(torch.zeros(R, O, **kw))
+        self.h0 = nn.Parameter(torch.zeros(R, 2 * N, **kw))
+
+    @property
+    def state_dim(self) -> int:
+        return 2 * self.n_hidden
+
+    def initial_state(self, batch_size: int) -> Tensor:
+        return self.h0[:, None, :].expand(-1, batch_size, -1)
+
+    def _gates(self, s: Tensor, x: Tensor):
+        N = self.n_hidden
+        h, c = s[..., :N], s[..., N:]
+        z = h @ self.U.transpose(1, 2) + self.input_gain * x @ self.V.transpose(1, 2) + self.b[:, None, :]
+        zi, zf, zg, zo = z.split(N, dim=-1)
+        return h, c, torch.sigmoid(zi), torch.sigmoid(zf), torch.tanh(zg), torch.sigmoid(zo)
+
+    def step(self, s: Tensor, x: Tensor) -> Tensor:
+        """``s: [R, B, 2N]``, ``x: [R, B, S]`` -> ``[R, B, 2N]``."""
+        h, c, i, f, g, o = self._gates(s, x)
+        c2 = f * c + i * g
+        return torch.cat([o * torch.tanh(c2), c2], dim=-1)
+
+    def run(self, inputs: Tensor, h0: Tensor | None = None, fast: bool = True) -> Tensor:
+        """States ``[T, R, B, 2N]`` for ``inputs: [T, R, B, S]`` (per-step autograd)."""
+        s = self.initial_state(inputs.shape[2]) if h0 is None else h0
+        out = []
+        for x in inputs.unbind(0):
+            s = self.step(s, x)
+            out.append(s)
+        return torch.stack(out)
+
+    def readout(self, H: Tensor) -> Tensor:
+        h = H[..., : self.n_hidden]
+        return torch.einsum("trbn,ron->trbo", h, self.w_r) + self.c[None, :, None, :]
+
+    def forward(self, inputs: Tensor, fast: bool = True) -> Tensor:
+        return self.readout(self.run(inputs))
+
+    def jacobian_apply(self, s: Tensor, Q: Tensor, x: Tensor) -> Tensor:
+        """``D(s, x) Q`` with ``s: [R, 2N]``, ``x: [R, S]``, ``Q: [R, 2N, k]`` -> ``[R, 2N, k]``.
+
+        Analytic: ``dz = U dh``; ``dc' = df c + f dc + di g + i dg``;
+        ``dh' = do tanh(c') + o (1 - tanh(c')^2) dc'``.
+        """
+        N = self.n_hidden
+        h, c, i, f, g, o = self._gates(s[:, None, :], x[:, None, :])
+        h, c, i, f, g, o = (t[:, 0, :, None] for t in (h, c, i, f, g, o))  # [R, N, 1]
+        dh, dc = Q[:, :N], Q[:, N:]
+        dz = torch.bmm(self.U, dh)  # [R, 4N, k]
+        dzi, dzf, dzg, dzo = dz.split(N, dim=1)
+        di, df, dg, do = i * (1 - i) * dzi, f * (1 - f) * dzf, (1 - g * g) * dzg, o * (1 - o) * dzo
+        c2 = f * c + i * g
+        dc2 = df * c + f * dc + di * g + i * dg
+        tc2 = torch.tanh(c2)
+        dh2 = do * tc2 + o * (1 - tc2 * tc2) * dc2
+        return torch.cat([dh2, dc2], dim=1)
+
+    def drive(self, inputs: Tensor) -> Tensor:  # pragma: no cover - not used for LSTMs
+        raise NotImplementedError("the LSTM has no additive drive; use step()")
