@@ -54,7 +54,16 @@ tails() {
   done
   return 0
 }
-die() { log "ERROR: $*"; tails; exit 1; }
+STARTED=()   # daemons this `up` started: stopped again if `up` fails
+die() {
+  log "ERROR: $*"
+  tails
+  if [ "${#STARTED[@]}" -gt 0 ]; then
+    log "stopping what this run started: ${STARTED[*]}"
+    stop_daemons "${STARTED[@]}"
+  fi
+  exit 1
+}
 prereq() { log "CANNOT RUN: $*"; exit 3; }
 elapsed() { awk -v t0="$T0" -v t1="$(date +%s.%N)" 'BEGIN{printf "%.1f", t1 - t0}'; }
 
@@ -75,7 +84,7 @@ gone() { [ ! -e "/proc/$1" ] || grep -q '^State:[[:space:]]*Z' "/proc/$1/status"
 
 have_packages() {
   command -v slurmctld && command -v slurmd && command -v sbatch \
-    && command -v srun && command -v sinfo && command -v munged && command -v mungekey
+    && command -v srun && command -v sinfo && command -v munged && command -v munge
 } >/dev/null 2>&1
 
 install_packages() {
@@ -156,8 +165,13 @@ EOF
 }
 
 start_munge() {
-  [ -s "$D/munge/munge.key" ] || mungekey -c -k "$D/munge/munge.key" </dev/null >/dev/null 3>&- \
-    || die "mungekey failed"
+  if [ ! -s "$D/munge/munge.key" ]; then
+    if command -v mungekey >/dev/null; then
+      mungekey -c -k "$D/munge/munge.key" </dev/null >/dev/null 3>&- || die "mungekey failed"
+    else   # munge < 0.5.14 has no mungekey
+      dd if=/dev/urandom of="$D/munge/munge.key" bs=1024 count=1 status=none || die "no munge key"
+    fi
+  fi
   chmod 600 "$D/munge/munge.key"
   if ! alive munged; then
     log "starting munged"
@@ -165,6 +179,7 @@ start_munge() {
     munged -S "$MSOCK" --key-file="$D/munge/munge.key" --pid-file="$D/run/munged.pid" \
       --log-file="$D/log/munged.log" --seed-file="$D/munge/munged.seed" \
       </dev/null >>"$D/log/munged.stdout" 2>&1 3>&- || die "munged failed to start"
+    STARTED+=(munged)
   fi
   local _
   for _ in $(seq 50); do
@@ -174,14 +189,25 @@ start_munge() {
   die "munge credential round-trip failed"
 }
 
+# port_free PORT VAR: fail early when something already listens on PORT
+port_free() {
+  if (exec 4<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+    die "port $1 is already in use (another SLURM? stop it or set $2)"
+  fi
+}
+
 start_slurm() {
   if ! alive slurmctld; then
     log "starting slurmctld"
+    port_free "$CTLD_PORT" LOCAL_SLURM_CTLD_PORT
+    STARTED+=(slurmctld)
     slurmctld -f "$CONF" </dev/null >>"$D/log/slurmctld.stdout" 2>&1 3>&- \
       || die "slurmctld failed to start"
   fi
   if ! alive slurmd; then
     log "starting slurmd"
+    port_free "$SLURMD_PORT" LOCAL_SLURM_SLURMD_PORT
+    STARTED+=(slurmd)
     slurmd -N localhost -f "$CONF" </dev/null >>"$D/log/slurmd.stdout" 2>&1 3>&- \
       || die "slurmd failed to start"
   fi
@@ -205,9 +231,12 @@ wait_node() {
   done
 }
 
+# stop_daemons [NAME...]: stop the named daemons (default: all three), by pid file
 stop_daemons() {
+  local names=("$@")
+  [ "${#names[@]}" -gt 0 ] || names=(slurmd slurmctld munged)
   # cancel this cluster's jobs first, so that no slurmstepd outlives slurmd
-  if alive slurmctld && [ -f "$CONF" ]; then
+  if [[ " ${names[*]} " == *" slurmd "* ]] && alive slurmctld && [ -f "$CONF" ]; then
     local jobs _
     jobs="$(SLURM_CONF="$CONF" timeout 10 squeue -h -o '%A' </dev/null 2>/dev/null 3>&- | sort -u | tr '\n' ' ' || true)"
     if [ -n "${jobs// }" ]; then
@@ -222,6 +251,7 @@ stop_daemons() {
   fi
   local name pid _
   for name in slurmd slurmctld munged; do
+    [[ " ${names[*]} " == *" $name "* ]] || continue
     if ! pid="$(pid_of "$name")"; then
       rm -f "$D/run/$name.pid"
       continue
@@ -275,6 +305,7 @@ cmd_down() {
 }
 
 cmd_status() {
+  exec 1>&3   # status reports on stdout
   local rc=0 name pid
   for name in munged slurmctld slurmd; do
     if pid="$(pid_of "$name")"; then
