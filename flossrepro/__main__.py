@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError
+from .config import ConfigError  # also registers the by_scale resolver
 from .trainer import StopRequested, Trainer, git_commit
 
 log = logging.getLogger("flossrepro")
@@ -22,7 +22,7 @@ log = logging.getLogger("flossrepro")
 KEY_COLUMNS = ["experiment_name", "scale.name", "flossing.schedule", "task.name", "task.delay",
                "arch.name", "arch.n_hidden", "init.scheme", "init.g", "flossing.k", "flossing.target",
                "optim.name", "seed", "members", "epochs"]
-SKIP_OVERRIDES = ("hydra", "progress", "log_every", "device", "threads", "logger")
+SKIP_OVERRIDES = ("hydra", "progress", "log_every", "device", "threads", "logger", "scale", "experiment")
 
 
 def run_columns(cfg: DictConfig, hc) -> dict:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 from hydra.utils import get_class
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .lyapunov import default_transients
 from .tasks import Task
@@ -137,3 +137,16 @@ def lyap_transients(T: int, th, tq) -> tuple[int, int]:
 
 __all__ = ["ConfigError", "validate", "build_task", "build_model", "episode_starts",
            "resolve_device", "resolve_dtype", "lyap_transients"]
+
+
+def _by_scale(paper, small, smoke, *, _root_):
+    """``${by_scale:P,S,T}``: the value for the run's scale (paper, small, smoke)."""
+    name = _root_.scale.name
+    values = {"paper": paper, "small": small, "smoke": smoke}
+    if name not in values:
+        raise ConfigError(f"scale.name={name!r} has no value in by_scale; allowed: {list(values)}")
+    return values[name]
+
+
+if not OmegaConf.has_resolver("by_scale"):
+    OmegaConf.register_new_resolver("by_scale", _by_scale)

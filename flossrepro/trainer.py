@@ -367,10 +367,12 @@ class Trainer:
         log.info("flossing episode at epoch %d done: lambda_1 = %s", self.epoch,
                  _fmt(self._last("lyap_after_floss", 1)))
 
-    def _last(self, metric: str, index: int | None = None) -> list[float]:
+    def _last(self, metric: str | tuple[str, ...], index: int | None = None) -> list[float]:
+        """The latest value of ``metric`` (or of any of several) per member."""
+        metrics = (metric,) if isinstance(metric, str) else metric
         vals: dict[int, float] = {}
         for r, e, m, i, v in reversed(self.recorder.rows):
-            if m == metric and (index is None or i == index) and r not in vals:
+            if m in metrics and (index is None or i == index) and r not in vals:
                 vals[r] = v
                 if len(vals) == self.R:
                     break
@@ -468,7 +470,7 @@ class Trainer:
         out = {"train_loss": self._last("train_loss"), "test_loss": self._last("test_loss")}
         if self.task.metric_name == "accuracy":
             out["test_accuracy"] = self._last("test_accuracy")
-        out["lambda_1"] = self._last("lyap", 1)
+        out["lambda_1"] = self._last(("lyap", "lyap_after_floss"), 1)
         return out
 
     def _write_summary(self, status: str) -> dict:

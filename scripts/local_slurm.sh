@@ -275,6 +275,14 @@ cmd_up() {
   fi
   mkdir -p "$D/etc" "$D/munge" "$D/run" "$D/log" "$D/spool/ctld" "$D/spool/d"
   chmod 755 "$D" "$D/munge"   # munged: the socket directory must be world-executable
+  # self-ignoring, like .pytest_cache: machine state never belongs in git
+  [ -e "$D/.gitignore" ] || printf '# created by scripts/local_slurm.sh\n*\n' > "$D/.gitignore"
+  # munged refuses a socket whose parent directories are not all world-executable
+  local p="$D"
+  while p="$(dirname "$p")"; [ "$p" != / ]; do
+    [ "$(( 0$(stat -c %a "$p") & 01 ))" != 0 ] \
+      || die "munged needs every parent of $D to be world-executable: chmod o+x $p, or pick another LOCAL_SLURM_DIR"
+  done
   [ "${#MSOCK}" -le 100 ] || die "state dir path too long for a unix socket: $MSOCK (set LOCAL_SLURM_DIR)"
   install_packages
   export SLURM_CONF="$CONF"
