@@ -1,0 +1,192 @@
+"""End-to-end tests of the Hydra pipeline: runs, sweeps, resume, validation, W&B, divergence."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+import flossrepro.config  # noqa: F401  (registers the by_scale resolver)
+from flossrepro.aggregate import collect
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "experiments").glob("*.yaml"))
+QUIET = ["logger=none", "progress=log"]
+
+
+def run(args, cwd=ROOT, timeout=300, env=None, check=True):
+    e = dict(os.environ)
+    e.update(env or {})
+    p = subprocess.run([sys.executable, "-m", "flossrepro", *args], cwd=cwd, capture_output=True,
+                       text=True, timeout=timeout, env=e)
+    if check and p.returncode != 0:
+        raise AssertionError(f"exit {p.returncode}\nSTDOUT\n{p.stdout[-3000:]}\nSTDERR\n{p.stderr[-3000:]}")
+    return p
+
+
+def test_default_job_writes_run_directory(tmp_path):
+    d = tmp_path / "run"
+    p = run(["scale=smoke", *QUIET, f"hydra.run.dir={d}"])
+    assert "[flossrepro] complete" in p.stdout
+    for f in (".hydra/config.yaml", "metrics.parquet", "summary.json", "checkpoint.pt"):
+        assert (d / f).exists(), f
+    s = json.loads((d / "summary.json").read_text())
+    assert s["status"] == "complete" and s["epochs_done"] == 30 and len(s["members"]) == 2
+    df = pd.read_parquet(d / "metrics.parquet")
+    assert {"run_id", "member", "epoch", "metric", "index", "value", "task.delay", "seed"} <= set(df.columns)
+    m = set(df.metric)
+    assert {"train_loss", "train_accuracy", "test_loss", "test_accuracy", "lyap", "grad_h0_norm",
+            "grad_W_sv", "dW_sv", "dW_effective_rank", "dW_rel_norm"} <= m
+    # every member has its training curve, one row per epoch
+    assert (df[df.metric == "train_loss"].groupby("member").size() == 30).all()
+    # rerunning a finished run skips it
+    p2 = run(["scale=smoke", *QUIET, f"hydra.run.dir={d}"])
+    assert "already complete" in p2.stdout
+
+
+def test_every_experiment_composes_at_every_scale():
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        for exp in EXPERIMENTS:
+            for scale in ("smoke", "small", "paper"):
+                cfg = compose("config", overrides=[f"+experiment={exp}", f"scale={scale}"], return_hydra_config=True)
+                assert cfg.experiment_name == exp
+                assert cfg.hydra.mode.name == "MULTIRUN"
+                # every swept value resolves
+                for k, v in cfg.hydra.sweeper.params.items():
+                    assert str(v)
+                assert int(cfg.members) >= 1
+
+
+@pytest.mark.parametrize("exp", EXPERIMENTS)
+def test_experiment_sweep_runs_at_smoke_scale(tmp_path, exp):
+    d = tmp_path / exp
+    p = run([f"+experiment={exp}", "scale=smoke", *QUIET, f"hydra.sweep.dir={d}"], timeout=600)
+    assert "[flossrepro.aggregate]" in p.stdout
+    metrics, runs, report = collect(d)
+    assert len(runs) >= 2 and (runs.status == "complete").all(), report
+    assert (d / "metrics.parquet").exists() and (d / "runs.csv").exists()
+    assert set(metrics.run_id) == set(runs.run_id)
+
+
+def _final_numbers(d: Path) -> pd.DataFrame:
+    df = pd.read_parquet(d / "metrics.parquet")
+    return df.drop(columns=["run_id"]).sort_values(["metric", "member", "epoch", "index"]).reset_index(drop=True)
+
+
+def test_sigterm_then_rerun_resumes_to_same_numbers(tmp_path):
+    args = ["scale=smoke", *QUIET, "epochs=400", "checkpoint_every=1000", "flossing=during",
+            "flossing.episodes_at=[0,200]", "flossing.epochs=20"]
+    ref = tmp_path / "ref"
+    run([*args, f"hydra.run.dir={ref}"])
+    d = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "flossrepro", *args, f"hydra.run.dir={d}", "log_every=1"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # wait until training is under way, then stop it
+    deadline = time.time() + 120
+    seen = ""
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        seen += line
+        if "epoch 50/400" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0, seen + out
+    s = json.loads((d / "summary.json").read_text())
+    assert s["status"] == "interrupted" and 50 <= s["epochs_done"] < 400
+    p = run([*args, f"hydra.run.dir={d}"])
+    assert "resuming" in p.stdout + p.stderr
+    s = json.loads((d / "summary.json").read_text())
+    assert s["status"] == "complete"
+    a, b = _final_numbers(ref), _final_numbers(d)
+    pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["arch=gru"], "Could not find 'arch/gru'"),
+    (["flossing=pre", "flossing.k=99"], "flossing.k=99"),
+    (["task.delay=50", "task.seq_len=40"], "task.seq_len=40"),
+    (["flossing=during", "flossing.episodes_at=[0,100]"], "flossing.episodes_at"),
+    (["+experiment=fig99"], "experiment/fig99"),
+    (["dtype=float16"], "dtype='float16'"),
+    (["device=cuda:7"] if not __import__("torch").cuda.is_available() else ["device=bogus"], "device="),
+])
+def test_bad_settings_fail_before_compute(tmp_path, args, needle):
+    d = tmp_path / "run"
+    p = run(["scale=smoke", *QUIET, f"hydra.run.dir={d}", *args], check=False)
+    assert p.returncode != 0
+    assert needle in p.stderr + p.stdout, p.stderr
+    assert "Traceback" not in p.stderr
+    assert not (d / "checkpoint.pt").exists() and not (d / "metrics.parquet").exists()
+
+
+def test_diverging_members_are_recorded_and_others_go_on(tmp_path):
+    d = tmp_path / "run"
+    run(["scale=smoke", *QUIET, f"hydra.run.dir={d}", "arch=linear", "members=6", "init.g_range=[0.3,3.0]",
+         "task.seq_len=200", "epochs=5", "diagnostics.lyap_every=0"])
+    s = json.loads((d / "summary.json").read_text())
+    st = [m["status"] for m in s["members"]]
+    assert "diverged" in st and "ok" in st, s["members"]
+    assert s["status"] == "complete_partial"
+    df = pd.read_parquet(d / "metrics.parquet")
+    ok = [m["member"] for m in s["members"] if m["status"] == "ok"]
+    tl = df[(df.metric == "train_loss") & df.member.isin(ok)]
+    assert tl.groupby("member").size().eq(5).all() and tl.value.notna().all()
+
+
+def test_wandb_offline_run_is_written_and_readable(tmp_path):
+    d = tmp_path / "run"
+    run(["scale=smoke", "logger=wandb", "progress=log", f"hydra.run.dir={d}"], env={"WANDB_MODE": "offline"})
+    s = json.loads((d / "summary.json").read_text())
+    files = list((d / "wandb").glob(f"offline-run-*-{s['wandb_id']}/run-{s['wandb_id']}.wandb"))
+    assert files, list((d / "wandb").rglob("*"))
+    from wandb.sdk.internal.datastore import DataStore
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    ds = DataStore()
+    ds.open_for_scan(str(files[0]))
+    keys, cfg_keys, group = set(), set(), None
+    while True:
+        data = ds.scan_data()
+        if data is None:
+            break
+        rec = pb.Record()
+        rec.ParseFromString(data)
+        kind = rec.WhichOneof("record_type")
+        if kind == "history":
+            keys |= {item.key or "/".join(item.nested_key) for item in rec.history.item}
+        elif kind == "run":
+            group = rec.run.run_group
+            cfg_keys |= {item.key for item in rec.run.config.update}
+        elif kind == "config":
+            cfg_keys |= {item.key for item in rec.config.update}
+    assert group == "default"
+    assert {"train_loss/member0", "train_loss/mean", "test_accuracy/member1", "lyap_1/mean"} <= keys, sorted(keys)[:40]
+    assert {"task", "flossing", "seed"} <= cfg_keys
+
+
+def test_aggregator_reports_failed_and_lost_runs(tmp_path):
+    sweep = tmp_path / "sweep"
+    run(["-m", "scale=smoke", *QUIET, f"hydra.sweep.dir={sweep}", "seed=1,2", "epochs=5"])
+    # a lost job: Hydra wrote its config, then it was killed from outside before any result
+    lost = sweep / "seed=3"
+    (lost / ".hydra").mkdir(parents=True)
+    (lost / ".hydra" / "config.yaml").write_text("seed: 3\n")
+    # a failed job
+    failed = sweep / "seed=4"
+    (failed / ".hydra").mkdir(parents=True)
+    (failed / ".hydra" / "config.yaml").write_text("seed: 4\n")
+    (failed / "summary.json").write_text(json.dumps({"status": "failed", "run_id": "x/seed=4", "error": "RuntimeError: boom"}))
+    p = subprocess.run([sys.executable, "-m", "flossrepro.aggregate", str(sweep)], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    assert "2 complete" in p.stdout and "1 failed" in p.stdout and "1 lost" in p.stdout
+    assert "RuntimeError: boom" in p.stdout
+    metrics, runs, _ = collect(sweep)
+    assert set(metrics["seed"]) == {1, 2}
