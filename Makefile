@@ -1,0 +1,39 @@
+# flossrepro: every command sets up .venv first (torch==2.13.0 CPU build first, then the project)
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+ARGS    ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup run test test-slow bench figures report clean
+.DEFAULT_GOAL := run
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)            ## create .venv and install the project
+
+run: $(STAMP)              ## the default job (make run ARGS="task.delay=20 flossing=pre")
+	$(BIN)/python -m flossrepro $(ARGS)
+
+test: $(STAMP)             ## the test suite (excludes tests marked slow)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-slow: $(STAMP)        ## the long science checks only
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+
+bench: $(STAMP)            ## speed benchmark, writes results/bench.json
+	$(BIN)/python -m flossrepro.bench $(ARGS)
+
+figures: $(STAMP)          ## rebuild every figure from results/ (no training)
+	$(BIN)/python -m flossrepro.figures $(ARGS)
+
+report: $(STAMP)           ## results/REPORT.md: the paper's claims against the measured numbers
+	$(BIN)/python -m flossrepro.report $(ARGS)
+
+clean:                     ## remove run outputs (not results/)
+	rm -rf outputs multirun
