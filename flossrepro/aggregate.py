@@ -77,10 +77,17 @@ def collect(sweep_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, list[str
     return metrics, runs_df, report
 
 
-def write(sweep_dir: str | Path, out_dir: str | Path | None = None) -> list[str]:
+def write(sweep_dir: str | Path, out_dir: str | Path | None = None,
+          provenance: dict[str, str] | None = None) -> list[str]:
     out = Path(out_dir or sweep_dir)
     metrics, runs, report = collect(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if provenance is not None:
+        from .trainer import git_commit
+        prov = {"sweep_dir": str(sweep_dir), "git_commit": git_commit(), **provenance,
+                "runs": int(len(runs)), "status": runs["status"].value_counts().to_dict() if not runs.empty else {},
+                "run_time_s_total": float(runs.filter(like="time.total_s").sum().sum()) if not runs.empty else 0.0}
+        (out / "provenance.json").write_text(json.dumps(prov, indent=2))
     if not runs.empty:
         runs.to_csv(out / "runs.csv", index=False)
         runs.astype({c: "string" for c in runs.columns if runs[c].dtype == object}).to_parquet(out / "runs.parquet", index=False)
@@ -102,12 +109,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m flossrepro.aggregate", description=__doc__.split("\n")[0])
     ap.add_argument("sweep_dir")
     ap.add_argument("--out", default=None, help="output folder (default: the sweep directory)")
+    ap.add_argument("--provenance", nargs="*", metavar="KEY=VALUE",
+                    help="write provenance.json (command, scale, wall time, ...) beside the tables")
     a = ap.parse_args(argv)
     if not Path(a.sweep_dir).is_dir():
         print(f"flossrepro.aggregate: error: {a.sweep_dir} is not a directory; give a sweep directory "
               f"(multirun/<experiment>/<scale>)", file=sys.stderr)
         return 2
-    for line in write(a.sweep_dir, a.out):
+    prov = None if a.provenance is None else dict(kv.split("=", 1) for kv in a.provenance)
+    for line in write(a.sweep_dir, a.out, prov):
         print(line)
     return 0
 

@@ -145,7 +145,8 @@ def _by_scale(paper, small, smoke, *, _root_):
     values = {"paper": paper, "small": small, "smoke": smoke}
     if name not in values:
         raise ConfigError(f"scale.name={name!r} has no value in by_scale; allowed: {list(values)}")
-    return values[name]
+    v = values[name]
+    return OmegaConf.create(list(v)) if isinstance(v, (list, tuple)) else v
 
 
 if not OmegaConf.has_resolver("by_scale"):
