@@ -347,6 +347,16 @@ class Trainer:
         self.recorder.add(epoch, "dW_effective_rank", effective_rank(s))
         rel = torch.linalg.matrix_norm(dW) / torch.linalg.matrix_norm(self.W0)
         self.recorder.add(epoch, "dW_rel_norm", rel)
+        if hasattr(self.model, "W") and float(s[:, 0].max()) > 0:
+            # alignment of the top singular vectors of dW with the input and readout directions:
+            # the norm of the projection of u_1 / v_1 onto span(V) and span(w_r^T), in [0, 1]
+            U, _, Vh = torch.linalg.svd(dW)
+            u1, v1 = U[:, :, 0], Vh[:, 0, :]
+            for name, vec in (("u1", u1), ("v1", v1)):
+                for tgt, M in (("V", self.model.V.detach()), ("wr", self.model.w_r.detach().transpose(1, 2))):
+                    Qm, _ = torch.linalg.qr(M)  # [R, N, S or O] orthonormal basis
+                    proj = torch.einsum("rnj,rn->rj", Qm, vec).norm(dim=-1)
+                    self.recorder.add(epoch, f"dW_align_{name}_{tgt}", proj)
 
     def run_episode(self) -> None:
         """Run (or continue) the flossing episode at ``self.starts[self.next_episode]``."""
