@@ -68,6 +68,8 @@ def episode_starts(cfg: DictConfig) -> list[int]:
     f = cfg.flossing
     if f.schedule == "none":
         return []
+    if f.schedule == "pre":
+        return [0]  # one episode before training, whatever episodes_at says
     if f.schedule == "throughout":
         every = f.every
         if every is None or int(every) < 1:

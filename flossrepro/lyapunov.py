@@ -17,6 +17,7 @@ Two evaluation paths give the same numbers and gradients:
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -46,10 +47,17 @@ def random_orthonormal(n: int, k: int, n_members: int = 1, seed: int = 0,
     return Q.to(dtype=dtype, device=device).expand(n_members, n, k).contiguous()
 
 
-def _check_k(k: int, n: int) -> None:
-    if not isinstance(k, int) or k < 1 or k > n:
-        raise ValueError(f"k={k} exponents requested, but the state dimension is {n}; "
+def _check_k(k: int, n: int) -> int:
+    try:  # accept any integer type (numpy, 0-dim integer tensors), reject bools and floats
+        kk = None if isinstance(k, bool) else operator.index(k)
+    except TypeError:
+        kk = None
+    if kk is None:
+        raise ValueError(f"k={k!r} must be an integer number of exponents; allowed: 1 <= k <= {n}")
+    if kk < 1 or kk > n:
+        raise ValueError(f"k={kk} exponents requested, but the state dimension is {n}; "
                          f"allowed: 1 <= k <= {n}")
+    return kk
 
 
 def _check_lengths(T: int, transient_h: int, transient_q: int, s_ons: int) -> int:
@@ -233,7 +241,7 @@ def lyapunov_spectrum(model, inputs: Tensor, k: int, *, s_ons: int = 1,
     if inputs.dim() != 3 or inputs.shape[1] != model.n_members or inputs.shape[2] != model.n_in:
         raise ValueError(f"inputs must be [T, R={model.n_members}, S={model.n_in}], got {tuple(inputs.shape)}")
     n = model.state_dim
-    _check_k(k, n)
+    k = _check_k(k, n)
     T = inputs.shape[0]
     dh, dq = default_transients(T)
     transient_h = dh if transient_h is None else int(transient_h)
@@ -275,7 +283,7 @@ def lyapunov_spectrum_from_jacobians(jacobians: Tensor, k: int, *, s_ons: int = 
     squeeze = jacobians.dim() == 3
     J = jacobians[:, None] if squeeze else jacobians
     T, R, n, _ = J.shape
-    _check_k(k, n)
+    k = _check_k(k, n)
     t_sim = _check_lengths(T, 0, transient, s_ons)
     Q = random_orthonormal(n, k, R, dtype=J.dtype, device=J.device) if q0 is None else q0
     flags = _qr_schedule(T, transient, s_ons)

@@ -1,0 +1,166 @@
+"""Table helpers shared by the figure modules and the claims report (pandas only, no plotting).
+
+The input is an experiment's aggregated tidy table (``metrics.parquet``, see
+``flossrepro.trainer``): one row per observation with columns ``run_id, member, epoch,
+metric, index, value`` plus the run's settings (``task.name``, ``flossing.schedule``,
+``task.delay``, ``flossing.k``, ``flossing.target``, ``arch.n_hidden``, ``scale.name``,
+``members``, ``epochs``, ...). A *network* (one realization) is a ``(run_id, member)`` pair.
+Rows whose metric starts with ``floss_`` count ``epoch`` in flossing epochs; all others
+count training epochs.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+NET = ["run_id", "member"]
+
+#: chance level of each task's test metric: MSE of predicting the target's mean for the
+#: continuous tasks (copy: Var U(0,1) = 1/12; temporal XOR: Var|x1-x2| = 1/18), accuracy 0.5
+#: for the binary ones.
+CHANCE = {"copy": 1.0 / 12.0, "temporal_xor": 1.0 / 18.0, "lag_xor": 1.0 / 18.0,
+          "binary_xor": 0.5, "spatial_xor": 0.5}
+
+#: the order and colour of flossing schedules in every figure
+SCHEDULES = ["none", "pre", "during", "throughout"]
+SCHEDULE_LABEL = {"none": "baseline (no flossing)", "pre": "preflossing", "during": "flossing during training",
+                  "throughout": "flossing throughout"}
+
+
+def load(results: str | Path, experiment: str) -> tuple[pd.DataFrame | None, dict]:
+    """``(metrics or None, provenance dict)`` from ``results/<experiment>/``."""
+    d = Path(results) / experiment
+    mp, pp = d / "metrics.parquet", d / "provenance.json"
+    metrics = pd.read_parquet(mp) if mp.exists() else None
+    prov = {}
+    if pp.exists():
+        try:
+            prov = json.loads(pp.read_text())
+        except (OSError, json.JSONDecodeError):
+            prov = {}
+    return metrics, prov
+
+
+def rows(df: pd.DataFrame, metric: str | None = None, **settings) -> pd.DataFrame:
+    """Rows of ``metric`` whose settings equal the given values.
+
+    Settings are passed with dots replaced by double underscores
+    (``task__name="copy"``, ``flossing__k=1``); a float compares with ``np.isclose``. A
+    setting whose column is absent matches nothing unless the value is ``None``.
+    """
+    m = pd.Series(True, index=df.index)
+    if metric is not None:
+        m &= df["metric"] == metric
+    for key, want in settings.items():
+        col = key.replace("__", ".")
+        if want is None:
+            continue
+        if col not in df.columns:
+            return df.iloc[0:0]
+        c = df[col]
+        if isinstance(want, float) and pd.api.types.is_numeric_dtype(c):
+            m &= np.isclose(c.astype(float), want)
+        else:
+            m &= c == want
+    return df[m]
+
+
+def values(df: pd.DataFrame, col: str) -> list:
+    """Sorted distinct non-null values of a settings column (empty when absent)."""
+    if col not in df.columns or df.empty:
+        return []
+    return sorted(df[col].dropna().unique().tolist())
+
+
+def band(df: pd.DataFrame, x: str = "epoch") -> pd.DataFrame:
+    """Median and 25/75 percentiles of ``value`` over networks at each ``x``.
+
+    Returns columns ``x, median, q25, q75, n`` sorted by ``x``.
+    """
+    if df.empty:
+        return pd.DataFrame(columns=[x, "median", "q25", "q75", "n"])
+    g = df.groupby(x)["value"]
+    out = pd.DataFrame({"median": g.median(), "q25": g.quantile(0.25), "q75": g.quantile(0.75),
+                        "n": g.count()}).reset_index()
+    return out.sort_values(x).reset_index(drop=True)
+
+
+def last_epoch_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """For each run, the rows at that run's last recorded epoch (``df`` holds one metric)."""
+    if df.empty:
+        return df
+    last = df.groupby("run_id")["epoch"].transform("max")
+    return df[df["epoch"] == last]
+
+
+def final(df: pd.DataFrame, metric: str, fail_value: float | None = None) -> pd.DataFrame:
+    """One row per network: ``metric`` at its run's last evaluation epoch ("final").
+
+    A network without a finite value there (it diverged) gets ``fail_value`` when given
+    (e.g. ``inf`` for a loss, chance for an accuracy), so it counts as a failure.
+    """
+    r = last_epoch_rows(df[df["metric"] == metric])
+    if r.empty:
+        return r
+    r = r.drop_duplicates(NET, keep="last").copy()
+    if fail_value is not None:
+        r["value"] = r["value"].where(np.isfinite(r["value"]), fail_value)
+    return r
+
+
+def final_medians(df: pd.DataFrame, metric: str, task: str, fail_value: float | None = None) -> pd.DataFrame:
+    """Median over networks of the final ``metric`` for ``task``, per schedule and delay.
+
+    Returns a frame indexed by ``task.delay`` with one column per schedule present.
+    """
+    f = final(rows(df, task__name=task), metric, fail_value)
+    if f.empty:
+        return pd.DataFrame()
+    return f.groupby(["task.delay", "flossing.schedule"])["value"].median().unstack("flossing.schedule").sort_index()
+
+
+def first_setting(df: pd.DataFrame, col: str):
+    """The value of a settings column when it is the same everywhere, a list otherwise, None if absent."""
+    v = values(df, col)
+    if not v:
+        return None
+    return v[0] if len(v) == 1 else v
+
+
+def describe(df: pd.DataFrame) -> dict:
+    """Scale, N, members, epochs and (flossing) k as recorded in the table."""
+    out = {"scale": first_setting(df, "scale.name"), "N": first_setting(df, "arch.n_hidden"),
+           "members": first_setting(df, "members"), "epochs": first_setting(df, "epochs")}
+    fl = df[df["metric"] == "floss_loss"] if "metric" in df else df.iloc[0:0]
+    if not fl.empty:
+        out["k"] = sorted(fl["flossing.k"].dropna().unique().tolist()) if "flossing.k" in fl else None
+        # flossing epochs per episode: a network's flossing epochs over its number of episodes
+        total = fl.groupby(NET)["epoch"].max() + 1
+        after = df[df["metric"] == "lyap_after_floss"]
+        episodes = after.groupby(NET)["epoch"].nunique().reindex(total.index).fillna(1).clip(lower=1)
+        per = sorted({int(round(v)) for v in (total / episodes).tolist()})
+        out["floss_epochs"] = per[0] if len(per) == 1 else per
+    return out
+
+
+def fmt_setting(v) -> str:
+    if isinstance(v, list):
+        return "/".join(fmt_setting(x) for x in v)
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def pick_delay(present: list, want: int | None) -> int | None:
+    """``want`` if present, else the nearest present delay (the larger on a tie); ``want=None``
+    picks the largest."""
+    if not present:
+        return None
+    if want is None:
+        return max(present)
+    if want in present:
+        return want
+    return min(present, key=lambda d: (abs(d - want), -d))

@@ -1,0 +1,77 @@
+"""Plot helpers shared by the figure modules (matplotlib object API: no pyplot state, Agg)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from .data import NET, band, describe, fmt_setting
+
+STYLE = {"axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
+         "grid.alpha": 0.3, "font.size": 9, "axes.titlesize": 10, "legend.fontsize": 7.5,
+         "legend.frameon": False}
+
+SCHEDULE_COLOR = dict(zip(["none", "pre", "during", "throughout"], ["#555555", "#1f77b4", "#d62728", "#9467bd"]))
+
+
+def new_figure(nrows: int, ncols: int, size: tuple[float, float]) -> tuple[Figure, np.ndarray]:
+    fig = Figure(figsize=size, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).reshape(nrows, ncols)
+    return fig, axes
+
+
+def palette(n: int, name: str = "viridis") -> list:
+    return sns.color_palette(name, max(n, 1)).as_hex() if n > 1 else ["#1f77b4"]
+
+
+def median_band(ax: Axes, df: pd.DataFrame, color, label: str | None, x: str = "epoch",
+                lines_per_network: bool = False) -> pd.DataFrame:
+    """Median line and 25-75% band of ``value`` over networks vs ``x``; optional thin line per network."""
+    if lines_per_network:
+        for _, g in df.groupby(NET):
+            g = g.sort_values(x)
+            ax.plot(g[x], g["value"], color=color, lw=0.5, alpha=0.35)
+    b = band(df, x)
+    if b.empty:
+        return b
+    n = int(df.groupby(NET).ngroups)
+    ax.fill_between(b[x], b["q25"], b["q75"], color=color, alpha=0.2, lw=0)
+    ax.plot(b[x], b["median"], color=color, lw=1.8, label=None if label is None else f"{label} (n={n})")
+    return b
+
+
+def note(ax: Axes, text: str, loc: str = "lower left") -> None:
+    """A small grey note inside the panel (what is missing, what was substituted)."""
+    if not text:
+        return
+    xy = {"lower left": (0.02, 0.02, "left", "bottom"), "upper left": (0.02, 0.98, "left", "top"),
+          "upper right": (0.98, 0.98, "right", "top"), "lower right": (0.98, 0.02, "right", "bottom"),
+          "center": (0.5, 0.5, "center", "center")}[loc]
+    ax.text(xy[0], xy[1], text, transform=ax.transAxes, ha=xy[2], va=xy[3], fontsize=7, color="#8b0000",
+            bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="#cccccc", alpha=0.85), zorder=10)
+
+
+def empty_panel(ax: Axes, text: str) -> None:
+    note(ax, text, "center")
+
+
+def suptitle(fig: Figure, title: str, df: pd.DataFrame, extra: str = "") -> None:
+    """``title`` plus the scale, N, members per condition and epochs as recorded in the table."""
+    d = describe(df)
+    parts = [f"scale={fmt_setting(d['scale'])}", f"N={fmt_setting(d['N'])}",
+             f"{fmt_setting(d['members'])} networks per condition"]
+    if d.get("epochs") not in (None, 0):
+        parts.append(f"{fmt_setting(d['epochs'])} training epochs")
+    if d.get("k") is not None and extra != "no-k":
+        parts.append(f"k={fmt_setting(d['k'])}")
+    if d.get("floss_epochs"):
+        parts.append(f"{fmt_setting(d['floss_epochs'])} flossing epochs per episode")
+    if extra and extra != "no-k":
+        parts.append(extra)
+    fig.suptitle(f"{title}\n" + ", ".join(parts), fontsize=10)
+
+
+def jitter(n: int, width: float, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-width, width, n)

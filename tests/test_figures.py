@@ -1,0 +1,306 @@
+"""Figures and the claims report: plot functions, the figures CLI, and report verdicts.
+
+Fig 1 is drawn from a real (tiny) smoke sweep; Figs 3 and 4 and the verdict checks use
+tables built here with the trainer's layout (run_id, member, epoch, metric, index, value,
+settings), shaped to satisfy or to violate each claim.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from flossrepro import report
+from flossrepro.figures import fig1, fig3, fig4, plotter
+from flossrepro.figures.__main__ import main as figures_main
+from flossrepro.figures.data import final, final_medians, pick_delay
+
+ROOT = Path(__file__).resolve().parents[1]
+VERDICTS = {report.REPRODUCED, report.NOT_REPRODUCED, report.NOT_RUN}
+
+
+# ----------------------------------------------------------------------------- tables
+def _frame(rows, settings: dict) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=["member", "epoch", "metric", "index", "value"])
+    df["index"] = df["index"].astype("Int64")
+    run_id = settings["experiment_name"] + "/" + ",".join(f"{k}={v}" for k, v in settings.items()
+                                                          if k in ("flossing.schedule", "task.name", "task.delay",
+                                                                   "flossing.k", "flossing.target"))
+    df.insert(0, "run_id", run_id)
+    for k, v in settings.items():
+        df[k] = v
+    df["path"] = run_id
+    return df
+
+
+def fig1_table(ok: bool = True, N: int = 8, R: int = 5, E: int = 60, ks=(1, 4, 8),
+               targets=(-1.0, -0.5, 0.0, 0.5)) -> pd.DataFrame:
+    """Flossing toward each target; ``ok=False`` leaves lambda_1 stuck 0.3 away and the loss flat."""
+    rng = np.random.default_rng(0)
+    frames = []
+    for k in ks:
+        for t in targets:
+            rows = []
+            reach = min(t, 0.0) if ok else t - 0.3     # a positive target is never reached
+            for r in range(R):
+                lam0 = np.sort(-0.2 - 0.25 * np.arange(N) + 0.02 * rng.standard_normal(N))[::-1]
+                after = lam0.copy()
+                after[:k] = reach + 0.005 * rng.standard_normal(k) if ok else lam0[:k]
+                after[k:] = np.minimum(lam0[k:], reach - 0.3)
+                after = np.sort(after)[::-1]
+                for e in range(E):
+                    frac = np.exp(-e / 8) if ok else 1.0
+                    l1 = reach + (lam0[0] - reach) * frac
+                    rows.append((r, e, "floss_lambda_1", None, l1))
+                    rows.append((r, e, "floss_loss", None, k * (l1 - t) ** 2 + (0 if ok else 0.5)))
+                for i in range(N):
+                    rows.append((r, 0, "lyap_before_floss", i + 1, lam0[i]))
+                    rows.append((r, 0, "lyap_after_floss", i + 1, after[i]))
+                    rows.append((r, 0, "lyap", i + 1, after[i]))
+                rows.append((r, 0, "init_g", None, rng.uniform()))
+            frames.append(_frame(rows, {"experiment_name": "fig1", "scale.name": "smoke", "flossing.schedule": "pre",
+                                        "task.name": "copy", "task.delay": 10, "arch.n_hidden": N, "init.g": 1.0,
+                                        "flossing.k": k, "flossing.target": t, "seed": 0, "members": R,
+                                        "epochs": 0}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def task_table(exp: str, final_value, schedules, tasks, delays, R: int = 3, E: int = 100,
+               every: int = 25) -> pd.DataFrame:
+    """Test curves relaxing from chance to ``final_value(task, schedule, delay)``."""
+    rng = np.random.default_rng(1)
+    metric = "test_accuracy" if exp == "fig4" else "test_loss"
+    frames = []
+    for task in tasks:
+        chance = report.CHANCE[task]
+        for s in schedules:
+            for d in delays:
+                rows = []
+                target = final_value(task, s, d)
+                for r in range(R):
+                    for e in range(0, E + 1, every):
+                        v = target + (chance - target) * np.exp(-e / 20) + 1e-3 * rng.standard_normal()
+                        rows.append((r, e, metric, None, v))
+                        rows.append((r, e, "test_loss", None, abs(v)) if metric != "test_loss" else
+                                    (r, e, "train_loss", None, abs(v)))
+                    if s != "none":
+                        for ep in ([0] if s == "pre" else [0, 40]):
+                            rows.append((r, ep, "lyap_after_floss", 1, -0.01))
+                            rows.append((r, ep, "floss_loss", None, 0.1))
+                frames.append(_frame(rows, {"experiment_name": exp, "scale.name": "small", "flossing.schedule": s,
+                                            "task.name": task, "task.delay": d, "arch.n_hidden": 32, "init.g": 1.0,
+                                            "flossing.k": 30, "flossing.target": 0.0, "seed": 0, "members": R,
+                                            "epochs": E, "task": task, "flossing": s}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def fig3_table(ok: bool = True, delays=(10, 20, 30, 40, 50, 60), schedules=("none", "pre")) -> pd.DataFrame:
+    def val(task, s, d):
+        c = report.CHANCE[task]
+        if s == "none":
+            return 0.02 * c if d <= 20 else c
+        return (0.05 * c if d <= 50 else c) if ok else (0.02 * c if d <= 20 else c)
+    return task_table("fig3", val, schedules, ["copy", "temporal_xor"], delays)
+
+
+def fig4_table(ok: bool = True, delays=(10, 20, 30, 40, 50, 60, 70),
+               schedules=("none", "pre", "during")) -> pd.DataFrame:
+    def val(task, s, d):
+        if s == "none":
+            return 0.95 if d < 40 else 0.5
+        if s == "pre":
+            return 0.95 if d < 50 else 0.55
+        return 0.9 if ok else 0.52
+    return task_table("fig4", val, schedules, ["binary_xor", "spatial_xor"], delays)
+
+
+@pytest.fixture(scope="module")
+def fig1_smoke(tmp_path_factory) -> pd.DataFrame:
+    """A real fig1 smoke sweep (k in {1, 4}, target 0), aggregated by the sweep itself (~15 s)."""
+    d = tmp_path_factory.mktemp("fig1") / "sweep"
+    p = subprocess.run([sys.executable, "-m", "flossrepro", "+experiment=fig1", "scale=smoke", "logger=none",
+                        "progress=none", "hydra/launcher=basic", "flossing.k=1,4", "flossing.target=0.0",
+                        f"hydra.sweep.dir={d}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return pd.read_parquet(d / "metrics.parquet")
+
+
+def _titles(fig: Figure) -> list[str]:
+    return [ax.get_title(loc="left") for ax in fig.axes]
+
+
+def _notes(ax) -> str:
+    return "\n".join(t.get_text() for t in ax.texts)
+
+
+# ----------------------------------------------------------------------------- plots
+def test_fig1_from_real_smoke_sweep(fig1_smoke):
+    fig = fig1.plot(fig1_smoke)
+    assert isinstance(fig, Figure)
+    t = _titles(fig)
+    assert [s[0] for s in t] == ["B", "C", "D"], t
+    b, c, d = fig.axes
+    assert c.get_yscale() == "log"
+    assert "flossing epochs" in b.get_xlabel() and "1/step" in b.get_ylabel()
+    # B: a median line for the target present (0) and its dashed target line; the others noted missing
+    labels = [l.get_label() for l in b.get_lines()]
+    assert [s for s in labels if s.startswith("target")] == ["target 0 (n=2)"]
+    assert "targets not run: -1, -0.5, 0.5" in _notes(b)
+    # D: a vertical marker at i=k for each k
+    vx = {l.get_xdata()[0] for l in d.get_lines() if len(set(l.get_xdata())) == 1 and l.get_linestyle() == ":"}
+    assert vx == {1, 4}
+    assert "scale=smoke" in fig._suptitle.get_text() and "N=8" in fig._suptitle.get_text()
+
+
+def test_fig1_synthetic_has_every_target_and_k():
+    fig = plotter("fig1")(fig1_table())
+    b, c, d = fig.axes
+    assert len([l for l in b.get_lines() if l.get_label().startswith("target")]) == 4
+    assert {l.get_label().split(" ")[0] for l in c.get_lines()} == {"k=1", "k=4", "k=8"}
+    assert _notes(b) == ""
+
+
+@pytest.mark.parametrize("mod, table, letters", [(fig3, fig3_table, "ABCD"), (fig4, fig4_table, "ABCD")])
+def test_task_figures_have_all_panels(mod, table, letters):
+    fig = mod.plot(table())
+    assert isinstance(fig, Figure)
+    t = _titles(fig)
+    assert [s[0] for s in t] == list(letters), t
+    a, b, c, d = fig.axes
+    want = 40 if mod is fig3 else 70
+    assert f"d={want}" in a.get_title(loc="left")
+    n_sched = 2 if mod is fig3 else 3
+    # A: median line per schedule + thin line per realization (3 per schedule) + chance
+    assert len(a.get_lines()) == n_sched * (1 + 3) + 1
+    # C: one median line per schedule and one dot collection per schedule
+    assert len([l for l in c.get_lines() if "per delay" in l.get_label()]) == n_sched
+    assert len(c.collections) == n_sched
+    assert any("chance" in l.get_label() for l in c.get_lines())
+    assert "delay d (steps)" == c.get_xlabel() and "training epochs" == a.get_xlabel()
+
+
+def test_task_figures_draw_what_is_there_and_say_what_is_missing():
+    df = fig3_table(delays=(10, 20, 30))
+    df = df[~((df["task.name"] == "temporal_xor") & (df["flossing.schedule"] == "pre"))]
+    a, b, c, d = fig3.plot(df).axes
+    assert "d=30" in a.get_title(loc="left") and "d=40 not in table" in _notes(a)
+    assert "pre: not run" in _notes(b) and "pre: not run" in _notes(d)
+    assert "40, 50, 60" in _notes(c)
+    # a table without one task at all still draws, with an empty-panel note
+    only_binary = fig4_table()
+    only_binary = only_binary[only_binary["task.name"] == "binary_xor"]
+    a, b, c, d = fig4.plot(only_binary).axes
+    assert "spatial_xor" in _notes(b) and "spatial_xor" in _notes(d)
+
+
+def test_final_is_the_last_evaluation_and_failures_count():
+    df = fig3_table()
+    f = final(df, "test_loss")
+    assert (f["epoch"] == 100).all() and len(f) == 2 * 2 * 6 * 3
+    df.loc[(df["epoch"] == 100) & (df["member"] == 0), "value"] = np.nan
+    m = final_medians(df, "test_loss", "copy", fail_value=np.inf)
+    assert np.isfinite(m.values).all()      # 2 of 3 members finite: the median stays finite
+    assert pick_delay([10, 30], 40) == 30 and pick_delay([10, 50], 30) == 50 and pick_delay([10, 20], None) == 20
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_figures_cli_writes_png_pdf_and_reports_missing(tmp_path, capsys):
+    """``python -m flossrepro.figures`` (its main, in-process: a fresh interpreter costs ~10 s of imports)."""
+    res = tmp_path / "results"
+    (res / "fig3").mkdir(parents=True)
+    fig3_table(delays=(20, 40)).to_parquet(res / "fig3" / "metrics.parquet", index=False)
+    assert figures_main(["--results", str(res), "--only", "fig3", "fig4", "--dpi", "60"]) == 0
+    out = capsys.readouterr().out
+    assert (res / "fig3" / "fig3.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (res / "fig3" / "fig3.png").stat().st_size > 10_000
+    assert (res / "fig3" / "fig3.pdf").read_bytes()[:4] == b"%PDF"
+    assert "fig3: wrote" in out
+    assert "fig4: no" in out and "scripts/reproduce.sh fig4 small" in out and "skipped 1 (fig4)" in out
+    assert not (res / "fig4").exists()
+    assert figures_main(["--results", str(res), "--only", "fig9"]) == 2
+    # a table that cannot be drawn fails loudly (exit 1) but does not stop the others
+    (res / "fig4").mkdir()
+    pd.DataFrame({"x": [1]}).to_parquet(res / "fig4" / "metrics.parquet")
+    assert figures_main(["--results", str(res), "--only", "fig4", "fig1"]) == 1
+    out = capsys.readouterr().out
+    assert "fig4: FAILED" in out and "fig1: no" in out
+
+
+# ----------------------------------------------------------------------------- report
+def _verdicts(claims) -> dict[str, str]:
+    return {c.id: c.verdict for c in claims}
+
+
+def test_report_fig1_verdicts():
+    assert _verdicts(report.claims_fig1(fig1_table(ok=True))) == {
+        "1B": "reproduced", "1B+": "reproduced", "1C": "reproduced", "1D": "reproduced"}
+    bad = _verdicts(report.claims_fig1(fig1_table(ok=False)))
+    assert bad["1B"] == bad["1C"] == bad["1D"] == "not reproduced", bad
+    # +0.5 stuck 0.3 below the target: still "not reached", as the paper says
+    assert bad["1B+"] == "reproduced"
+    missing = _verdicts(report.claims_fig1(fig1_table(targets=(0.0, 0.5))))
+    assert missing["1B"] == "not run"
+
+
+def test_report_1d_excludes_k_equal_n_and_checks_the_gap():
+    claims = {c.id: c for c in report.claims_fig1(fig1_table(ks=(1, 8)))}
+    assert "k=8" not in claims["1D"].measured and "k=1" in claims["1D"].measured
+    df = fig1_table(ks=(4,))
+    # close the gap: lambda_5 as high as lambda_4 -> not reproduced
+    sel = (df["metric"] == "lyap_after_floss") & (df["index"] == 5)
+    df.loc[sel, "value"] = df.loc[(df["metric"] == "lyap_after_floss") & (df["index"] == 4), "value"].to_numpy()
+    assert _verdicts(report.claims_fig1(df))["1D"] == "not reproduced"
+
+
+def test_report_fig3_fig4_verdicts():
+    assert _verdicts(report.claims_fig3(fig3_table(ok=True))) == {"3C": "reproduced", "3D": "reproduced"}
+    assert _verdicts(report.claims_fig3(fig3_table(ok=False))) == {"3C": "not reproduced", "3D": "not reproduced"}
+    assert _verdicts(report.claims_fig4(fig4_table(ok=True))) == {"4C": "reproduced", "4D": "reproduced"}
+    assert _verdicts(report.claims_fig4(fig4_table(ok=False))) == {"4C": "not reproduced", "4D": "not reproduced"}
+    assert _verdicts(report.claims_fig4(fig4_table(schedules=("none", "pre")))) == {"4C": "not run", "4D": "not run"}
+    c = {x.id: x for x in report.claims_fig3(fig3_table(ok=True))}
+    assert "d=30,40,50" in c["3C"].measured and "pre d=50" in c["3D"].measured
+
+
+def test_report_flags_a_pre_run_with_several_episodes():
+    df = fig4_table()
+    assert report.schedule_checks(df) == []
+    df.loc[df["flossing.schedule"] == "pre", "flossing.schedule"] = "pre_"   # relabel: during runs -> "pre"
+    df.loc[df["flossing.schedule"] == "during", "flossing.schedule"] = "pre"
+    assert any("'pre'" in w for w in report.schedule_checks(df))
+
+
+def test_report_cli_writes_report_with_not_run(tmp_path, fig1_smoke):
+    res = tmp_path / "results"
+    (res / "fig3").mkdir(parents=True)
+    (res / "fig1").mkdir()
+    fig3_table().to_parquet(res / "fig3" / "metrics.parquet", index=False)
+    fig1_smoke.to_parquet(res / "fig1" / "metrics.parquet", index=False)
+    (res / "fig3" / "fig3.png").write_bytes(b"\x89PNG\r\n\x1a\n")   # newer than the table: not redrawn
+    (res / "fig3" / "provenance.json").write_text('{"command": "scripts/reproduce.sh fig3 small", "scale": "small", '
+                                                  '"git_commit": "abc1234", "wall_s": "4321"}')
+    assert report.main(["--results", str(res), "--no-draw"]) == 0
+    text = (res / "REPORT.md").read_text()
+    lines = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ") and "**" in line}
+    assert set(lines) == {"1B", "1B+", "1C", "1D", "3C", "3D", "4C", "4D"}
+    assert lines["3C"].endswith("**reproduced** |") and lines["3D"].endswith("**reproduced** |")
+    assert lines["4C"].endswith("**not run** |") and lines["4D"].endswith("**not run** |")
+    assert all(line.rsplit("**", 2)[-2] in VERDICTS for line in lines.values())
+    assert "![fig3](fig3/fig3.png)" in text and "figure not drawn: run `python -m flossrepro.figures --only fig1`" in text
+    assert "abc1234" in text and "4321 s" in text and "scripts/reproduce.sh fig4 small" in text
+    assert "scale=smoke" in lines["1C"] and "scale=small" in lines["3C"]
+    assert report.main(["--results", str(tmp_path / "nope")]) == 2
+
+
+def test_report_draws_a_missing_figure(tmp_path):
+    res = tmp_path / "results"
+    (res / "fig4").mkdir(parents=True)
+    fig4_table(delays=(60, 70)).to_parquet(res / "fig4" / "metrics.parquet", index=False)
+    text = report.render(res)
+    assert (res / "fig4" / "fig4.png").exists() and (res / "fig4" / "fig4.pdf").exists()
+    assert "![fig4](fig4/fig4.png)" in text and "no provenance.json" in text
