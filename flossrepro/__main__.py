@@ -14,6 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError  # also registers the by_scale resolver
+from .launcher import finished_summary, register_configs
 from .trainer import StopRequested, Trainer, git_commit
 
 log = logging.getLogger("flossrepro")
@@ -44,13 +45,7 @@ def run_columns(cfg: DictConfig, hc) -> dict:
     return cols
 
 
-def _already_complete(run_dir: Path) -> dict | None:
-    p = run_dir / "summary.json"
-    if p.exists() and (run_dir / "checkpoint.pt").exists():
-        s = json.loads(p.read_text())
-        if s.get("status") in ("complete", "complete_partial", "diverged"):
-            return s
-    return None
+_already_complete = finished_summary  # summary.json says complete/partial/diverged, and checkpoint.pt exists
 
 
 def _clean_failed_start(run_dir: Path) -> None:
@@ -106,4 +101,5 @@ def main(cfg: DictConfig):
 
 
 if __name__ == "__main__":
+    register_configs()  # hydra/launcher=submitit_slurm -> flossrepro.launcher.SlurmLauncher's settings
     main()

@@ -199,11 +199,19 @@ class Trainer:
 
     # -- signals ----------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
-        if self.stop_signal is None:
+        if signum == signal.SIGTERM and _is_submitit_bypass(self._prev_handlers.get(signum)):
+            # In a submitit job SIGTERM comes before a preemption's USR2 (which requeues) or a
+            # scancel's SIGKILL: checkpoint at the next step boundary and go on (as submitit does).
+            if self.stop_signal is None:
+                log.warning("received SIGTERM in a submitit job: checkpointing at the next step boundary, going on")
+                self.stop_signal = signum
+            return
+        if self._hard_stop is None:
             log.warning("received %s: checkpointing at the next step boundary", signal.Signals(signum).name)
-        self.stop_signal = signum
+        self._hard_stop = self.stop_signal = signum
 
     def _install_signals(self) -> None:
+        self._hard_stop: int | None = None  # a signal that stops the run (stop_signal alone: checkpoint only)
         for name in STOP_SIGNALS:
             sig = getattr(signal, name, None)
             if sig is None:
@@ -222,10 +230,18 @@ class Trainer:
         self._prev_handlers.clear()
 
     def _check_stop(self) -> None:
-        if self.stop_signal is not None:
-            self.save_checkpoint()
-            self._write_metrics()
-            raise StopRequested(signal.Signals(self.stop_signal).name)
+        if self.stop_signal is None:
+            return
+        self.save_checkpoint()
+        self._write_metrics()
+        if self._hard_stop is None:  # checkpoint only (see _on_signal)
+            self.stop_signal = None
+            if self._hard_stop is not None:  # a stop arrived meanwhile
+                self.stop_signal = self._hard_stop
+            self._write_summary("running")
+            log.warning("checkpoint written at epoch %d", self.epoch)
+            return
+        raise StopRequested(signal.Signals(self.stop_signal).name)
 
     # -- phases -----------------------------------------------------------------
     def _kill(self, bad: torch.Tensor, epoch: int, why: str) -> None:
@@ -541,14 +557,14 @@ class Trainer:
             return
         import wandb
         mode = os.environ.get("WANDB_MODE", lg.mode)
-        self.wandb_run = wandb.init(
+        self.wandb_run = _GuardedRun(wandb.init(
             project=lg.project, entity=lg.entity, mode=mode, dir=str(self.run_dir),
             id=self.wandb_id, resume="allow", name=self.run_id,
             group=str(self.cfg.experiment_name), job_type=str(self.cfg.flossing.schedule),
             tags=list(lg.tags) + [f"scale={self.cfg.scale.name}", f"task={self.cfg.task.name}"],
             config=OmegaConf.to_container(self.cfg, resolve=True),
             settings=wandb.Settings(silent=True, console="off"),
-        )
+        ))
         self._wandb_logged = 0
 
     def _log_wandb(self, epoch: int) -> None:
@@ -570,6 +586,45 @@ class Trainer:
         data["epoch"] = epoch
         data["alive"] = int(self.alive.sum())
         self.wandb_run.log(data)
+
+
+class _GuardedRun:
+    """A W&B run whose calls log a warning instead of raising once its service has died.
+
+    SLURM signals every process of a job step: the SIGTERM of a preemption, a scancel or a
+    time limit kills W&B's ``wandb-core`` service while the run still has to checkpoint
+    (and be requeued). The resumed run continues the same W&B run (same id).
+    """
+
+    def __init__(self, run):
+        self.run, self.dead = run, False
+        self.summary = self
+
+    def _call(self, fn, *args, **kwargs):
+        if self.dead:
+            return None
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:  # W&B never stops the training
+            self.dead = True
+            log.warning("W&B logging stops for this process (%s: %s); a resumed run continues the W&B run",
+                        type(e).__name__, e)
+            return None
+
+    def log(self, data):
+        return self._call(self.run.log, data)
+
+    def update(self, data):  # run.summary.update
+        return self._call(self.run.summary.update, data)
+
+    def finish(self, **kwargs):
+        return self._call(self.run.finish, **kwargs)
+
+
+def _is_submitit_bypass(handler) -> bool:
+    """Whether ``handler`` is submitit's SIGTERM handler in a job (it only logs the signal)."""
+    owner = getattr(handler, "__self__", None)
+    return getattr(handler, "__name__", "") == "bypass" and type(owner).__module__.startswith("submitit")
 
 
 def _nanmean(v) -> float:

@@ -1,0 +1,290 @@
+"""SLURM sweeps that end: Hydra's submitit launcher plus skipping, lost-job detection and a wait bound.
+
+``hydra/launcher=submitit_slurm`` (``conf/hydra/launcher/submitit_slurm.yaml``) targets
+:class:`SlurmLauncher`. It submits a sweep as one SLURM job array exactly as Hydra's
+``submitit_slurm`` launcher does (same sbatch options, same ``checkpoint()`` requeue on
+preemption / time-out), and differs in how it waits:
+
+* runs whose directory already holds a finished result (``summary.json`` says complete,
+  plus ``checkpoint.pt``) are not submitted again;
+* it polls result files and ``squeue`` instead of ``sacct``. Without SLURM accounting
+  submitit cannot tell that a job killed from outside (``scancel``, OOM or node kill, a
+  job that never started) is gone, and waits forever. Here a job that has left the queue
+  without writing a result for ``lost_after_s`` seconds is reported *lost*;
+* ``max_wait_min`` (optional) bounds the whole wait: jobs still unfinished then are
+  cancelled (they checkpoint on SIGTERM, so rerunning the sweep resumes them) and
+  reported lost.
+
+A lost or failed job never stops the sweep: its run directory's ``summary.json`` gets
+``status: lost`` (or ``failed``) and the error, the other jobs' results are returned
+as usual, and the aggregator lists it.
+
+The launcher's extra settings need their own structured config (the plugin's schema
+rejects unknown keys), and Hydra instantiates launchers only under ``hydra_plugins.``
+names: :func:`register_configs` stores both, and ``python -m flossrepro`` calls it before
+Hydra composes anything.
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import subprocess
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf as _PluginSlurmQueueConf
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as _PluginSlurmLauncher
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+log = logging.getLogger(__name__)
+
+DONE = ("complete", "complete_partial", "diverged")
+# our yaml files share the plugin's config names on purpose (see conf/hydra/launcher/)
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_(slurm|local)' is validated against ConfigStore schema")
+
+
+# Hydra instantiates launchers only from names under ``hydra_plugins.`` that its plugin scan
+# found; register_configs() files SlurmLauncher (below) under this name.
+PLUGIN_NAME = "hydra_plugins.flossrepro.SlurmLauncher"
+
+
+@dataclass
+class SlurmQueueConf(_PluginSlurmQueueConf):
+    """The plugin's SLURM settings plus how long to wait for jobs (see the module docstring)."""
+
+    _target_: str = PLUGIN_NAME
+    # give up on jobs still unfinished this many minutes after submission (null: no bound)
+    max_wait_min: Optional[float] = None
+    # a job absent from squeue with no result file for this long is reported lost
+    lost_after_s: float = 120.0
+    # seconds between polls of the result files and squeue
+    poll_s: float = 5.0
+
+
+def register_configs() -> None:
+    """Make ``hydra/launcher=submitit_slurm`` mean :class:`SlurmLauncher` with :class:`SlurmQueueConf`.
+
+    Stores the config as ``hydra/launcher/submitit_slurm`` and the class as ``PLUGIN_NAME``.
+    Hydra's plugin scan (re)runs the plugin's own registration, so scan first, then store.
+    """
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance().class_name_to_class[PLUGIN_NAME] = SlurmLauncher
+    ConfigStore.instance().store(group="hydra/launcher", name="submitit_slurm", node=SlurmQueueConf,
+                                 provider="flossrepro")
+
+
+def finished_summary(run_dir: str | Path) -> dict | None:
+    """The run's summary when it finished (complete, partial or diverged), else None."""
+    run_dir = Path(run_dir)
+    p = run_dir / "summary.json"
+    if p.exists() and (run_dir / "checkpoint.pt").exists():
+        try:
+            s = json.loads(p.read_text())
+        except (OSError, ValueError):
+            return None
+        if s.get("status") in DONE:
+            return s
+    return None
+
+
+def mark_run(run_dir: Path, status: str, error: str, slurm_job_id: str | None, run_id: str | None,
+             task_cfg: DictConfig | None = None) -> None:
+    """Record ``status``/``error`` in a run's ``summary.json`` unless the run recorded an outcome itself."""
+    sp = run_dir / "summary.json"
+    s: dict[str, Any] = {}
+    if sp.exists():
+        try:
+            s = json.loads(sp.read_text())
+        except (OSError, ValueError):
+            s = {}
+    if s.get("status") in DONE or s.get("status") == "failed":
+        return
+    s.update(previous_status=s.get("status"), status=status, error=error, slurm_job_id=slurm_job_id)
+    s.setdefault("run_id", run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    hydra_dir = run_dir / ".hydra"
+    if task_cfg is not None and not (hydra_dir / "config.yaml").exists():
+        # the job never started: write its config so that the aggregator lists it
+        hydra_dir.mkdir(exist_ok=True)
+        OmegaConf.save(task_cfg, hydra_dir / "config.yaml")
+    tmp = sp.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(s, indent=2, default=str))
+    os.replace(tmp, sp)
+
+
+def _queued_job_ids() -> set[str] | None:
+    """Ids (``123`` / ``123_4``) of this user's jobs that SLURM still holds; None when squeue fails."""
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i"],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        log.warning("squeue failed (%s); keep waiting", e)
+        return None
+    if out.returncode != 0:
+        log.warning("squeue failed (exit %d: %s); keep waiting", out.returncode, out.stderr.strip()[-300:])
+        return None
+    return {line.strip() for line in out.stdout.splitlines() if line.strip()}
+
+
+class SlurmLauncher(_PluginSlurmLauncher):
+    """Hydra's submitit SLURM launcher that skips finished runs and never waits forever."""
+
+    def __init__(self, max_wait_min: float | None = None, lost_after_s: float = 120.0, poll_s: float = 5.0,
+                 **params: Any) -> None:
+        super().__init__(**params)
+        self.max_wait_min = None if max_wait_min is None else float(max_wait_min)
+        self.lost_after_s = float(lost_after_s)
+        self.poll_s = max(0.2, float(poll_s))
+
+    # -- the jobs' configs, as each job will see them ----------------------------------------
+    def _job_config(self, overrides: Sequence[str], idx: int) -> DictConfig:
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(cfg.hydra.job):
+            cfg.hydra.job.num = idx
+        return cfg
+
+    @staticmethod
+    def _describe(cfg: DictConfig) -> tuple[Path, str, DictConfig]:
+        """``(run_dir, run_id, task_cfg)`` of a job config; needs HydraConfig set to it."""
+        out = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir"))) / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
+        name = cfg.hydra.job.override_dirname or "default"
+        run_id = f"{OmegaConf.select(cfg, 'experiment_name')}/{OmegaConf.select(cfg, 'scale.name')}/{name}"
+        task_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+        with read_write(task_cfg), open_dict(task_cfg):
+            del task_cfg["hydra"]
+        return out.absolute(), run_id, task_cfg
+
+    def _return(self, cfg: DictConfig, overrides: Sequence[str], value: Any,
+                task_cfg: DictConfig | None = None) -> JobReturn:
+        ret = JobReturn(overrides=list(overrides), cfg=task_cfg, hydra_cfg=cfg, working_dir=os.getcwd(),
+                        task_name=str(cfg.hydra.job.name), status=JobStatus.COMPLETED)
+        ret.return_value = value
+        return ret
+
+    # -- launch -----------------------------------------------------------------------------------
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        import submitit
+
+        assert self.config is not None and self.hydra_context is not None
+        num_jobs = len(job_overrides)
+        assert num_jobs > 0
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        if "mode" in self.config.hydra.sweep:
+            os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
+
+        # what each job will be: its directory, and whether it already finished
+        hc = HydraConfig.instance()
+        saved = hc.cfg
+        jobs_info: list[dict[str, Any]] = []
+        results: list[JobReturn | None] = [None] * num_jobs
+        try:
+            for i, overrides in enumerate(job_overrides):
+                cfg = self._job_config(overrides, initial_job_idx + i)
+                hc.set_config(cfg)
+                run_dir, run_id, task_cfg = self._describe(cfg)
+                jobs_info.append(dict(cfg=cfg, run_dir=run_dir, run_id=run_id, task_cfg=task_cfg))
+                done = finished_summary(run_dir)
+                if done is not None:
+                    results[i] = self._return(cfg, overrides, done, task_cfg)
+        finally:
+            hc.cfg = saved
+        skipped = [i for i in range(num_jobs) if results[i] is not None]
+        if skipped:
+            log.info("%d of %d runs already finished, not submitted again (delete a run's directory to rerun it): %s",
+                     len(skipped), num_jobs, ", ".join(jobs_info[i]["run_id"] for i in skipped))
+        todo = [i for i in range(num_jobs) if results[i] is None]
+        if not todo:
+            return results  # type: ignore[return-value]
+
+        # the executor, exactly as the plugin builds it
+        init_params = {"folder": self.params["submitit_folder"]}
+        specific_init_keys = {"max_num_timeout"}
+        init_params.update(**{f"{self._EXECUTOR}_{x}": y for x, y in self.params.items() if x in specific_init_keys})
+        init_keys = specific_init_keys | {"submitit_folder"}
+        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, **init_params)
+        baseparams = set(OmegaConf.structured(BaseQueueConf).keys())
+        params = {x if x in baseparams else f"{self._EXECUTOR}_{x}": y
+                  for x, y in self.params.items() if x not in init_keys}
+        executor.update_parameters(**params)
+        log.info(f"Submitit '{self._EXECUTOR}' sweep output dir : {self.config.hydra.sweep.dir}")
+        job_params = []
+        for i in todo:
+            idx = initial_job_idx + i
+            log.info(f"\t#{idx} : {' '.join(filter_overrides(job_overrides[i]))}")
+            job_params.append((list(job_overrides[i]), "hydra.sweep.dir", idx, f"job_id_for_{idx}",
+                               Singleton.get_state()))
+        jobs = executor.map_array(self, *zip(*job_params))
+        for i, job in zip(todo, jobs):
+            log.info("\t#%d : SLURM job %s -> %s", initial_job_idx + i, job.job_id, jobs_info[i]["run_dir"])
+        self._wait(dict(zip(todo, jobs)), jobs_info, job_overrides, results)
+        return results  # type: ignore[return-value]
+
+    def _wait(self, jobs: dict, info: list[dict], job_overrides, results: list) -> None:
+        """Fill ``results`` for every submitted job: its result, or failed / lost."""
+        t0 = time.time()
+        deadline = None if self.max_wait_min is None else t0 + 60.0 * self.max_wait_min
+        gone_since: dict[int, float] = {}
+        pending = set(jobs)
+
+        def finish(i: int, status: str, error: str) -> None:
+            job, inf = jobs[i], info[i]
+            log.error("%s: %s (SLURM job %s): %s", status, inf["run_id"], job.job_id, error)
+            try:
+                mark_run(inf["run_dir"], status, error, job.job_id, inf["run_id"], inf["task_cfg"])
+            except OSError as e:
+                log.error("could not record %s in %s: %s", status, inf["run_dir"], e)
+            results[i] = self._return(inf["cfg"], job_overrides[i], {
+                "status": status, "run_id": inf["run_id"], "error": error, "slurm_job_id": job.job_id},
+                inf["task_cfg"])
+            pending.discard(i)
+
+        while pending:
+            for i in sorted(pending):
+                job = jobs[i]
+                if job.paths.result_pickle.exists():
+                    try:
+                        results[i] = job.results()[0]
+                        pending.discard(i)
+                    except Exception as e:  # the job's process failed outside our code
+                        finish(i, "failed", f"{type(e).__name__}: {str(e).strip()[-1500:]}")
+            if not pending:
+                break
+            queued = _queued_job_ids()
+            now = time.time()
+            if queued is not None:
+                for i in sorted(pending):
+                    job = jobs[i]
+                    if job.job_id in queued or job.job_id.split("_")[0] in queued:
+                        gone_since.pop(i, None)
+                        continue
+                    first = gone_since.setdefault(i, now)
+                    if now - first >= self.lost_after_s and not job.paths.result_pickle.exists():
+                        finish(i, "lost", f"SLURM job {job.job_id} left the queue without a result "
+                               f"(killed from outside: scancel, out of memory, node failure?); "
+                               f"see {job.paths.stderr}; rerun the sweep to resume it from its checkpoint")
+            if deadline is not None and now > deadline and pending:
+                for i in sorted(pending):
+                    jobs[i].cancel(check=False)
+                    finish(i, "lost", f"SLURM job {jobs[i].job_id} unfinished after max_wait_min="
+                           f"{self.max_wait_min:g} min: cancelled (it checkpoints on SIGTERM; "
+                           f"rerun the sweep to resume it)")
+                break
+            if pending:
+                time.sleep(self.poll_s)
+        lost = [i for i in jobs if isinstance(results[i]._return_value, dict)
+                and results[i]._return_value.get("status") in ("lost", "failed")]
+        if lost:
+            log.error("%d of %d SLURM jobs ended without a result: %s", len(lost), len(jobs),
+                      ", ".join(info[i]["run_id"] for i in lost))
