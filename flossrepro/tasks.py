@@ -141,15 +141,8 @@ class Task:
         return x[self.max_lag - lag : T - lag]
 
     # ------------------------------------------------------------- sampling
-    def sample(
-        self,
-        generators: list[torch.Generator],
-        *,
-        batch_size: int | None = None,
-        seq_len: int | None = None,
-        device=None,
-        dtype=torch.float32,
-    ) -> Batch:
+    @staticmethod
+    def _check_generators(generators) -> list[torch.Generator]:
         if isinstance(generators, torch.Generator):
             generators = [generators]
         generators = list(generators)
@@ -169,6 +162,18 @@ class Task:
                     f"generators[{i}] lives on {g.device}; data is drawn on CPU, "
                     "pass CPU generators (see member_generators)"
                 )
+        return generators
+
+    def sample(
+        self,
+        generators: list[torch.Generator],
+        *,
+        batch_size: int | None = None,
+        seq_len: int | None = None,
+        device=None,
+        dtype=torch.float32,
+    ) -> Batch:
+        generators = self._check_generators(generators)
         B = self.batch_size if batch_size is None else _check_int(
             "batch_size", batch_size, 1, "use a positive batch size"
         )
@@ -187,6 +192,18 @@ class Task:
         inputs = (self.amplitude * x).to(device=device, dtype=dtype)
         targets = y.to(device=device, dtype=dtype)
         return Batch(inputs=inputs, targets=targets, mask=self.make_mask(T, device=inputs.device))
+
+    def sample_inputs(self, generators: list[torch.Generator], *, batch_size: int, seq_len: int,
+                      device=None, dtype=torch.float32) -> torch.Tensor:
+        """Inputs only, ``[T, R, B, S]``, of any length (no target, so no delay constraint).
+
+        Used to drive the network while flossing and for Lyapunov diagnostics.
+        """
+        generators = self._check_generators(generators)
+        B = _check_int("batch_size", batch_size, 1, "use a positive batch size")
+        T = _check_int("seq_len", seq_len, 1, "use a positive sequence length")
+        x = torch.stack([self._draw(g, T, B) for g in generators], dim=1)
+        return (self.amplitude * x).to(device=device, dtype=dtype)
 
     # ------------------------------------------------------- loss / metric
     def _masked(self, outputs: torch.Tensor, batch: Batch):

@@ -160,7 +160,7 @@ class Trainer:
         """Fixed diagnostic sequence ``[T, R, S]`` (one per member, stream ``lyap``)."""
         gens = member_generators(self.seeds, "lyap")
         T = int(self.cfg.diagnostics.lyap_seq_len)
-        return self.task.sample(gens, batch_size=1, seq_len=T, device=self.device, dtype=self.dtype).inputs[:, :, 0]
+        return self.task.sample_inputs(gens, batch_size=1, seq_len=T, device=self.device, dtype=self.dtype)[:, :, 0]
 
     @property
     def ckpt_path(self) -> Path:
@@ -307,8 +307,8 @@ class Trainer:
             x = torch.stack([torch.randn(T, self.task.n_in, generator=g, dtype=torch.float64)
                              for g in self.gens["floss"]], 1)
             return x.to(device=self.device, dtype=self.dtype)
-        return self.task.sample(self.gens["floss"], batch_size=1, seq_len=T,
-                                device=self.device, dtype=self.dtype).inputs[:, :, 0]
+        return self.task.sample_inputs(self.gens["floss"], batch_size=1, seq_len=T,
+                                       device=self.device, dtype=self.dtype)[:, :, 0]
 
     def floss_step(self) -> None:
         f = self.cfg.flossing

@@ -234,3 +234,13 @@ def test_bad_name_and_sample_args():
     batch = task.sample(gens)
     with pytest.raises(ValueError, match="shape"):
         task.loss(torch.zeros(20, 1, 2, 2), batch)
+
+
+def test_sample_inputs_has_no_delay_constraint_and_matches_sample():
+    from flossrepro.tasks import make_task, member_generators
+    task = make_task("copy", delay=40, seq_len=60, batch_size=2)
+    short = task.sample_inputs(member_generators([0, 1], "x"), batch_size=1, seq_len=10)
+    assert short.shape == (10, 2, 1, 1)
+    full = task.sample(member_generators([0, 1], "x"), batch_size=1)
+    again = task.sample_inputs(member_generators([0, 1], "x"), batch_size=1, seq_len=60)
+    assert torch.equal(full.inputs, again)
