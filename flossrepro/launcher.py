@@ -110,7 +110,8 @@ def mark_run(run_dir: Path, status: str, error: str, slurm_job_id: str | None, r
             s = {}
     if s.get("status") in DONE or s.get("status") == "failed":
         return
-    s.update(previous_status=s.get("status"), status=status, error=error, slurm_job_id=slurm_job_id)
+    s.update(previous_status=s.get("status"), status=status, error=error)
+    s["slurm_job_id"] = s.get("slurm_job_id") or slurm_job_id  # the job's own SLURM_JOB_ID if it started
     s.setdefault("run_id", run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     hydra_dir = run_dir / ".hydra"
@@ -231,6 +232,16 @@ class SlurmLauncher(_PluginSlurmLauncher):
         self._wait(dict(zip(todo, jobs)), jobs_info, job_overrides, results)
         return results  # type: ignore[return-value]
 
+    def _wait_gone(self, job_ids: list[str], timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) until none of ``job_ids`` is in squeue."""
+        end = time.time() + timeout_s
+        while time.time() < end:
+            queued = _queued_job_ids()
+            if queued is not None and not any(j in queued for j in job_ids):
+                return
+            time.sleep(self.poll_s)
+        log.warning("cancelled jobs still in the queue after %.0fs: %s", timeout_s, ", ".join(job_ids))
+
     def _wait(self, jobs: dict, info: list[dict], job_overrides, results: list) -> None:
         """Fill ``results`` for every submitted job: its result, or failed / lost."""
         t0 = time.time()
@@ -277,10 +288,15 @@ class SlurmLauncher(_PluginSlurmLauncher):
             if deadline is not None and now > deadline and pending:
                 for i in sorted(pending):
                     jobs[i].cancel(check=False)
+                # let them checkpoint (SIGTERM) and leave the queue before recording them
+                self._wait_gone([jobs[i].job_id for i in pending], max(60.0, self.lost_after_s))
+                for i in sorted(pending):
+                    if jobs[i].paths.result_pickle.exists():
+                        continue
                     finish(i, "lost", f"SLURM job {jobs[i].job_id} unfinished after max_wait_min="
                            f"{self.max_wait_min:g} min: cancelled (it checkpoints on SIGTERM; "
                            f"rerun the sweep to resume it)")
-                break
+                continue  # collect the results of jobs that finished meanwhile
             if pending:
                 time.sleep(self.poll_s)
         lost = [i for i in jobs if isinstance(results[i]._return_value, dict)
