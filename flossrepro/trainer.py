@@ -156,11 +156,18 @@ class Trainer:
                 raise C.ConfigError(str(e)) from e
             self.floss_opt = torch.optim.Adam(self.floss_params, lr=f.lr)
 
+    def _inputs(self, gens: list[torch.Generator], T: int) -> torch.Tensor:
+        """One input sequence per member, ``[T, R, S]``, from ``flossing.input``: the task's
+        input distribution, or ``gaussian`` x ~ N(0, 1) (Fig 1). Used by flossing and by the
+        Lyapunov diagnostics, so both see the same input statistics."""
+        if self.cfg.flossing.input == "gaussian":
+            x = torch.stack([torch.randn(T, self.task.n_in, generator=g, dtype=torch.float64) for g in gens], 1)
+            return x.to(device=self.device, dtype=self.dtype)
+        return self.task.sample_inputs(gens, batch_size=1, seq_len=T, device=self.device, dtype=self.dtype)[:, :, 0]
+
     def _lyap_inputs(self) -> torch.Tensor:
         """Fixed diagnostic sequence ``[T, R, S]`` (one per member, stream ``lyap``)."""
-        gens = member_generators(self.seeds, "lyap")
-        T = int(self.cfg.diagnostics.lyap_seq_len)
-        return self.task.sample_inputs(gens, batch_size=1, seq_len=T, device=self.device, dtype=self.dtype)[:, :, 0]
+        return self._inputs(member_generators(self.seeds, "lyap"), int(self.cfg.diagnostics.lyap_seq_len))
 
     @property
     def ckpt_path(self) -> Path:
@@ -300,20 +307,10 @@ class Trainer:
         self.opt.step()
         self._hold_dead()
 
-    def _floss_inputs(self) -> torch.Tensor:
-        f = self.cfg.flossing
-        T = int(f.horizon)
-        if f.input == "gaussian":
-            x = torch.stack([torch.randn(T, self.task.n_in, generator=g, dtype=torch.float64)
-                             for g in self.gens["floss"]], 1)
-            return x.to(device=self.device, dtype=self.dtype)
-        return self.task.sample_inputs(self.gens["floss"], batch_size=1, seq_len=T,
-                                       device=self.device, dtype=self.dtype)[:, :, 0]
-
     def floss_step(self) -> None:
         f = self.cfg.flossing
         th, tq = C.lyap_transients(int(f.horizon), f.transient_h, f.transient_q)
-        x = self._floss_inputs()
+        x = self._inputs(self.gens["floss"], int(f.horizon))
         self.floss_opt.zero_grad(set_to_none=True)
         lam = lyapunov_spectrum(self.model, x, int(f.k), s_ons=int(f.s_ons), transient_h=th, transient_q=tq)
         loss = flossing_loss(lam, float(f.target), f.reduction)
