@@ -382,7 +382,8 @@ class Trainer:
             self.episode_step += 1
             if self.stop_signal is not None:
                 self.timings["floss_s"] += time.perf_counter() - t0
-                self._check_stop()
+                self._check_stop()  # checkpoints; raises StopRequested unless it only checkpoints
+                t0 = time.perf_counter()
         self.timings["floss_s"] += time.perf_counter() - t0
         self.lyapunov(self.epoch, "lyap_after_floss")
         self.next_episode += 1
