@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 DONE = ("complete", "complete_partial", "diverged")
 # our yaml files share the plugin's config names on purpose (see conf/hydra/launcher/)
-warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_(slurm|local)' is validated against ConfigStore schema")
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/(submitit_slurm|submitit_local|joblib)' is validated against ConfigStore schema")
 
 
 # Hydra instantiates launchers only from names under ``hydra_plugins.`` that its plugin scan
