@@ -73,52 +73,88 @@ def check_nonlinearity(name: str) -> str:
     return name
 
 
+# name -> phi written into a preallocated buffer (the fast paths avoid allocating per step)
+_PHI_OUT: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "tanh": lambda h, out: torch.tanh(h, out=out),
+    "relu": lambda h, out: torch.clamp_min(h, 0.0, out=out),
+    "identity": lambda h, out: out.copy_(h),
+}
+
+
+def _dphi_from_phi(nonlinearity: str, P: Tensor) -> Tensor:
+    """``phi'(h)`` from ``P = phi(h)`` in one vectorized op (all three are functions of ``phi``)."""
+    if nonlinearity == "tanh":
+        return torch.addcmul(torch.ones((), dtype=P.dtype, device=P.device), P, P, value=-1.0)
+    if nonlinearity == "relu":
+        return (P > 0).to(P.dtype)
+    return torch.ones_like(P)
+
+
+def _run_states(h: Tensor, Wt: Tensor, drive: Tensor, nonlinearity: str) -> tuple[Tensor, Tensor]:
+    """``P[t] = phi(H[t-1])``, ``H[t] = P[t] W^T + drive[t]`` with ``H[-1] = h``.
+
+    ``h: [R, B, N]``, ``Wt = W^T`` contiguous ``[R, N, N]``, ``drive: [T, R, B, N]`` ->
+    ``(H, P)``, both contiguous ``[T, R, B, N]``. Two ops per step, both writing into
+    preallocated buffers (``H`` starts as a copy of the drive and is updated in place).
+    """
+    phi_out = _PHI_OUT[nonlinearity]
+    H = torch.empty(drive.shape, dtype=drive.dtype, device=drive.device)
+    H.copy_(drive)
+    P = torch.empty_like(H)
+    for hn, p in zip(H.unbind(0), P.unbind(0)):
+        phi_out(h, p)
+        hn.baddbmm_(p, Wt)
+        h = hn
+    return H, P
+
+
+def _bptt(dH: Tensor, W: Tensor, D: Tensor) -> tuple[Tensor, Tensor]:
+    """Backward of :func:`_run_states`: ``G[T-1] = dH[T-1]``, ``G[t-1] = dH[t-1] + (G[t] W) * D[t]``.
+
+    ``D[t] = phi'(H[t-1])``. Returns ``(G, dh)``: ``G: [T, R, B, N]`` the total gradient of
+    each ``H[t]`` (= the gradient of ``drive[t]``) and ``dh = (G[0] W) * D[0]`` that of the
+    initial state. Two ops per step (``G`` starts as a copy of ``dH``, updated in place).
+    """
+    G = torch.empty(D.shape, dtype=D.dtype, device=D.device)
+    G.copy_(dH)
+    Gs, Ds = G.unbind(0), D.unbind(0)
+    tmp = torch.empty_like(Gs[0])
+    for t in range(len(Gs) - 1, 0, -1):
+        torch.bmm(Gs[t], W, out=tmp)
+        Gs[t - 1].addcmul_(tmp, Ds[t])
+    return G, torch.bmm(Gs[0], W).mul_(Ds[0])
+
+
+def _outer_sum(G: Tensor, P: Tensor) -> Tensor:
+    """``sum_{t,b} G[t,r,b,:]^T P[t,r,b,:]`` for ``G, P: [T, R, B, N]`` -> ``[R, N, N]``, one bmm."""
+    T, R, B, N = G.shape
+    Gm = G.transpose(0, 1).reshape(R, T * B, N)  # views for R = 1
+    Pm = P.transpose(0, 1).reshape(R, T * B, N)
+    return torch.bmm(Gm.transpose(1, 2), Pm)
+
+
 class _RNNSequence(torch.autograd.Function):
     """Whole-sequence vanilla RNN with an analytic BPTT backward.
 
     Forward: ``H[t] = phi(H[t-1]) W^T + drive[t]`` for ``t = 0..T-1`` with ``H[-1] = h0``.
     ``h0: [R, B, N]``, ``W: [R, N, N]``, ``drive: [T, R, B, N]`` -> ``H: [T, R, B, N]``.
-    One Python loop over time forward and one backward; ``dW`` is one batched matmul.
+    One Python loop over time forward and one backward, two preallocated-output ops per
+    step each; ``phi'`` of the whole trajectory is one vectorized op and ``dW`` one bmm.
     """
 
     @staticmethod
     def forward(ctx, h0: Tensor, W: Tensor, drive: Tensor, nonlinearity: str):
-        phi, _, _ = NONLINEARITIES[nonlinearity]
-        Wt = W.transpose(1, 2).contiguous()
-        h = h0
-        Hs, Ps = [], []
-        for d in drive.unbind(0):
-            p = phi(h)
-            h = torch.baddbmm(d, p, Wt)
-            Ps.append(p)
-            Hs.append(h)
-        H = torch.stack(Hs)
-        P = torch.stack(Ps)  # phi of the state entering each step
-        ctx.save_for_backward(h0, W, H, P)
+        H, P = _run_states(h0, W.transpose(1, 2).contiguous(), drive, nonlinearity)
+        ctx.save_for_backward(W, P)
         ctx.nonlinearity = nonlinearity
         return H
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dH: Tensor):
-        h0, W, H, P = ctx.saved_tensors
-        _, dphi, _ = NONLINEARITIES[ctx.nonlinearity]
-        T, R, B, N = H.shape
-        Hprev = torch.cat([h0.unsqueeze(0), H[:-1]], 0)
-        Dphi = dphi(Hprev)
-        G = torch.empty_like(H)
-        carry = torch.zeros_like(h0)
-        dH_steps = dH.unbind(0)
-        Dphi_steps = Dphi.unbind(0)
-        for t in range(T - 1, -1, -1):
-            g = dH_steps[t] + carry
-            G[t] = g
-            carry = torch.bmm(g, W) * Dphi_steps[t]
-        # dW[r] = sum_{t,b} G[t,r,b,:]^T P[t,r,b,:]
-        Gm = G.permute(1, 3, 0, 2).reshape(R, N, T * B)
-        Pm = P.permute(1, 0, 2, 3).reshape(R, T * B, N)
-        dW = torch.bmm(Gm, Pm)
-        return carry, dW, G, None
+        W, P = ctx.saved_tensors
+        G, dh0 = _bptt(dH, W, _dphi_from_phi(ctx.nonlinearity, P))
+        return dh0, _outer_sum(G, P), G, None
 
 
 def rnn_sequence(h0: Tensor, W: Tensor, drive: Tensor, nonlinearity: str = "tanh",
@@ -187,8 +223,11 @@ class VanillaRNN(nn.Module):
     # -- dynamics ---------------------------------------------------------------
     def drive(self, inputs: Tensor) -> Tensor:
         """``inputs: [T, R, B, S]`` -> ``input_gain * V x + b: [T, R, B, N]``."""
-        vx = torch.einsum("trbs,rns->trbn", inputs, self.V)
-        return self.input_gain * vx + self.b[None, :, None, :]
+        T, R, B, S = inputs.shape
+        # one baddbmm over members: [R, T*B, S] x [R, S, N] (+ b); a view for R = 1
+        x = inputs.transpose(0, 1).reshape(R, T * B, S)
+        d = torch.baddbmm(self.b[:, None, :], x, self.V.transpose(1, 2), alpha=self.input_gain)
+        return d.view(R, T, B, -1).transpose(0, 1)
 
     def initial_state(self, batch_size: int) -> Tensor:
         """``[R, B, N]``: the trained initial state broadcast over the batch."""
@@ -203,7 +242,10 @@ class VanillaRNN(nn.Module):
 
     def readout(self, H: Tensor) -> Tensor:
         """``H: [T, R, B, N]`` -> ``y: [T, R, B, O]``."""
-        return torch.einsum("trbn,ron->trbo", H, self.w_r) + self.c[None, :, None, :]
+        T, R, B, N = H.shape
+        Hm = H.transpose(0, 1).reshape(R, T * B, N)  # a view for R = 1
+        y = torch.baddbmm(self.c[:, None, :], Hm, self.w_r.transpose(1, 2))
+        return y.view(R, T, B, -1).transpose(0, 1)
 
     def forward(self, inputs: Tensor, fast: bool = True) -> Tensor:
         """Outputs ``[T, R, B, O]`` for ``inputs: [T, R, B, S]``."""
