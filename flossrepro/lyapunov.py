@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .models import LSTM, NONLINEARITIES, VanillaRNN
+from .models import LSTM, NONLINEARITIES, VanillaRNN, _bptt, _dphi_from_phi, _outer_sum, _run_states
 
 __all__ = [
     "lyapunov_spectrum",
@@ -104,87 +104,105 @@ class _RNNLyapunov(torch.autograd.Function):
 
     Inputs: ``h0: [R, N]``, ``W: [R, N, N]``, ``drive: [T, R, N]``, ``Q0: [R, N, k]``.
     Output: ``lambda: [R, k]``.
+
+    Layout: LAPACK works column-major, so every ``[N, k]`` (``[k, k]``) matrix of the tangent
+    loop is stored as its transpose, row-major ``[k, N]`` (suffix ``T``), in ``[Tq, R, k, N]``
+    buffers; ``torch.linalg.qr`` and ``solve_triangular`` write straight into them (``out=``)
+    and no per-step op copies or transposes an operand. After the loop the buffers are
+    ``[R, Tq*k, N]`` views for one big bmm.
+
+    Forward: the state trajectory (:func:`~flossrepro.models._run_states`, two ops per step),
+    ``phi'`` of all tangent steps in one op, then three ops per tangent step:
+    ``Y^T = Q^T diag(phi')``, ``A^T = Y^T W^T``, ``Q, R = qr(A)``.
+
+    Backward, per tangent step (reverse order), with ``c = dL/dlambda / t_sim``: the QR
+    pullback (paper Eq 8) specialised to ``Rbar = diag(c / R_ii)``, the only way ``R`` is
+    used: ``R Rbar^T`` is upper triangular with diagonal ``c``, so
+    ``copyltu(M) = diag(c) - copyltu(Qbar^T Q)``, and with ``S' = Qbar^T Q - diag(c)``
+    (one baddbmm), ``C' = where(upper, S'^T, S')`` (``= copyltu(Qbar^T Q)^T - diag(c)``):
+    ``Abar^T = R^{-1} (Qbar^T - C' Q^T)`` (one baddbmm, one triangular solve); then
+    ``Ybar^T = Abar^T W`` and ``Qbar^T = Ybar^T diag(phi')``: six ops. What does not feed
+    the next step is vectorized after the loop: ``dW = sum_s Abar[s] Y[s]^T`` (one bmm),
+    the second-order term ``phi''(h) sum_k Ybar Q_in`` of the state gradient (for tanh
+    ``phi'' Q_in = -2 phi Y``; zero for relu and identity), and the state BPTT that
+    collects it (:func:`~flossrepro.models._bptt`, two ops per step).
     """
 
     @staticmethod
     def forward(ctx, h0, W, drive, Q0, nonlinearity, s_ons, transient_h, transient_q):
-        phi, dphi, _ = NONLINEARITIES[nonlinearity]
+        phi = NONLINEARITIES[nonlinearity][0]
         T = drive.shape[0]
+        Rn, N, k = Q0.shape
         t_sim = T - transient_h - transient_q
         Wt = W.transpose(1, 2).contiguous()
-        # state trajectory H[t], t = 0..T-1 (H[0] = h0, H[t+1] = W phi(H[t]) + drive[t]);
-        # Q steps use D[t] = W diag(phi'(H[t])), so drive[T-1] is not needed
-        h, Hs = h0, [h0]
-        for d in drive.unbind(0)[:-1]:
-            h = torch.baddbmm(d[:, None], phi(h)[:, None], Wt)[:, 0]
-            Hs.append(h)
-        H = torch.stack(Hs)  # [T, R, N]
+        # state trajectory H[0] = h0, H[t+1] = W phi(H[t]) + drive[t]; drive[T-1] is unused
+        Hn, Pn = _run_states(h0[:, None, :], Wt, drive[:-1, :, None, :], nonlinearity)
+        H = torch.cat([h0[None, :, None, :], Hn])  # [T, R, 1, N]
+        # tangent step s (t = transient_h + s) uses D[t] = W diag(phi'(H[t]))
+        Pq = phi(H[transient_h:])  # [Tq, R, 1, N]
+        Dq = _dphi_from_phi(nonlinearity, Pq)
         flags = _qr_schedule(T - transient_h, transient_q, s_ons)
-        Q = Q0
-        Qins, Qs, Rs = [], [], []
-        logsum = torch.zeros(Q0.shape[0], Q0.shape[2], dtype=Q0.dtype, device=Q0.device)
-        for s, is_qr in enumerate(flags):
-            t = transient_h + s
-            Qins.append(Q)
-            A = torch.bmm(W, dphi(H[t])[..., None] * Q)
+        Tq = len(flags)
+        kw = dict(dtype=Q0.dtype, device=Q0.device)
+        YT = torch.empty(Tq, Rn, k, N, **kw)   # (D Q_in)^T
+        QT = torch.empty(Tq, Rn, k, N, **kw)   # Q^T after each step (A^T on steps without QR)
+        RT = torch.empty(Tq, Rn, k, k, **kw)   # R^T of each QR
+        AT = torch.empty(Rn, k, N, **kw)
+        qT = Q0.transpose(1, 2)
+        for yT, d, q_T, q, r, is_qr in zip(YT.unbind(0), Dq.unbind(0), QT.unbind(0),
+                                           QT.transpose(2, 3).unbind(0), RT.transpose(2, 3).unbind(0), flags):
+            torch.mul(qT, d, out=yT)
             if is_qr:
-                Q, Rm = torch.linalg.qr(A)
-                Qs.append(Q)
-                Rs.append(Rm)
-                if s >= transient_q:
-                    logsum = logsum + torch.log(torch.abs(torch.diagonal(Rm, dim1=-2, dim2=-1)))
+                torch.linalg.qr(torch.bmm(yT, Wt, out=AT).transpose(1, 2), out=(q, r))
             else:
-                Q = A
-                Qs.append(None)
-                Rs.append(None)
-        ctx.save_for_backward(h0, W, H, *Qins)
-        ctx.Qs, ctx.Rs, ctx.flags = Qs, Rs, flags
+                torch.bmm(yT, Wt, out=q_T)
+            qT = q_T
+        acc = [s for s in range(transient_q, Tq) if flags[s]]
+        diag = RT[acc] if len(acc) < Tq - transient_q else RT[transient_q:]
+        logsum = diag.diagonal(dim1=-2, dim2=-1).abs().log().sum(0)
+        ctx.save_for_backward(W, Pn, Pq, Dq, YT, QT, RT)
+        ctx.flags = flags
         ctx.conf = (nonlinearity, transient_h, transient_q, t_sim)
         return logsum / t_sim
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dlam):
-        h0, W, H, *Qins = ctx.saved_tensors
+        W, Pn, Pq, Dq, YT, QT, RT = ctx.saved_tensors
         nonlinearity, transient_h, transient_q, t_sim = ctx.conf
-        phi, dphi, ddphi = NONLINEARITIES[nonlinearity]
-        T, Rn, N = H.shape
-        c = dlam / t_sim  # [R, k]: d loss / d log|R_ii| in the accumulation window
-        Wt = W.transpose(1, 2).contiguous()
-        dW = torch.zeros_like(W)
-        ddrive = torch.zeros(T, Rn, N, dtype=H.dtype, device=H.device)
-        Qbar = torch.zeros_like(Qins[0])
-        gh = torch.zeros_like(h0)  # d loss / d H[t+1], total
-        for t in range(T - 1, -1, -1):
-            # the state step H[t] -> H[t+1] (H[T] is never used, so nothing flows at t = T-1)
-            if t < T - 1:
-                ddrive[t] = gh
-                p = phi(H[t])
-                dW += gh[:, :, None] * p[:, None, :]
-                gh = torch.bmm(gh[:, None], W)[:, 0] * dphi(H[t])
+        flags = ctx.flags
+        Tq, Rn, k, N = YT.shape
+        negc = torch.diag_embed(dlam / -t_sim)  # -diag(c), c = d loss / d log|R_ii|
+        upper = torch.ones(k, k, dtype=torch.bool, device=W.device).triu()
+        AbarT = torch.empty_like(YT)
+        YbarT = torch.empty_like(YT)
+        QbarT = torch.zeros(Rn, k, N, dtype=YT.dtype, device=YT.device)  # nothing after the last step
+        steps = list(zip(AbarT.unbind(0), AbarT.transpose(2, 3).unbind(0), YbarT.unbind(0), Dq.unbind(0),
+                         QT.unbind(0), QT.transpose(2, 3).unbind(0), RT.unbind(0), flags))
+        for s in range(Tq - 1, -1, -1):
+            abT, ab, ybT, d, qT, q, rT, is_qr = steps[s]
+            if is_qr:
+                # S' = Qbar^T Q - diag(c) (c only in the accumulation window)
+                St = torch.baddbmm(negc, QbarT, q) if s >= transient_q else torch.bmm(QbarT, q)
+                # X^T = Qbar^T - C' Q^T with C' = where(upper, S'^T, S'); Abar = X R^{-T}, in place
+                torch.baddbmm(QbarT, torch.where(upper, St.transpose(1, 2), St), qT, alpha=-1.0, out=abT)
+                torch.linalg.solve_triangular(rT, ab, upper=False, left=False, out=ab)
             else:
-                gh = torch.zeros_like(h0)
-            s = t - transient_h
-            if s >= 0:
-                Qin = Qins[s]
-                if ctx.flags[s]:
-                    Q, Rm = ctx.Qs[s], ctx.Rs[s]
-                    diag = torch.diagonal(Rm, dim1=-2, dim2=-1)
-                    if s >= transient_q:
-                        Rbar = torch.diag_embed(c / diag)
-                    else:
-                        Rbar = torch.zeros_like(Rm)
-                    Abar = qr_pullback(Q, Rm, Qbar, Rbar)
-                else:
-                    Abar = Qbar
-                dp = dphi(H[t])  # [R, N]
-                Y = dp[..., None] * Qin
-                dW += torch.bmm(Abar, Y.transpose(1, 2))
-                Ybar = torch.bmm(Wt, Abar)
-                Qbar = dp[..., None] * Ybar
-                gh = gh + (Ybar * Qin).sum(-1) * ddphi(H[t])
-        # gh is now d loss / d H[0] = d loss / d h0; drive[T-1] is unused
-        return gh, dW, ddrive, Qbar, None, None, None, None
+                abT.copy_(QbarT)
+            QbarT = torch.bmm(abT, W, out=ybT) * d  # Ybar^T = Abar^T W; Qbar = phi' * Ybar
+        # dW from the tangent chain: sum_s Abar[s] Y[s]^T, one bmm (the reshapes are views for R = 1)
+        dW = torch.bmm(AbarT.transpose(0, 1).reshape(Rn, Tq * k, N).transpose(1, 2),
+                       YT.transpose(0, 1).reshape(Rn, Tq * k, N))
+        # second-order term: d loss / d H[t] += phi''(H[t]) sum_k Ybar[s] Q_in[s]
+        T = Pn.shape[0] + 1
+        dH = torch.zeros(T, Rn, 1, N, dtype=YT.dtype, device=YT.device)
+        if nonlinearity == "tanh":  # phi'' Q_in = -2 phi phi' Q_in = -2 phi Y (relu, identity: 0)
+            dH[transient_h:] = YbarT.mul_(YT).sum(2, keepdim=True).mul_(Pq).mul_(-2.0)
+        # state BPTT: H[t+1] = W phi(H[t]) + drive[t] collects dH
+        Gn, dh0 = _bptt(dH[1:], W, _dphi_from_phi(nonlinearity, Pn))
+        dW += _outer_sum(Gn, Pn)
+        ddrive = torch.cat([Gn[:, :, 0], torch.zeros_like(Gn[:1, :, 0])])
+        return (dh0 + dH[0])[:, 0], dW, ddrive, QbarT.transpose(1, 2), None, None, None, None
 
 
 def _reference_spectrum(model, inputs: Tensor, k: int, Q0: Tensor, s_ons: int,
