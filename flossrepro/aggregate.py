@@ -85,6 +85,8 @@ def write(sweep_dir: str | Path, out_dir: str | Path | None = None,
     if provenance is not None:
         from .trainer import git_commit
         prov = {"sweep_dir": str(sweep_dir), "git_commit": git_commit(), **provenance,
+                "run_git_commits": sorted(runs["git_commit"].dropna().unique().tolist())
+                if "git_commit" in runs else [],
                 "runs": int(len(runs)), "status": runs["status"].value_counts().to_dict() if not runs.empty else {},
                 "run_time_s_total": float(runs.filter(like="time.total_s").sum().sum()) if not runs.empty else 0.0}
         (out / "provenance.json").write_text(json.dumps(prov, indent=2))
