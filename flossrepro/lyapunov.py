@@ -122,7 +122,8 @@ class _RNNLyapunov(torch.autograd.Function):
     (one baddbmm), ``C' = where(upper, S'^T, S')`` (``= copyltu(Qbar^T Q)^T - diag(c)``):
     ``Abar^T = R^{-1} (Qbar^T - C' Q^T)`` (one baddbmm, one triangular solve); then
     ``Ybar^T = Abar^T W`` and ``Qbar^T = Ybar^T diag(phi')``: six ops. What does not feed
-    the next step is vectorized after the loop: ``dW = sum_s Abar[s] Y[s]^T`` (one bmm),
+    the next step is vectorized after the loop: ``dW = sum_s Abar[s] Y[s]^T`` (one bmm; for
+    ``R > 1`` a batched term per step instead),
     the second-order term ``phi''(h) sum_k Ybar Q_in`` of the state gradient (for tanh
     ``phi'' Q_in = -2 phi Y``; zero for relu and identity), and the state BPTT that
     collects it (:func:`~flossrepro.models._bptt`, two ops per step).
@@ -178,9 +179,13 @@ class _RNNLyapunov(torch.autograd.Function):
         YbarT = torch.empty_like(YT)
         QbarT = torch.zeros(Rn, k, N, dtype=YT.dtype, device=YT.device)  # nothing after the last step
         steps = list(zip(AbarT.unbind(0), AbarT.transpose(2, 3).unbind(0), YbarT.unbind(0), Dq.unbind(0),
-                         QT.unbind(0), QT.transpose(2, 3).unbind(0), RT.unbind(0), flags))
+                         QT.unbind(0), QT.transpose(2, 3).unbind(0), RT.unbind(0), YT.unbind(0), flags))
+        # dW from the tangent chain, sum_s Abar[s] Y[s]^T: for R = 1 the [Tq, 1, k, N] buffers
+        # are [1, Tq*k, N] views and one bmm after the loop does it; for R > 1 that would need
+        # two transposing copies of the buffers, so each step adds its batched term instead
+        dW = None if Rn == 1 else torch.zeros_like(W)
         for s in range(Tq - 1, -1, -1):
-            abT, ab, ybT, d, qT, q, rT, is_qr = steps[s]
+            abT, ab, ybT, d, qT, q, rT, yT, is_qr = steps[s]
             if is_qr:
                 # S' = Qbar^T Q - diag(c) (c only in the accumulation window)
                 St = torch.baddbmm(negc, QbarT, q) if s >= transient_q else torch.bmm(QbarT, q)
@@ -190,9 +195,10 @@ class _RNNLyapunov(torch.autograd.Function):
             else:
                 abT.copy_(QbarT)
             QbarT = torch.bmm(abT, W, out=ybT) * d  # Ybar^T = Abar^T W; Qbar = phi' * Ybar
-        # dW from the tangent chain: sum_s Abar[s] Y[s]^T, one bmm (the reshapes are views for R = 1)
-        dW = torch.bmm(AbarT.transpose(0, 1).reshape(Rn, Tq * k, N).transpose(1, 2),
-                       YT.transpose(0, 1).reshape(Rn, Tq * k, N))
+            if dW is not None:
+                dW.baddbmm_(abT.transpose(1, 2), yT)
+        if dW is None:
+            dW = torch.bmm(AbarT.view(1, Tq * k, N).transpose(1, 2), YT.view(1, Tq * k, N))
         # second-order term: d loss / d H[t] += phi''(H[t]) sum_k Ybar[s] Q_in[s]
         T = Pn.shape[0] + 1
         dH = torch.zeros(T, Rn, 1, N, dtype=YT.dtype, device=YT.device)
