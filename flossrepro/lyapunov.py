@@ -13,6 +13,15 @@ Two evaluation paths give the same numbers and gradients:
   ``M = R Rbar^T - Qbar^T Q``), one Python loop forward and one backward;
 - the reference path: per-step autograd through ``torch.linalg.qr`` (any model with
   ``step`` and ``jacobian_apply``, e.g. the LSTM); used for tests and for LSTMs.
+
+QR (measured, 1 CPU thread, AMD EPYC, MKL, torch 2.13): ``torch.linalg.qr`` (LAPACK
+geqrf + orgqr, level-2 bound at this size) takes ~100 us for ``80 x 75`` float32 unloaded,
+a third of a flossing epoch at ``N=80, k=75``. CholeskyQR2 from torch ops (Gram, Cholesky,
+triangular solve, twice) was slower here (0.5-0.8x at 80x75, ~0.2x at 80x16 and 32x32: a
+dozen op dispatches and MKL's small potrf/trsm), and in float32 it is safe only up to a
+per-step condition number ~1e4 (the loop's ``D[t] Q`` reaches ~700 at g=1 and ~8e3 at g=2),
+so it is not used. A compiled Householder kernel took ~24 us per QR; it would need a
+build step and is not part of the package.
 """
 from __future__ import annotations
 
@@ -85,18 +94,27 @@ def _qr_schedule(n_q_steps: int, transient_q: int, s_ons: int) -> list[bool]:
     return flags
 
 
-def _copyltu(M: Tensor) -> Tensor:
-    return torch.tril(M) + torch.tril(M, -1).transpose(-1, -2)
+def _qr_pullback_diag_T(QbarT: Tensor, Q: Tensor, RT: Tensor, negc: Tensor | None, upper: Tensor,
+                        out: Tensor) -> Tensor:
+    """QR pullback (paper Eq 8) for ``Rbar = diag(c / R_ii)``, in the transposed layout.
 
+    Eq 8: ``Abar = [Qbar + Q copyltu(M)] R^{-T}``, ``M = R Rbar^T - Qbar^T Q``. With a
+    diagonal ``Rbar`` -- the only way the exponents use ``R`` -- ``R Rbar^T`` is upper
+    triangular with diagonal ``c``, so ``copyltu(M) = diag(c) - copyltu(Qbar^T Q)``; with
+    ``S' = Qbar^T Q - diag(c)`` and the symmetric ``C' = copyltu(S') = where(upper, S'^T, S')``:
+    ``Abar = (Qbar - Q C') R^{-T}``, i.e. ``Abar^T = R^{-1} (Qbar^T - C' Q^T)``. Three ops
+    and an in-place triangular solve.
 
-def qr_pullback(Q: Tensor, Rm: Tensor, Qbar: Tensor, Rbar: Tensor) -> Tensor:
-    """Paper Eq 8: ``Abar = [Qbar + Q copyltu(M)] R^{-T}``, ``M = R Rbar^T - Qbar^T Q``.
-
-    ``Q: [..., n, k]``, ``Rm, Rbar: [..., k, k]``, ``Qbar: [..., n, k]`` -> ``[..., n, k]``.
+    ``QbarT = Qbar^T: [R, k, n]``; ``Q: [R, n, k]``; ``RT = R^T: [R, k, k]`` (only its lower
+    triangle is read); ``negc = -diag(c): [R, k, k]`` or ``None`` for ``c = 0``; ``upper``:
+    ``[k, k]`` bool, upper triangle with diagonal; ``out``: ``[R, k, n]``, receives
+    ``Abar^T`` (fastest when ``out`` and ``Q^T`` are row-major, i.e. column-major ``Abar``, ``Q``).
     """
-    M = Rm @ Rbar.transpose(-1, -2) - Qbar.transpose(-1, -2) @ Q
-    X = Qbar + Q @ _copyltu(M)
-    return torch.linalg.solve_triangular(Rm.transpose(-1, -2), X, upper=False, left=False)
+    St = torch.bmm(QbarT, Q) if negc is None else torch.baddbmm(negc, QbarT, Q)
+    torch.baddbmm(QbarT, torch.where(upper, St.transpose(1, 2), St), Q.transpose(1, 2), alpha=-1.0, out=out)
+    ab = out.transpose(1, 2)
+    torch.linalg.solve_triangular(RT, ab, upper=False, left=False, out=ab)
+    return out
 
 
 class _RNNLyapunov(torch.autograd.Function):
@@ -107,26 +125,21 @@ class _RNNLyapunov(torch.autograd.Function):
 
     Layout: LAPACK works column-major, so every ``[N, k]`` (``[k, k]``) matrix of the tangent
     loop is stored as its transpose, row-major ``[k, N]`` (suffix ``T``), in ``[Tq, R, k, N]``
-    buffers; ``torch.linalg.qr`` and ``solve_triangular`` write straight into them (``out=``)
-    and no per-step op copies or transposes an operand. After the loop the buffers are
-    ``[R, Tq*k, N]`` views for one big bmm.
+    step buffers; ``torch.linalg.qr`` and ``solve_triangular`` write straight into them
+    (``out=``) and no per-step op copies or transposes an operand.
 
     Forward: the state trajectory (:func:`~flossrepro.models._run_states`, two ops per step),
     ``phi'`` of all tangent steps in one op, then three ops per tangent step:
     ``Y^T = Q^T diag(phi')``, ``A^T = Y^T W^T``, ``Q, R = qr(A)``.
 
-    Backward, per tangent step (reverse order), with ``c = dL/dlambda / t_sim``: the QR
-    pullback (paper Eq 8) specialised to ``Rbar = diag(c / R_ii)``, the only way ``R`` is
-    used: ``R Rbar^T`` is upper triangular with diagonal ``c``, so
-    ``copyltu(M) = diag(c) - copyltu(Qbar^T Q)``, and with ``S' = Qbar^T Q - diag(c)``
-    (one baddbmm), ``C' = where(upper, S'^T, S')`` (``= copyltu(Qbar^T Q)^T - diag(c)``):
-    ``Abar^T = R^{-1} (Qbar^T - C' Q^T)`` (one baddbmm, one triangular solve); then
-    ``Ybar^T = Abar^T W`` and ``Qbar^T = Ybar^T diag(phi')``: six ops. What does not feed
-    the next step is vectorized after the loop: ``dW = sum_s Abar[s] Y[s]^T`` (one bmm; for
-    ``R > 1`` a batched term per step instead),
-    the second-order term ``phi''(h) sum_k Ybar Q_in`` of the state gradient (for tanh
-    ``phi'' Q_in = -2 phi Y``; zero for relu and identity), and the state BPTT that
-    collects it (:func:`~flossrepro.models._bptt`, two ops per step).
+    Backward, per tangent step in reverse, with ``c = dL/dlambda / t_sim``: the QR pullback
+    for the diagonal ``Rbar = diag(c / R_ii)`` (:func:`_qr_pullback_diag_T`, four ops), then
+    ``Ybar^T = Abar^T W`` and ``Qbar^T = Ybar^T diag(phi')``. What does not feed the next step
+    is vectorized after the loop: ``dW = sum_s Abar[s] Y[s]^T`` (one bmm over the buffers,
+    viewed as ``[1, Tq*k, N]``; for ``R > 1`` a batched term per step instead), the
+    second-order term ``phi''(h) sum_k Ybar Q_in`` of the state gradient (for tanh
+    ``phi'' Q_in = -2 phi Y``; zero for relu and identity), and the state BPTT that collects
+    it (:func:`~flossrepro.models._bptt`, two ops per step).
     """
 
     @staticmethod
@@ -178,20 +191,16 @@ class _RNNLyapunov(torch.autograd.Function):
         AbarT = torch.empty_like(YT)
         YbarT = torch.empty_like(YT)
         QbarT = torch.zeros(Rn, k, N, dtype=YT.dtype, device=YT.device)  # nothing after the last step
-        steps = list(zip(AbarT.unbind(0), AbarT.transpose(2, 3).unbind(0), YbarT.unbind(0), Dq.unbind(0),
-                         QT.unbind(0), QT.transpose(2, 3).unbind(0), RT.unbind(0), YT.unbind(0), flags))
+        steps = list(zip(AbarT.unbind(0), YbarT.unbind(0), Dq.unbind(0), QT.transpose(2, 3).unbind(0),
+                         RT.unbind(0), YT.unbind(0), flags))
         # dW from the tangent chain, sum_s Abar[s] Y[s]^T: for R = 1 the [Tq, 1, k, N] buffers
         # are [1, Tq*k, N] views and one bmm after the loop does it; for R > 1 that would need
         # two transposing copies of the buffers, so each step adds its batched term instead
         dW = None if Rn == 1 else torch.zeros_like(W)
         for s in range(Tq - 1, -1, -1):
-            abT, ab, ybT, d, qT, q, rT, yT, is_qr = steps[s]
-            if is_qr:
-                # S' = Qbar^T Q - diag(c) (c only in the accumulation window)
-                St = torch.baddbmm(negc, QbarT, q) if s >= transient_q else torch.bmm(QbarT, q)
-                # X^T = Qbar^T - C' Q^T with C' = where(upper, S'^T, S'); Abar = X R^{-T}, in place
-                torch.baddbmm(QbarT, torch.where(upper, St.transpose(1, 2), St), qT, alpha=-1.0, out=abT)
-                torch.linalg.solve_triangular(rT, ab, upper=False, left=False, out=ab)
+            abT, ybT, d, q, rT, yT, is_qr = steps[s]
+            if is_qr:  # c enters only in the accumulation window
+                _qr_pullback_diag_T(QbarT, q, rT, negc if s >= transient_q else None, upper, abT)
             else:
                 abT.copy_(QbarT)
             QbarT = torch.bmm(abT, W, out=ybT) * d  # Ybar^T = Abar^T W; Qbar = phi' * Ybar
