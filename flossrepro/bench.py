@@ -1,0 +1,616 @@
+"""Per-core cost of training and flossing epochs: ``python -m flossrepro.bench [--quick]``.
+
+Everything runs on one CPU thread (``torch.set_num_threads(1)``) in float32. Times are medians
+over repeated epochs after warm-up; competing variants (engine vs eager) are timed
+round-robin, so that load from other processes hits them alike, and their ratio is the
+median of the per-round ratios. Wall time is the headline; the thread's CPU time is
+recorded too (on a loaded machine the two differ by the time the thread waited).
+
+Measured (``R`` ensemble members; times per member where ``R > 1``):
+
+- training epoch, as ``Trainer.train_step`` does it: VanillaRNN tanh ``N=80``, batch
+  ``B=16``, ``T=300``, task ``binary_xor`` (delay 10), fresh data every epoch; forward,
+  per-member loss, finite check, masked ``sum().backward()``, gradient mask, training
+  accuracy, per-member gradient clipping at 0.03, Adam (lr 1e-3). (The trainer's periodic
+  diagnostics, e.g. singular values of ``dW`` every few epochs, are not included.)
+- flossing epoch, as ``Trainer.floss_step`` does it (:func:`flossrepro.flossing.floss_step`):
+  ``N=80``, ``k=75``, batch 1, ``s_ons=1``, ``T_f in {300, 55}``, default transients
+  (10 and ``ceil(T_f/10)``), inputs from ``Task.sample_inputs``.
+- the same for an ensemble of ``R=20`` members.
+- an eager reference written here (:class:`EagerRNN`: plain ``[N, N]`` parameters, a Python
+  loop over time, autograd through every step and through ``torch.linalg.qr``).
+- a cost table over ``N in {32, 80, 160, 320}`` (``k = N``) and ``k`` at ``N = 160``, with
+  fitted log-log exponents, against the paper's Table 1 scaling.
+- single-thread matmul rate (1024^3 float32) and the small ``[80,80]x[80,75]`` matmul rate.
+
+FLOP model (multiply-add = 2 flops; elementwise work and the optimizer ignored)
+-------------------------------------------------------------------------------
+Training epoch (per member): forward ``2N^2 BT`` (recurrence) + ``2NSBT`` (input) +
+``2NOBT`` (readout); backward ``4N^2 BT`` (state gradient ``g W`` and ``dW``) + ``2NSBT``
+(``dV``) + ``4NOBT`` (``dH`` and ``dw_r``). Total ``6N^2 BT + 4NSBT + 6NOBT``.
+
+Flossing epoch (per member), ``T_q = T_f - transient_h`` tangent steps, one QR each
+(``s_ons = 1``), state ``N``, ``k`` exponents:
+
+- forward per tangent step: Jacobian product ``(D Q)^T W^T``: ``2N^2 k``; Householder QR
+  with explicit ``Q`` (geqrf + orgqr): ``4Nk^2 - 4k^3/3``;
+- backward per tangent step: ``Ybar = W^T Abar`` and ``dW += Abar Y^T``: ``4N^2 k``; the QR
+  pullback as the engine runs it (paper Eq 8 with the diagonal ``Rbar``, see
+  ``flossrepro.lyapunov._RNNLyapunov``): ``Qbar^T Q`` ``2Nk^2``, ``Q C`` ``2Nk^2``, the
+  triangular solve ``Nk^2``;
+- the state trajectory: ``2N^2`` forward, ``4N^2`` backward per step.
+
+Total ``T_q (6N^2 k + 9Nk^2 - 4k^3/3) + 6N^2 T_f``: cubic, ``O(N k (N + k) T_f)``; with
+``k = N`` it is ``~13.7 N^3 T_q``. The paper's Table 1 quotes ``O(N^2 B T)`` per training
+epoch and ``O(N k^2 T_f)`` per flossing epoch (QR only); the Jacobian products add
+``N^2 k T_f``, which is of the same order for ``k ~ N`` and dominates for ``k << N``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import lyapunov as _lyap
+from .flossing import clip_grad_norm_per_member, floss_step, flossing_parameters
+from .init import initialize
+from .lyapunov import default_transients
+from .models import VanillaRNN
+from .tasks import make_task, member_generators
+
+__all__ = ["main", "EagerRNN", "train_flops", "floss_flops", "run_benchmark", "TARGETS"]
+
+TASK = "binary_xor"
+DELAY = 10
+LR = 1e-3
+CLIP = 0.03
+
+# per core, unloaded machine (ms per epoch, single network unless stated)
+TARGETS = {
+    "train_epoch_ms": 6.5, "train_speedup_vs_eager": 3.5, "train_epoch_ms_goal": 3.6,
+    "floss_epoch_ms": 70.0, "floss_speedup_vs_eager": 1.6, "floss_epoch_ms_goal": 36.0,
+    "floss_epoch_ms_paper": 74.0,
+}
+
+
+# ---------------------------------------------------------------------------- FLOP model
+def train_flops(N: int, B: int, T: int, S: int = 1, O: int = 1) -> float:
+    """FLOPs of one training epoch of one member (module docstring)."""
+    return 6.0 * N * N * B * T + 4.0 * N * S * B * T + 6.0 * N * O * B * T
+
+
+def floss_flops(N: int, k: int, T: int, transient_h: int | None = None) -> float:
+    """FLOPs of one flossing epoch of one member with ``s_ons = 1`` (module docstring)."""
+    th = default_transients(T)[0] if transient_h is None else transient_h
+    Tq = T - th
+    per_step = 6.0 * N * N * k + 9.0 * N * k * k - 4.0 * k ** 3 / 3
+    return Tq * per_step + 6.0 * N * N * T
+
+# ---------------------------------------------------------------------------- eager reference
+class EagerRNN(nn.Module):
+    """Straightforward single-network vanilla RNN (``h <- W tanh(h) + V x / S + b``,
+    ``y = w_r h + c``): plain parameters, a Python loop over time, autograd everywhere."""
+
+    def __init__(self, N: int, S: int, O: int):
+        super().__init__()
+        self.N, self.S = N, S
+        self.W = nn.Parameter(torch.zeros(N, N))
+        self.V = nn.Parameter(torch.zeros(N, S))
+        self.b = nn.Parameter(torch.zeros(N))
+        self.w_r = nn.Parameter(torch.zeros(O, N))
+        self.c = nn.Parameter(torch.zeros(O))
+        self.h0 = nn.Parameter(torch.zeros(N))
+
+    @classmethod
+    def from_member(cls, model: VanillaRNN, r: int = 0) -> "EagerRNN":
+        m = cls(model.n_hidden, model.n_in, model.n_out)
+        with torch.no_grad():
+            for name in ("W", "V", "b", "w_r", "c", "h0"):
+                getattr(m, name).copy_(getattr(model, name)[r])
+        return m
+
+    def step(self, h: Tensor, x: Tensor) -> Tensor:
+        return torch.tanh(h) @ self.W.T + (x @ self.V.T) / self.S + self.b
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x: [T, B, S]`` -> ``y: [T, B, O]``."""
+        h = self.h0.expand(x.shape[1], self.N)
+        ys = []
+        for t in range(x.shape[0]):
+            h = self.step(h, x[t])
+            ys.append(h @ self.w_r.T + self.c)
+        return torch.stack(ys)
+
+    def lyapunov(self, x: Tensor, k: int, Q0: Tensor, transient_h: int, transient_q: int) -> Tensor:
+        """First ``k`` exponents by the QR method with ``s_ons = 1``; ``x: [T, S]``.
+
+        Same trajectory convention as the engine: the tangent step at ``t`` uses
+        ``D[t] = W diag(tanh'(h[t]))`` with ``h[t+1] = step(h[t], x[t])``.
+        """
+        T = x.shape[0]
+        t_sim = T - transient_h - transient_q
+        h, Q = self.h0, Q0
+        acc = torch.zeros(k)
+        for t in range(T):
+            s = t - transient_h
+            if s >= 0:
+                d = 1.0 - torch.tanh(h) ** 2
+                Q, Rm = torch.linalg.qr(self.W @ (d[:, None] * Q))
+                if s >= transient_q:
+                    acc = acc + torch.log(torch.diagonal(Rm).abs())
+            if t < T - 1:
+                h = self.step(h, x[t])
+        return acc / t_sim
+
+
+# ---------------------------------------------------------------------------- epochs
+def _model(R: int, N: int, n_in: int = 1, n_out: int = 1, seed0: int = 0) -> VanillaRNN:
+    m = VanillaRNN(R, N, n_in, n_out)
+    initialize(m, list(range(seed0, seed0 + R)))
+    return m
+
+
+def _mask_grads(params, keep: Tensor) -> None:
+    for p in params:
+        if p.grad is not None:
+            p.grad.masked_fill_(~keep.view(-1, *([1] * (p.dim() - 1))), 0.0)
+
+
+def engine_train_epoch(R: int = 1, N: int = 80, B: int = 16, T: int = 300):
+    """One ``Trainer.train_step`` of the engine (``fast=True``), minus its bookkeeping."""
+    task = make_task(TASK, delay=DELAY, seq_len=T, batch_size=B)
+    model = _model(R, N, task.n_in, task.n_out)
+    gens = member_generators(list(range(R)), "train")
+    params = list(model.parameters())
+    opt = torch.optim.Adam(params, lr=LR)
+    alive = torch.ones(R, dtype=torch.bool)
+
+    def epoch():
+        batch = task.sample(gens)
+        opt.zero_grad(set_to_none=True)
+        out = model(batch.inputs)
+        loss = task.loss(out, batch)
+        alive.logical_and_(torch.isfinite(loss.detach()))
+        torch.where(alive, loss, torch.zeros_like(loss)).sum().backward()
+        _mask_grads(params, alive)
+        task.metric(out.detach(), batch)
+        clip_grad_norm_per_member(params, CLIP)
+        opt.step()
+
+    return epoch
+
+
+def eager_train_epoch(N: int = 80, B: int = 16, T: int = 300):
+    task = make_task(TASK, delay=DELAY, seq_len=T, batch_size=B)
+    model = EagerRNN.from_member(_model(1, N, task.n_in, task.n_out))
+    gen = member_generators([0], "train")
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    mask = task.make_mask(T)
+
+    def epoch():
+        batch = task.sample(gen)
+        x, y = batch.inputs[:, 0], batch.targets[:, 0]
+        opt.zero_grad(set_to_none=True)
+        out = model(x)
+        F.binary_cross_entropy_with_logits(out[mask], y[mask]).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
+        opt.step()
+
+    return epoch
+
+
+def engine_floss_epoch(R: int = 1, N: int = 80, k: int = 75, T: int = 300):
+    """One ``Trainer.floss_step`` of the engine (:func:`flossrepro.flossing.floss_step`)."""
+    task = make_task(TASK, delay=DELAY, seq_len=max(T, DELAY + 1), batch_size=1)
+    model = _model(R, N, task.n_in, task.n_out)
+    gens = member_generators(list(range(R)), "floss")
+    opt = torch.optim.Adam(flossing_parameters(model), lr=LR)
+
+    def epoch():
+        x = task.sample_inputs(gens, batch_size=1, seq_len=T)[:, :, 0]
+        floss_step(model, opt, x, k)
+
+    return epoch
+
+
+def eager_floss_epoch(N: int = 80, k: int = 75, T: int = 300):
+    task = make_task(TASK, delay=DELAY, seq_len=max(T, DELAY + 1), batch_size=1)
+    model = EagerRNN.from_member(_model(1, N, task.n_in, task.n_out))
+    gen = member_generators([0], "floss")
+    opt = torch.optim.Adam([model.W, model.V, model.b], lr=LR)
+    Q0 = _lyap.random_orthonormal(N, k, 1, dtype=torch.float32)[0]
+    th, tq = default_transients(T)
+
+    def epoch():
+        x = task.sample_inputs(gen, batch_size=1, seq_len=T)[:, 0, 0]
+        opt.zero_grad(set_to_none=True)
+        lam = model.lyapunov(x, k, Q0, th, tq)
+        (lam ** 2).sum().backward()
+        opt.step()
+
+    return epoch
+
+
+# ---------------------------------------------------------------------------- timing
+def time_round_robin(fns: dict, warmup: int, repeats: int, budget_s: float) -> dict:
+    """Median/min/quartiles (ms) of each epoch function, called in turn each round.
+
+    Stops after ``repeats`` rounds, or earlier (but after >= 3 rounds) once ``budget_s``
+    seconds are spent; ``paired_ratio_to_<first>`` is the median per-round ratio to the
+    first function; ``cpu_median_ms`` the median CPU time of the calling thread.
+    """
+    for _ in range(warmup):
+        for f in fns.values():
+            f()
+    ts = {name: [] for name in fns}
+    cpu = {name: [] for name in fns}
+    t_start = time.perf_counter()
+    for i in range(repeats):
+        for name, f in fns.items():
+            c0, t0 = time.thread_time(), time.perf_counter()
+            f()
+            ts[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.thread_time() - c0)
+        if i + 1 >= 3 and time.perf_counter() - t_start > budget_s:
+            break
+    first = next(iter(fns))
+    out = {}
+    for name, v in ts.items():
+        s = sorted(v)
+        q = lambda p: s[min(len(s) - 1, int(p * (len(s) - 1) + 0.5))]
+        ratios = sorted(a / b for a, b in zip(v, ts[first]))
+        out[name] = {"median_ms": 1e3 * q(0.5), "min_ms": 1e3 * s[0], "p25_ms": 1e3 * q(0.25),
+                     "p75_ms": 1e3 * q(0.75), "n": len(v),
+                     "cpu_median_ms": 1e3 * sorted(cpu[name])[len(v) // 2],
+                     "paired_ratio_to_" + first: ratios[len(ratios) // 2]}
+    return out
+
+
+def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        ts.append(time.perf_counter() - t0)
+    return 2.0 * n ** 3 / sorted(ts)[len(ts) // 2] / 1e9
+
+
+def small_bmm_gflops(R: int = 1, N: int = 80, k: int = 75, repeats: int = 7, inner: int = 200) -> float:
+    W, Q = torch.randn(R, N, N), torch.randn(R, N, k)
+    torch.bmm(W, Q)
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            torch.bmm(W, Q)
+        ts.append((time.perf_counter() - t0) / inner)
+    return 2.0 * R * N * N * k / sorted(ts)[len(ts) // 2] / 1e9
+
+
+def qr_us(n: int = 80, k: int = 75, repeats: int = 7, inner: int = 50) -> float:
+    """Median time (us) of one ``torch.linalg.qr`` of an ``[n, k]`` float32 matrix."""
+    A = torch.randn(1, n, k)
+    torch.linalg.qr(A)
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            torch.linalg.qr(A)
+        ts.append((time.perf_counter() - t0) / inner)
+    return 1e6 * sorted(ts)[len(ts) // 2]
+
+
+def fit_exponent(xs, ys) -> float:
+    lx = [math.log(x) for x in xs]
+    ly = [math.log(y) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    num = sum((a - mx) * (b - my) for a, b in zip(lx, ly))
+    den = sum((a - mx) ** 2 for a in lx)
+    return num / den
+
+
+def consistency(N: int = 80, k: int = 75, T: int = 55, seed: int = 0) -> dict:
+    """Max differences of the spectrum and of dL/dW between the engine and the eager
+    reference (float32, one input sequence)."""
+    task = make_task(TASK, delay=DELAY, seq_len=max(T, DELAY + 1), batch_size=1)
+    model = _model(1, N, task.n_in, task.n_out, seed)
+    eager = EagerRNN.from_member(model)
+    x = task.sample_inputs(member_generators([seed], "floss"), batch_size=1, seq_len=T)[:, :, 0]
+    th, tq = default_transients(T)
+    lam = _lyap.lyapunov_spectrum(model, x, k)
+    (lam ** 2).sum().backward()
+    gW = model.W.grad[0]
+    lam_e = eager.lyapunov(x[:, 0], k, _lyap.random_orthonormal(N, k, 1, dtype=torch.float32)[0], th, tq)
+    (lam_e ** 2).sum().backward()
+    return {"eager_max_abs_dlambda": float((lam.detach()[0] - lam_e.detach()).abs().max()),
+            "eager_rel_dgradW": float((eager.W.grad - gW).norm() / gW.norm())}
+
+
+# ---------------------------------------------------------------------------- environment
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> str:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("-dirty" if dirty else "") if sha else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _loadavg():
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def environment(threads: int) -> dict:
+    return {
+        "torch_version": torch.__version__, "python": sys.version.split()[0],
+        "threads": torch.get_num_threads(), "threads_requested": threads,
+        "machine": {"cpu_model": _cpu_model(), "processor": platform.processor(),
+                    "platform": platform.platform(), "cpu_count": os.cpu_count(),
+                    "loadavg_at_start": _loadavg()},
+        "blas": "mkl" if torch.backends.mkl.is_available() else "other",
+        "dtype": "float32",
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+    }
+
+
+# ---------------------------------------------------------------------------- driver
+def run_benchmark(quick: bool = False, threads: int = 1, log=print) -> dict:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    t_all = time.perf_counter()
+    res = {"quick": quick, **environment(threads), "targets": dict(TARGETS)}
+    W, REP, BUD = (1, 5, 1.5) if quick else (2, 25, 8.0)   # warm-up, max repeats, s per group
+    N, B, T, K, R = 80, 16, 300, 75, 20
+    sections = res["section_s"] = {}
+    t_sec = [time.perf_counter()]
+    torch.optim.Adam([nn.Parameter(torch.zeros(1))])  # first optimizer imports torch._dynamo (~3 s)
+
+    def section(name):
+        now = time.perf_counter()
+        sections[name] = now - t_sec[0]
+        t_sec[0] = now
+
+    res["matmul_gflops"] = matmul_gflops(1024, 3 if quick else 7)
+    res["small_bmm_gflops_80x80x75"] = small_bmm_gflops()
+    res["torch_qr_80x75_us"] = qr_us()
+    log(f"matmul 1024^3 float32, 1 thread: {res['matmul_gflops']:.1f} GFLOP/s; "
+        f"bmm [80,80]x[80,75]: {res['small_bmm_gflops_80x80x75']:.1f} GFLOP/s; "
+        f"torch.linalg.qr 80x75: {res['torch_qr_80x75_us']:.0f} us")
+    section("startup_and_rates")
+    res["consistency"] = consistency()
+    log("consistency (float32, T_f=55): " + ", ".join(f"{k} {v:.1e}" for k, v in res["consistency"].items()))
+    section("consistency")
+
+    # -- single network vs eager vs ensemble (per member), round-robin ----------------
+    tr = time_round_robin({"engine": engine_train_epoch(1, N, B, T), "eager": eager_train_epoch(N, B, T),
+                           "ensemble": engine_train_epoch(R, N, B, T)}, W, REP, BUD)
+    section("train")
+    # T_f = 55 first: it warms up the same code paths for the T_f = 300 group
+    f55 = time_round_robin({"engine": engine_floss_epoch(1, N, K, 55), "eager": eager_floss_epoch(N, K, 55),
+                            "ensemble": engine_floss_epoch(R, N, K, 55)}, W, REP, BUD)
+    section("floss_T55")
+    fl = time_round_robin({"engine": engine_floss_epoch(1, N, K, T), "eager": eager_floss_epoch(N, K, T),
+                           "ensemble": engine_floss_epoch(R, N, K, T)},
+                          0 if quick else 1, 2 if quick else 15, 2 * BUD + 4)
+    section("floss_T300")
+    res["timings"] = {"train": tr, "floss_T300": fl, "floss_T55": f55}
+    res["train_epoch_ms"] = tr["engine"]["median_ms"]
+    res["eager_train_epoch_ms"] = tr["eager"]["median_ms"]
+    res["floss_epoch_ms"] = fl["engine"]["median_ms"]
+    res["eager_floss_epoch_ms"] = fl["eager"]["median_ms"]
+    res["floss_epoch_ms_tf55"] = f55["engine"]["median_ms"]
+    res["eager_floss_epoch_ms_tf55"] = f55["eager"]["median_ms"]
+    res["speedup_engine_over_eager"] = {  # medians of the paired per-round ratios
+        "train": tr["eager"]["paired_ratio_to_engine"],
+        "floss_T300": fl["eager"]["paired_ratio_to_engine"],
+        "floss_T55": f55["eager"]["paired_ratio_to_engine"]}
+    res["ensemble_members"] = R
+    res["ensemble_train_epoch_ms_per_member"] = tr["ensemble"]["median_ms"] / R
+    res["ensemble_floss_epoch_ms_per_member"] = fl["ensemble"]["median_ms"] / R
+    res["ensemble_floss_epoch_ms_per_member_tf55"] = f55["ensemble"]["median_ms"] / R
+    res["ensemble_per_member_over_single"] = {  # paired: (ensemble epoch / R) / single epoch
+        "train": tr["ensemble"]["paired_ratio_to_engine"] / R,
+        "floss_T300": fl["ensemble"]["paired_ratio_to_engine"] / R,
+        "floss_T55": f55["ensemble"]["paired_ratio_to_engine"] / R}
+
+    # -- FLOPs -----------------------------------------------------------------------
+    flops = {"train_epoch": train_flops(N, B, T), "floss_epoch": floss_flops(N, K, T),
+             "floss_epoch_tf55": floss_flops(N, K, 55)}
+    res["flops"] = flops
+    gf = lambda f, ms: f / (ms * 1e-3) / 1e9
+    res["gflops_per_s"] = {
+        "train": gf(flops["train_epoch"], res["train_epoch_ms"]),
+        "eager_train": gf(flops["train_epoch"], res["eager_train_epoch_ms"]),
+        "floss": gf(flops["floss_epoch"], res["floss_epoch_ms"]),
+        "eager_floss": gf(flops["floss_epoch"], res["eager_floss_epoch_ms"]),
+        "floss_tf55": gf(flops["floss_epoch_tf55"], res["floss_epoch_ms_tf55"]),
+        "ensemble_train": gf(flops["train_epoch"], res["ensemble_train_epoch_ms_per_member"]),
+        "ensemble_floss": gf(flops["floss_epoch"], res["ensemble_floss_epoch_ms_per_member"]),
+    }
+    res["fraction_of_matmul_peak"] = {k: v / res["matmul_gflops"] for k, v in res["gflops_per_s"].items()}
+    # time at the measured large-matmul rate: the arithmetic limit of this core
+    res["arithmetic_limit_ms"] = {k: 1e3 * flops[f] / (res["matmul_gflops"] * 1e9)
+                                  for k, f in (("train", "train_epoch"), ("floss", "floss_epoch"))}
+    n_qr = res["qr_per_floss_epoch"] = T - default_transients(T)[0]
+    res["est_qr_share_of_floss_epoch"] = n_qr * res["torch_qr_80x75_us"] * 1e-3 / res["floss_epoch_ms"]
+
+    # -- scaling table ---------------------------------------------------------------
+    Ns = [32, 80, 160] if quick else [32, 80, 160, 320]
+    TF = 55
+    rows = []
+    for n in Ns:
+        t1 = time_round_robin({"e": engine_train_epoch(1, n, B, T)}, 1, 3 if quick else 5, BUD)["e"]
+        t2 = time_round_robin({"e": engine_floss_epoch(1, n, n, TF)}, 1, 3 if quick else 5, BUD)["e"]
+        rows.append({"N": n, "k": n, "B": B, "T": T, "T_f": TF, "train_ms": t1["median_ms"],
+                     "floss_ms": t2["median_ms"], "train_flops": train_flops(n, B, T),
+                     "floss_flops": floss_flops(n, n, TF)})
+    kN = 160
+    ks = [20, 160] if quick else [10, 20, 40, 80, 160]
+    krows = []
+    for k in ks:
+        t2 = time_round_robin({"e": engine_floss_epoch(1, kN, k, TF)}, 1, 3 if quick else 5, BUD)["e"]
+        krows.append({"N": kN, "k": k, "T_f": TF, "floss_ms": t2["median_ms"],
+                      "floss_flops": floss_flops(kN, k, TF)})
+    section("scaling")
+    for r in rows + krows:
+        r["train_gflops_per_s"] = r["train_flops"] / r["train_ms"] / 1e6 if "train_ms" in r else None
+        r["floss_gflops_per_s"] = r["floss_flops"] / r["floss_ms"] / 1e6
+    xN = [r["N"] for r in rows]
+    top = slice(-2, None)
+    res["scaling"] = {
+        "rows_N": rows, "rows_k": krows,
+        "train_exponent_N": fit_exponent(xN, [r["train_ms"] for r in rows]),
+        "train_exponent_N_top2": fit_exponent(xN[top], [r["train_ms"] for r in rows][top]),
+        "train_exponent_N_flop_model": fit_exponent(xN, [r["train_flops"] for r in rows]),
+        "floss_exponent_N_k_eq_N": fit_exponent(xN, [r["floss_ms"] for r in rows]),
+        "floss_exponent_N_k_eq_N_top2": fit_exponent(xN[top], [r["floss_ms"] for r in rows][top]),
+        "floss_exponent_N_flop_model": fit_exponent(xN, [r["floss_flops"] for r in rows]),
+        "floss_exponent_k_at_N160": fit_exponent(ks, [r["floss_ms"] for r in krows]),
+        "floss_exponent_k_top2": fit_exponent(ks[top], [r["floss_ms"] for r in krows][top]),
+        "floss_exponent_k_flop_model": fit_exponent(ks, [r["floss_flops"] for r in krows]),
+        "paper_table1": {"train": "N^2 B T (exponent 2 in N)",
+                         "floss": "N k^2 T_f (exponent 3 in N at k = N; 2 in k at fixed N)"},
+    }
+    res["target_check"] = check_targets(res)
+    res["machine"]["loadavg_at_end"] = _loadavg()
+    res["total_benchmark_s"] = time.perf_counter() - t_all
+    return res
+
+
+def check_targets(res: dict) -> dict:
+    """Each target: measured value, limit, met (the absolute ones are for an unloaded core)."""
+    T_, sp = TARGETS, res["speedup_engine_over_eager"]
+    rows = {
+        "train_epoch_ms <= %.1f" % T_["train_epoch_ms"]: (res["train_epoch_ms"], T_["train_epoch_ms"], "<="),
+        "train speedup vs eager >= %.1f" % T_["train_speedup_vs_eager"]: (sp["train"], T_["train_speedup_vs_eager"], ">="),
+        "floss_epoch_ms (T_f=300) <= %.0f" % T_["floss_epoch_ms"]: (res["floss_epoch_ms"], T_["floss_epoch_ms"], "<="),
+        "floss speedup vs eager >= %.1f" % T_["floss_speedup_vs_eager"]: (sp["floss_T300"], T_["floss_speedup_vs_eager"], ">="),
+        "floss_epoch_ms < paper's %.0f" % T_["floss_epoch_ms_paper"]: (res["floss_epoch_ms"], T_["floss_epoch_ms_paper"], "<"),
+        "goal: train_epoch_ms <= %.1f" % T_["train_epoch_ms_goal"]: (res["train_epoch_ms"], T_["train_epoch_ms_goal"], "<="),
+        "goal: floss_epoch_ms <= %.0f" % T_["floss_epoch_ms_goal"]: (res["floss_epoch_ms"], T_["floss_epoch_ms_goal"], "<="),
+        "ensemble train per member / single <= 1": (res["ensemble_per_member_over_single"]["train"], 1.0, "<="),
+        "ensemble floss (T_f=300) per member / single <= 1": (res["ensemble_per_member_over_single"]["floss_T300"],
+                                                             1.0, "<="),
+        "ensemble floss (T_f=55) per member / single <= 1": (res["ensemble_per_member_over_single"]["floss_T55"],
+                                                            1.0, "<="),
+    }
+    ops = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b}
+    return {name: {"value": v, "limit": lim, "met": bool(ops[op](v, lim))} for name, (v, lim, op) in rows.items()}
+
+
+def format_report(res: dict) -> str:
+    L = []
+    m = res["machine"]
+    L.append(f"flossrepro.bench  torch {res['torch_version']}  threads {res['threads']}  "
+             f"{m['cpu_model']}  ({res['timestamp']}, {res['git_commit'][:12]}, "
+             f"load {m['loadavg_at_start']} -> {m.get('loadavg_at_end')})")
+    L.append(f"matmul 1024^3 fp32: {res['matmul_gflops']:.1f} GFLOP/s   "
+             f"bmm 80x80x75: {res['small_bmm_gflops_80x80x75']:.1f} GFLOP/s   "
+             f"torch.linalg.qr 80x75: {res['torch_qr_80x75_us']:.0f} us")
+    L.append("")
+    L.append("times: median wall ms over epochs (min in brackets); eager/eng = median of round-robin paired ratios;")
+    L.append("engine, eager and ensemble epochs of a row group run round-robin")
+    hdr = (f"{'epoch (float32, 1 thread)':38s} {'engine ms':>16s} {'eager ms':>16s} {'eager/eng':>9s} "
+           f"{'GFLOP':>7s} {'GFLOP/s':>8s} {'%peak':>6s}")
+    L.append(hdr)
+    L.append("-" * len(hdr))
+    tm = res["timings"]
+    pk = res["matmul_gflops"]
+
+    def line(label, group, flops, per=1, eager=True, name="engine"):
+        e = tm[group][name]
+        g = flops / (e["median_ms"] / per * 1e-3) / 1e9
+        eng = f"{e['median_ms'] / per:8.1f} ({e['min_ms'] / per:5.1f})"
+        if eager:
+            a = tm[group]["eager"]
+            eag = f"{a['median_ms']:8.1f} ({a['min_ms']:5.1f})"
+            ratio = f"{a['paired_ratio_to_engine']:9.2f}"
+        else:
+            eag, ratio = f"{'':16s}", f"{'':9s}"
+        L.append(f"{label:38s} {eng:>16s} {eag:>16s} {ratio} {flops / 1e9:7.3f} {g:8.2f} {100 * g / pk:5.1f}%")
+
+    F_ = res["flops"]
+    Rm = res["ensemble_members"]
+    line("train  N=80 B=16 T=300", "train", F_["train_epoch"])
+    line("floss  N=80 k=75 T_f=300", "floss_T300", F_["floss_epoch"])
+    line("floss  N=80 k=75 T_f=55", "floss_T55", F_["floss_epoch_tf55"])
+    line(f"train  R={Rm} ensemble, per member", "train", F_["train_epoch"], Rm, False, "ensemble")
+    line(f"floss  R={Rm} ensemble T_f=300, per member", "floss_T300", F_["floss_epoch"], Rm, False, "ensemble")
+    line(f"floss  R={Rm} ensemble T_f=55, per member", "floss_T55", F_["floss_epoch_tf55"], Rm, False, "ensemble")
+    L.append("")
+    al = res["arithmetic_limit_ms"]
+    L.append(f"arithmetic limit at the measured matmul rate: train {al['train']:.2f} ms, floss {al['floss']:.1f} ms "
+             f"-> engine at {res['train_epoch_ms'] / al['train']:.1f}x / {res['floss_epoch_ms'] / al['floss']:.1f}x of it")
+    L.append(f"torch.linalg.qr 80x75 ({res['torch_qr_80x75_us']:.0f} us) x {res['qr_per_floss_epoch']} steps "
+             f"~ {100 * res['est_qr_share_of_floss_epoch']:.0f}% of a T_f=300 flossing epoch")
+    L.append("")
+    L.append("targets (absolute ones: per core, unloaded machine; compare with the load above)")
+    for name, t in res["target_check"].items():
+        L.append(f"  {'met    ' if t['met'] else 'NOT met'}  {name:46s} measured {t['value']:8.2f}")
+    L.append("")
+    sc = res["scaling"]
+    L.append(f"cost table (1 member; train B=16 T=300; floss k=N, T_f={sc['rows_N'][0]['T_f']}, s_ons=1)")
+    L.append(f"{'N':>5s} {'k':>5s} {'train ms':>10s} {'GFLOP/s':>8s} {'floss ms':>10s} {'GFLOP/s':>8s}")
+    for r in sc["rows_N"]:
+        L.append(f"{r['N']:5d} {r['k']:5d} {r['train_ms']:10.2f} {r['train_gflops_per_s']:8.2f} "
+                 f"{r['floss_ms']:10.1f} {r['floss_gflops_per_s']:8.2f}")
+    for r in sc["rows_k"]:
+        L.append(f"{r['N']:5d} {r['k']:5d} {'':10s} {'':8s} {r['floss_ms']:10.1f} {r['floss_gflops_per_s']:8.2f}")
+    L.append("fitted exponents (log-log least squares; all points / two largest / FLOP model):")
+    L.append(f"  train vs N        : {sc['train_exponent_N']:.2f} / {sc['train_exponent_N_top2']:.2f} / "
+             f"{sc['train_exponent_N_flop_model']:.2f}   (paper Table 1: N^2 B T -> 2)")
+    L.append(f"  floss vs N (k=N)  : {sc['floss_exponent_N_k_eq_N']:.2f} / {sc['floss_exponent_N_k_eq_N_top2']:.2f} / "
+             f"{sc['floss_exponent_N_flop_model']:.2f}   (paper: N k^2 T_f -> 3)")
+    L.append(f"  floss vs k (N=160): {sc['floss_exponent_k_at_N160']:.2f} / {sc['floss_exponent_k_top2']:.2f} / "
+             f"{sc['floss_exponent_k_flop_model']:.2f}   (paper: k^2 -> 2; Jacobian products add N^2 k)")
+    L.append("")
+    L.append(f"total benchmark time {res['total_benchmark_s']:.0f} s ("
+             + ", ".join(f"{k} {v:.1f}" for k, v in res.get("section_s", {}).items()) + ")")
+    return "\n".join(L)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m flossrepro.bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="fast pass (fewer repeats and sizes; ~30 s of CPU)")
+    ap.add_argument("--out", default="results/bench.json", help="JSON output path (default results/bench.json)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: per-core numbers)")
+    args = ap.parse_args(argv)
+    res = run_benchmark(quick=args.quick, threads=args.threads, log=lambda s: print(s, flush=True))
+    print(format_report(res), flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
