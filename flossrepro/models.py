@@ -94,41 +94,53 @@ def _run_states(h: Tensor, Wt: Tensor, drive: Tensor, nonlinearity: str) -> tupl
     """``P[t] = phi(H[t-1])``, ``H[t] = P[t] W^T + drive[t]`` with ``H[-1] = h``.
 
     ``h: [R, B, N]``, ``Wt = W^T`` contiguous ``[R, N, N]``, ``drive: [T, R, B, N]`` ->
-    ``(H, P)``, both contiguous ``[T, R, B, N]``. Two ops per step, both writing into
-    preallocated buffers (``H`` starts as a copy of the drive and is updated in place).
+    ``(H, P)``, ``[T, R, B, N]`` views of member-major ``[R, T, B, N]`` buffers: then every
+    member's states are one ``[T*B, N]`` matrix (the drive, the readout and ``dW`` are one
+    bmm each without transposing copies), while a step's ``[R, B, N]`` slice is contiguous
+    for ``R = 1``. Two ops per step writing into the buffers (``H`` starts as the drive):
+    ``phi`` and an in-place ``baddbmm_`` (``R = 1``) or ``bmm`` + ``add_`` (``R > 1``, where
+    the slice is strided over members and an in-place ``baddbmm_`` would loop over them).
     """
+    T, R, B, N = drive.shape
     phi_out = _PHI_OUT[nonlinearity]
-    H = torch.empty(drive.shape, dtype=drive.dtype, device=drive.device)
-    H.copy_(drive)
-    P = torch.empty_like(H)
-    for hn, p in zip(H.unbind(0), P.unbind(0)):
+    Hm = torch.empty(R, T, B, N, dtype=drive.dtype, device=drive.device)
+    Hm.copy_(drive.transpose(0, 1))
+    Pm = torch.empty_like(Hm)
+    tmp = None if R == 1 else torch.empty(R, B, N, dtype=drive.dtype, device=drive.device)
+    for hn, p in zip(Hm.unbind(1), Pm.unbind(1)):
         phi_out(h, p)
-        hn.baddbmm_(p, Wt)
+        if tmp is None:
+            hn.baddbmm_(p, Wt)
+        else:
+            hn.add_(torch.bmm(p, Wt, out=tmp))
         h = hn
-    return H, P
+    return Hm.transpose(0, 1), Pm.transpose(0, 1)
 
 
 def _bptt(dH: Tensor, W: Tensor, D: Tensor) -> tuple[Tensor, Tensor]:
     """Backward of :func:`_run_states`: ``G[T-1] = dH[T-1]``, ``G[t-1] = dH[t-1] + (G[t] W) * D[t]``.
 
-    ``D[t] = phi'(H[t-1])``. Returns ``(G, dh)``: ``G: [T, R, B, N]`` the total gradient of
-    each ``H[t]`` (= the gradient of ``drive[t]``) and ``dh = (G[0] W) * D[0]`` that of the
-    initial state. Two ops per step (``G`` starts as a copy of ``dH``, updated in place).
+    ``D[t] = phi'(H[t-1])``. Returns ``(G, dh)``: ``G: [T, R, B, N]`` (a view of a
+    member-major buffer, as in :func:`_run_states`) the total gradient of each ``H[t]``
+    (= the gradient of ``drive[t]``) and ``dh = (G[0] W) * D[0]`` that of the initial state.
+    Two ops per step (``G`` starts as a copy of ``dH``, updated in place).
     """
-    G = torch.empty(D.shape, dtype=D.dtype, device=D.device)
-    G.copy_(dH)
-    Gs, Ds = G.unbind(0), D.unbind(0)
+    T, R, B, N = D.shape
+    Gm = torch.empty(R, T, B, N, dtype=D.dtype, device=D.device)
+    Gm.copy_(dH.transpose(0, 1))
+    Gs, Ds = Gm.unbind(1), D.unbind(0)
     tmp = torch.empty_like(Gs[0])
-    for t in range(len(Gs) - 1, 0, -1):
+    for t in range(T - 1, 0, -1):
         torch.bmm(Gs[t], W, out=tmp)
         Gs[t - 1].addcmul_(tmp, Ds[t])
-    return G, torch.bmm(Gs[0], W).mul_(Ds[0])
+    return Gm.transpose(0, 1), torch.bmm(Gs[0], W).mul_(Ds[0])
 
 
 def _outer_sum(G: Tensor, P: Tensor) -> Tensor:
-    """``sum_{t,b} G[t,r,b,:]^T P[t,r,b,:]`` for ``G, P: [T, R, B, N]`` -> ``[R, N, N]``, one bmm."""
+    """``sum_{t,b} G[t,r,b,:]^T P[t,r,b,:]`` for ``G, P: [T, R, B, N]`` -> ``[R, N, N]``, one bmm
+    (no copies for member-major ``G`` and ``P`` as :func:`_run_states` and :func:`_bptt` make them)."""
     T, R, B, N = G.shape
-    Gm = G.transpose(0, 1).reshape(R, T * B, N)  # views for R = 1
+    Gm = G.transpose(0, 1).reshape(R, T * B, N)
     Pm = P.transpose(0, 1).reshape(R, T * B, N)
     return torch.bmm(Gm.transpose(1, 2), Pm)
 
