@@ -125,12 +125,12 @@ class _RNNLyapunov(torch.autograd.Function):
 
     Layout: LAPACK works column-major, so every ``[N, k]`` (``[k, k]``) matrix of the tangent
     loop is stored as its transpose, row-major ``[k, N]`` (suffix ``T``), in ``[Tq, R, k, N]``
-    step buffers; ``torch.linalg.qr`` and ``solve_triangular`` write straight into them
-    (``out=``) and no per-step op copies or transposes an operand.
+    step buffers; orgqr (``householder_product``) and ``solve_triangular`` write straight
+    into them (``out=``) and no per-step op transposes an operand.
 
     Forward: the state trajectory (:func:`~flossrepro.models._run_states`, two ops per step),
-    ``phi'`` of all tangent steps in one op, then three ops per tangent step:
-    ``Y^T = Q^T diag(phi')``, ``A^T = Y^T W^T``, ``Q, R = qr(A)``.
+    ``phi'`` of all tangent steps in one op, then per tangent step ``Y^T = Q^T diag(phi')``,
+    ``A^T = Y^T W^T`` and the Householder QR of ``A`` (geqrf, copy of ``R^T``, orgqr).
 
     Backward, per tangent step in reverse, with ``c = dL/dlambda / t_sim``: the QR pullback
     for the diagonal ``Rbar = diag(c / R_ii)`` (:func:`_qr_pullback_diag_T`, four ops), then
@@ -160,14 +160,20 @@ class _RNNLyapunov(torch.autograd.Function):
         kw = dict(dtype=Q0.dtype, device=Q0.device)
         YT = torch.empty(Tq, Rn, k, N, **kw)   # (D Q_in)^T
         QT = torch.empty(Tq, Rn, k, N, **kw)   # Q^T after each step (A^T on steps without QR)
-        RT = torch.empty(Tq, Rn, k, k, **kw)   # R^T of each QR
-        AT = torch.empty(Rn, k, N, **kw)
+        RT = torch.empty(Tq, Rn, k, k, **kw)   # R^T of each QR in the lower triangle (see below)
+        AT, fT, tau = torch.empty(Rn, k, N, **kw), torch.empty(Rn, k, N, **kw), torch.empty(Rn, k, **kw)
+        f = fT.transpose(1, 2)
         qT = Q0.transpose(1, 2)
-        for yT, d, q_T, q, r, is_qr in zip(YT.unbind(0), Dq.unbind(0), QT.unbind(0),
-                                           QT.transpose(2, 3).unbind(0), RT.transpose(2, 3).unbind(0), flags):
+        for yT, d, q_T, q, rT, is_qr in zip(YT.unbind(0), Dq.unbind(0), QT.unbind(0),
+                                            QT.transpose(2, 3).unbind(0), RT.unbind(0), flags):
             torch.mul(qT, d, out=yT)
             if is_qr:
-                torch.linalg.qr(torch.bmm(yT, Wt, out=AT).transpose(1, 2), out=(q, r))
+                # Householder QR as torch.linalg.qr does it (geqrf, orgqr; same Q and R), without
+                # its triu and output copies: R^T is the lower triangle of the factor's top block,
+                # transposed (the strict upper triangle of RT gets reflector entries, never read)
+                torch.geqrf(torch.bmm(yT, Wt, out=AT).transpose(1, 2), out=(f, tau))
+                rT.copy_(fT[:, :, :k])
+                torch.linalg.householder_product(f, tau, out=q)
             else:
                 torch.bmm(yT, Wt, out=q_T)
             qT = q_T
