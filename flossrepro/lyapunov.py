@@ -135,11 +135,11 @@ class _RNNLyapunov(torch.autograd.Function):
     Backward, per tangent step in reverse, with ``c = dL/dlambda / t_sim``: the QR pullback
     for the diagonal ``Rbar = diag(c / R_ii)`` (:func:`_qr_pullback_diag_T`, four ops), then
     ``Ybar^T = Abar^T W`` and ``Qbar^T = Ybar^T diag(phi')``. What does not feed the next step
-    is vectorized after the loop: ``dW = sum_s Abar[s] Y[s]^T`` (one bmm over the buffers,
-    viewed as ``[1, Tq*k, N]``; for ``R > 1`` a batched term per step instead), the
-    second-order term ``phi''(h) sum_k Ybar Q_in`` of the state gradient (for tanh
-    ``phi'' Q_in = -2 phi Y``; zero for relu and identity), and the state BPTT that collects
-    it (:func:`~flossrepro.models._bptt`, two ops per step).
+    is vectorized after the loop: ``dW = sum_s Abar[s] Y[s]^T`` (one bmm over step buffers
+    viewed as ``[1, Tq*k, N]``) and the second-order term ``phi''(h) sum_k Ybar Q_in`` of the
+    state gradient (for tanh ``phi'' Q_in = -2 phi Y``; zero for relu and identity) -- for
+    ``R > 1`` per step instead, batched over members, with scratch in place of the buffers --
+    and the state BPTT that collects it (:func:`~flossrepro.models._bptt`, two ops per step).
     """
 
     @staticmethod
@@ -194,15 +194,22 @@ class _RNNLyapunov(torch.autograd.Function):
         Tq, Rn, k, N = YT.shape
         negc = torch.diag_embed(dlam / -t_sim)  # -diag(c), c = d loss / d log|R_ii|
         upper = torch.ones(k, k, dtype=torch.bool, device=W.device).triu()
-        AbarT = torch.empty_like(YT)
-        YbarT = torch.empty_like(YT)
         QbarT = torch.zeros(Rn, k, N, dtype=YT.dtype, device=YT.device)  # nothing after the last step
-        steps = list(zip(AbarT.unbind(0), YbarT.unbind(0), Dq.unbind(0), QT.transpose(2, 3).unbind(0),
-                         RT.unbind(0), YT.unbind(0), flags))
-        # dW from the tangent chain, sum_s Abar[s] Y[s]^T: for R = 1 the [Tq, 1, k, N] buffers
-        # are [1, Tq*k, N] views and one bmm after the loop does it; for R > 1 that would need
-        # two transposing copies of the buffers, so each step adds its batched term instead
-        dW = None if Rn == 1 else torch.zeros_like(W)
+        tanh = nonlinearity == "tanh"  # phi'' Q_in = -2 phi phi' Q_in = -2 phi Y (relu, identity: 0)
+        # Two sums need every step's Abar^T and Ybar^T: dW from the tangent chain,
+        # sum_s Abar[s] Y[s]^T, and the second-order term YQ[s] = sum_k Ybar[s] Y[s]. For R = 1
+        # [Tq, 1, k, N] step buffers are [1, Tq*k, N] views: one bmm and one product after the
+        # loop. For R > 1 that would need transposing copies of the buffers: each step adds
+        # its batched terms, and two [R, k, N] scratch tensors replace the buffers.
+        if Rn == 1:
+            AbarT, YbarT = torch.empty_like(YT), torch.empty_like(YT)
+            abTs, ybTs, dW, YQ = AbarT.unbind(0), YbarT.unbind(0), None, None
+        else:
+            abTs, ybTs = [torch.empty_like(QbarT)] * Tq, [torch.empty_like(QbarT)] * Tq
+            dW = torch.zeros_like(W)
+            YQ = torch.empty(Tq, Rn, N, dtype=YT.dtype, device=YT.device) if tanh else None
+        steps = list(zip(abTs, ybTs, Dq.unbind(0), QT.transpose(2, 3).unbind(0), RT.unbind(0),
+                         YT.unbind(0), flags))
         for s in range(Tq - 1, -1, -1):
             abT, ybT, d, q, rT, yT, is_qr = steps[s]
             if is_qr:  # c enters only in the accumulation window
@@ -212,13 +219,16 @@ class _RNNLyapunov(torch.autograd.Function):
             QbarT = torch.bmm(abT, W, out=ybT) * d  # Ybar^T = Abar^T W; Qbar = phi' * Ybar
             if dW is not None:
                 dW.baddbmm_(abT.transpose(1, 2), yT)
+                if YQ is not None:
+                    torch.linalg.vecdot(ybT, yT, dim=1, out=YQ[s])
         if dW is None:
             dW = torch.bmm(AbarT.view(1, Tq * k, N).transpose(1, 2), YT.view(1, Tq * k, N))
-        # second-order term: d loss / d H[t] += phi''(H[t]) sum_k Ybar[s] Q_in[s]
+            YQ = YbarT.mul_(YT).sum(2) if tanh else None
+        # second-order term: d loss / d H[t] += phi''(H[t]) sum_k Ybar[s] Q_in[s] = -2 phi YQ (tanh)
         T = Pn.shape[0] + 1
         dH = torch.zeros(T, Rn, 1, N, dtype=YT.dtype, device=YT.device)
-        if nonlinearity == "tanh":  # phi'' Q_in = -2 phi phi' Q_in = -2 phi Y (relu, identity: 0)
-            dH[transient_h:] = YbarT.mul_(YT).sum(2, keepdim=True).mul_(Pq).mul_(-2.0)
+        if tanh:
+            dH[transient_h:] = YQ[:, :, None, :].mul(Pq).mul_(-2.0)
         # state BPTT: H[t+1] = W phi(H[t]) + drive[t] collects dH
         Gn, dh0 = _bptt(dH[1:], W, _dphi_from_phi(nonlinearity, Pn))
         dW += _outer_sum(Gn, Pn)
