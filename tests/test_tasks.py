@@ -89,9 +89,11 @@ def test_ensemble_member_equals_single_run(setup, dtype):
         assert torch.equal(full.inputs[:, r], single.inputs[:, 0])
         assert torch.equal(full.targets[:, r], single.targets[:, 0])
         assert torch.equal(full.mask, single.mask)
-    # the same generators continue their streams: a second draw differs
+    # the same generators continue their streams: a second draw differs (long enough that
+    # two binary draws cannot coincide by chance)
     gens = member_generators(seeds[:1], "train")
-    a, b = task.sample(gens), task.sample(gens)
+    T = max(task.seq_len, 64)
+    a, b = task.sample(gens, seq_len=T, batch_size=8), task.sample(gens, seq_len=T, batch_size=8)
     assert not torch.equal(a.inputs, b.inputs)
 
 
