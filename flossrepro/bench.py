@@ -619,15 +619,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m flossrepro.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="fast pass (fewer repeats and sizes; ~30 s of CPU)")
-    ap.add_argument("--out", default="results/bench.json", help="JSON output path (default results/bench.json)")
+    ap.add_argument("--out", default="results/bench.json",
+                    help="JSON output path (default results/bench.json; the report goes next to it as .txt)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: per-core numbers)")
     args = ap.parse_args(argv)
     res = run_benchmark(quick=args.quick, threads=args.threads, log=lambda s: print(s, flush=True))
-    print(format_report(res), flush=True)
+    report = format_report(res)
+    print(report, flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
-    print(f"wrote {out}")
+    out.with_suffix(".txt").write_text(report + "\n")
+    print(f"wrote {out} and {out.with_suffix('.txt')}")
     return 0
 
 
