@@ -41,13 +41,6 @@ from flossrepro.models import rnn_sequence
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The engine runs many tiny ops; on 2 cores intra-op threading makes them ~4x slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _gen(seed: int) -> torch.Generator:

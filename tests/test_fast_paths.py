@@ -16,12 +16,6 @@ from flossrepro.models import rnn_sequence
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _randn(*shape, seed=0):
