@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from . import native
 from .models import LSTM, NONLINEARITIES, VanillaRNN, _bptt, _dphi_from_phi, _outer_sum, _run_states
 
 __all__ = [
@@ -157,6 +158,16 @@ class _RNNLyapunov(torch.autograd.Function):
         Dq = _dphi_from_phi(nonlinearity, Pq)
         flags = _qr_schedule(T - transient_h, transient_q, s_ons)
         Tq = len(flags)
+        ctx.flags = flags
+        ctx.conf = (nonlinearity, transient_h, transient_q, t_sim)
+        ctx.native = native.available(W, Dq, Q0)
+        if ctx.native:  # the tangent loop in C, member-major buffers [R, Tq, ...]
+            Dm = Dq[:, :, 0].transpose(0, 1).contiguous()
+            YT, QT, RT = native.tangent_fwd(Wt, Dm, Q0.transpose(1, 2).contiguous(), flags)
+            acc = [s for s in range(transient_q, Tq) if flags[s]]
+            diag = RT[:, acc].diagonal(dim1=-2, dim2=-1)  # [R, n_acc, k]
+            ctx.save_for_backward(W, Pn, Pq, Dm, YT, QT, RT)
+            return diag.abs().log().sum(1) / t_sim
         kw = dict(dtype=Q0.dtype, device=Q0.device)
         YT = torch.empty(Tq, Rn, k, N, **kw)   # (D Q_in)^T
         QT = torch.empty(Tq, Rn, k, N, **kw)   # Q^T after each step (A^T on steps without QR)
@@ -181,8 +192,6 @@ class _RNNLyapunov(torch.autograd.Function):
         diag = RT[acc] if len(acc) < Tq - transient_q else RT[transient_q:]
         logsum = diag.diagonal(dim1=-2, dim2=-1).abs().log().sum(0)
         ctx.save_for_backward(W, Pn, Pq, Dq, YT, QT, RT)
-        ctx.flags = flags
-        ctx.conf = (nonlinearity, transient_h, transient_q, t_sim)
         return logsum / t_sim
 
     @staticmethod
@@ -191,6 +200,8 @@ class _RNNLyapunov(torch.autograd.Function):
         W, Pn, Pq, Dq, YT, QT, RT = ctx.saved_tensors
         nonlinearity, transient_h, transient_q, t_sim = ctx.conf
         flags = ctx.flags
+        if ctx.native:
+            return _RNNLyapunov._native_backward(ctx, dlam)
         Tq, Rn, k, N = YT.shape
         negc = torch.diag_embed(dlam / -t_sim)  # -diag(c), c = d loss / d log|R_ii|
         upper = torch.ones(k, k, dtype=torch.bool, device=W.device).triu()
@@ -224,13 +235,30 @@ class _RNNLyapunov(torch.autograd.Function):
         if dW is None:
             dW = torch.bmm(AbarT.view(1, Tq * k, N).transpose(1, 2), YT.view(1, Tq * k, N))
             YQ = YbarT.mul_(YT).sum(2) if tanh else None
+        return _RNNLyapunov._state_backward(ctx, W, Pn, Pq, YQ, dW, QbarT)
+
+    @staticmethod
+    def _native_backward(ctx, dlam):
+        """The tangent loop's backward in C (flossrepro/csrc/kernels.h, ``tangent_bwd``)."""
+        W, Pn, Pq, Dm, YT, QT, RT = ctx.saved_tensors
+        nonlinearity, transient_h, transient_q, t_sim = ctx.conf
+        QbarT, dW, yq = native.tangent_bwd(W.contiguous(), Dm, YT, QT, RT, ctx.flags,
+                                           (dlam / t_sim).contiguous(), transient_q, nonlinearity == "tanh")
+        YQ = None if yq is None else yq.transpose(0, 1)  # [Tq, R, N]
+        return _RNNLyapunov._state_backward(ctx, W, Pn, Pq, YQ, dW, QbarT)
+
+    @staticmethod
+    def _state_backward(ctx, W, Pn, Pq, YQ, dW, QbarT):
+        """Collect the tangent loop's state gradient and run the state BPTT."""
+        nonlinearity, transient_h, _, _ = ctx.conf
+        Rn, N = W.shape[0], W.shape[1]
         # second-order term: d loss / d H[t] += phi''(H[t]) sum_k Ybar[s] Q_in[s] = -2 phi YQ (tanh)
         T = Pn.shape[0] + 1
-        dH = torch.zeros(T, Rn, 1, N, dtype=YT.dtype, device=YT.device)
-        if tanh:
+        dH = torch.zeros(T, Rn, 1, N, dtype=W.dtype, device=W.device)
+        if YQ is not None:
             dH[transient_h:] = YQ[:, :, None, :].mul(Pq).mul_(-2.0)
         # state BPTT: H[t+1] = W phi(H[t]) + drive[t] collects dH
-        Gn, dh0 = _bptt(dH[1:], W, _dphi_from_phi(nonlinearity, Pn))
+        Gn, dh0 = _bptt(dH[1:], W, Pn, nonlinearity)
         dW += _outer_sum(Gn, Pn)
         ddrive = torch.cat([Gn[:, :, 0], torch.zeros_like(Gn[:1, :, 0])])
         return (dh0 + dH[0])[:, 0], dW, ddrive, QbarT.transpose(1, 2), None, None, None, None

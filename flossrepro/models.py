@@ -26,6 +26,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from . import native
+
 __all__ = [
     "NONLINEARITIES",
     "VanillaRNN",
@@ -106,6 +108,9 @@ def _run_states(h: Tensor, Wt: Tensor, drive: Tensor, nonlinearity: str) -> tupl
     Hm = torch.empty(R, T, B, N, dtype=drive.dtype, device=drive.device)
     Hm.copy_(drive.transpose(0, 1))
     Pm = torch.empty_like(Hm)
+    if native.available(Hm, h, Wt):  # the same loop in C (flossrepro/csrc/kernels.h)
+        native.run_states(h.contiguous(), Wt.contiguous(), Hm, Pm, nonlinearity)
+        return Hm.transpose(0, 1), Pm.transpose(0, 1)
     tmp = None if R == 1 else torch.empty(R, B, N, dtype=drive.dtype, device=drive.device)
     for hn, p in zip(Hm.unbind(1), Pm.unbind(1)):
         phi_out(h, p)
@@ -117,17 +122,23 @@ def _run_states(h: Tensor, Wt: Tensor, drive: Tensor, nonlinearity: str) -> tupl
     return Hm.transpose(0, 1), Pm.transpose(0, 1)
 
 
-def _bptt(dH: Tensor, W: Tensor, D: Tensor) -> tuple[Tensor, Tensor]:
+def _bptt(dH: Tensor, W: Tensor, P: Tensor, nonlinearity: str) -> tuple[Tensor, Tensor]:
     """Backward of :func:`_run_states`: ``G[T-1] = dH[T-1]``, ``G[t-1] = dH[t-1] + (G[t] W) * D[t]``.
 
-    ``D[t] = phi'(H[t-1])``. Returns ``(G, dh)``: ``G: [T, R, B, N]`` (a view of a
-    member-major buffer, as in :func:`_run_states`) the total gradient of each ``H[t]``
-    (= the gradient of ``drive[t]``) and ``dh = (G[0] W) * D[0]`` that of the initial state.
-    Two ops per step (``G`` starts as a copy of ``dH``, updated in place).
+    ``D[t] = phi'(H[t-1])``, computed from ``P[t] = phi(H[t-1])`` (as :func:`_run_states`
+    returns it). Returns ``(G, dh)``: ``G: [T, R, B, N]`` (a view of a member-major buffer,
+    as in :func:`_run_states`) the total gradient of each ``H[t]`` (= the gradient of
+    ``drive[t]``) and ``dh = (G[0] W) * D[0]`` that of the initial state. Two ops per step
+    (``G`` starts as a copy of ``dH``, updated in place), or the same loop in C.
     """
-    T, R, B, N = D.shape
-    Gm = torch.empty(R, T, B, N, dtype=D.dtype, device=D.device)
+    T, R, B, N = P.shape
+    Gm = torch.empty(R, T, B, N, dtype=P.dtype, device=P.device)
     Gm.copy_(dH.transpose(0, 1))
+    if native.available(Gm, W, P):
+        dh = torch.empty(R, B, N, dtype=P.dtype)
+        native.bptt(W.contiguous(), P.transpose(0, 1).contiguous(), Gm, dh, nonlinearity)
+        return Gm.transpose(0, 1), dh
+    D = _dphi_from_phi(nonlinearity, P)
     Gs, Ds = Gm.unbind(1), D.unbind(0)
     tmp = torch.empty_like(Gs[0])
     for t in range(T - 1, 0, -1):
@@ -165,7 +176,7 @@ class _RNNSequence(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, dH: Tensor):
         W, P = ctx.saved_tensors
-        G, dh0 = _bptt(dH, W, _dphi_from_phi(ctx.nonlinearity, P))
+        G, dh0 = _bptt(dH, W, P, ctx.nonlinearity)
         return dh0, _outer_sum(G, P), G, None
 
 

@@ -1,0 +1,243 @@
+/* Native loops of flossrepro, written once for REAL = float and REAL = double.
+ *
+ * kernels.c includes this file twice, with
+ *   REAL    the scalar type,
+ *   FN(x)   the function name for that type (x_s, x_d),
+ *   GEMM / TRSM / TANH  the BLAS and vector-math entry points for that type.
+ *
+ * Every matrix is row-major unless said otherwise. The BLAS is the Fortran interface
+ * (column-major) of the BLAS that PyTorch itself links; a row-major C = op(A) op(B) is the
+ * column-major C^T = op(B)^T op(A)^T, see mm() below. Members are independent: each
+ * function loops over them, and one member's buffers are contiguous ("member-major").
+ */
+
+/* row-major C[M, N] = alpha op(A) op(B) + beta C; ta/tb = 'N' or 'T' (op of the row-major operand) */
+static void FN(mm)(char ta, char tb, int M, int N, int K, REAL alpha, const REAL *A, int lda,
+                   const REAL *B, int ldb, REAL beta, REAL *C, int ldc) {
+    GEMM(&tb, &ta, &N, &M, &K, &alpha, B, &ldb, A, &lda, &beta, C, &ldc);
+}
+
+static void FN(phi)(int nl, int n, const REAL *h, REAL *out) {
+    if (nl == NL_TANH) {
+        TANH(n, h, out);
+    } else if (nl == NL_RELU) {
+        for (int i = 0; i < n; i++) out[i] = h[i] > 0 ? h[i] : 0;
+    } else {
+        for (int i = 0; i < n; i++) out[i] = h[i];
+    }
+}
+
+/* phi'(h) from p = phi(h) */
+static void FN(dphi)(int nl, int n, const REAL *p, REAL *out) {
+    if (nl == NL_TANH) { for (int i = 0; i < n; i++) out[i] = 1 - p[i] * p[i]; }
+    else if (nl == NL_RELU) { for (int i = 0; i < n; i++) out[i] = p[i] > 0 ? 1 : 0; }
+    else { for (int i = 0; i < n; i++) out[i] = 1; }
+}
+
+/* State trajectory P[t] = phi(H[t-1]), H[t] = P[t] W^T + drive[t], H[-1] = h0.
+ * h0 [R,B,N]; Wt = W^T [R,N,N]; H [R,T,B,N] holds the drive on entry and the states on exit;
+ * P [R,T,B,N] out. */
+EXPORT void FN(run_states)(int R, int T, int B, int N, int nl, const REAL *h0, const REAL *Wt,
+                           REAL *H, REAL *P) {
+    const long BN = (long)B * N;
+    for (int r = 0; r < R; r++) {
+        const REAL *h = h0 + r * BN, *wt = Wt + (long)r * N * N;
+        REAL *Hr = H + (long)r * T * BN, *Pr = P + (long)r * T * BN;
+        for (int t = 0; t < T; t++) {
+            FN(phi)(nl, (int)BN, h, Pr + t * BN);
+            FN(mm)('N', 'N', B, N, N, 1, Pr + t * BN, N, wt, N, 1, Hr + t * BN, N);
+            h = Hr + t * BN;
+        }
+    }
+}
+
+/* Backward of run_states: G[T-1] = dH[T-1], G[t-1] = dH[t-1] + (G[t] W) * phi'(H[t-1]),
+ * dh0 = (G[0] W) * phi'(h0), with phi'(H[t-1]) computed from P[t].
+ * W [R,N,N]; P [R,T,B,N]; G [R,T,B,N] holds dH on entry, G on exit; dh0 [R,B,N] out;
+ * work: 2*B*N. */
+EXPORT void FN(bptt)(int R, int T, int B, int N, int nl, const REAL *W, const REAL *P, REAL *G,
+                     REAL *dh0, REAL *work) {
+    const long BN = (long)B * N;
+    REAL *tmp = work, *d = work + BN;
+    for (int r = 0; r < R; r++) {
+        const REAL *w = W + (long)r * N * N, *Pr = P + (long)r * T * BN;
+        REAL *Gr = G + (long)r * T * BN;
+        for (int t = T - 1; t >= 0; t--) {
+            FN(mm)('N', 'N', B, N, N, 1, Gr + t * BN, N, w, N, 0, tmp, N);
+            FN(dphi)(nl, (int)BN, Pr + t * BN, d);
+            REAL *out = t > 0 ? Gr + (t - 1) * BN : dh0 + r * BN;
+            if (t > 0) { for (long i = 0; i < BN; i++) out[i] += tmp[i] * d[i]; }
+            else { for (long i = 0; i < BN; i++) out[i] = tmp[i] * d[i]; }
+        }
+    }
+}
+
+/* Householder QR of an m x n matrix (n <= m) stored column by column: column j is the
+ * contiguous row a[j*m .. j*m+m-1] of the row-major [n, m] buffer a (i.e. a = A^T).
+ * LAPACK's conventions (geqr2 + org2r: the same Q and R as torch.linalg.qr). On exit a holds
+ * Q^T (thin Q, column j of Q in row j) and rt [n, n] holds R^T in its lower triangle
+ * (the strict upper triangle is zeroed). tau: n scratch. */
+static void FN(hqr)(int m, int n, REAL *a, REAL *rt, REAL *tau) {
+    for (int j = 0; j < n; j++) {
+        REAL *v = a + (long)j * m;
+        REAL alpha = v[j], xn = 0;
+#pragma omp simd reduction(+:xn)
+        for (int i = j + 1; i < m; i++) xn += v[i] * v[i];
+        if (xn == 0) { tau[j] = 0; continue; }
+        REAL beta = SQRT(alpha * alpha + xn);
+        if (alpha >= 0) beta = -beta;
+        tau[j] = (beta - alpha) / beta;
+        REAL sc = 1 / (alpha - beta);
+#pragma omp simd
+        for (int i = j + 1; i < m; i++) v[i] *= sc;
+        v[j] = beta;
+        const REAL tj = tau[j];
+        int c = j + 1;
+        for (; c + 1 < n; c += 2) {  /* two columns per pass over v */
+            REAL *x = a + (long)c * m, *y = x + m;
+            REAL w0 = x[j], w1 = y[j];
+#pragma omp simd reduction(+:w0, w1)
+            for (int i = j + 1; i < m; i++) { w0 += v[i] * x[i]; w1 += v[i] * y[i]; }
+            w0 *= tj; w1 *= tj;
+            x[j] -= w0; y[j] -= w1;
+#pragma omp simd
+            for (int i = j + 1; i < m; i++) { x[i] -= w0 * v[i]; y[i] -= w1 * v[i]; }
+        }
+        for (; c < n; c++) {
+            REAL *x = a + (long)c * m;
+            REAL w0 = x[j];
+#pragma omp simd reduction(+:w0)
+            for (int i = j + 1; i < m; i++) w0 += v[i] * x[i];
+            w0 *= tj;
+            x[j] -= w0;
+#pragma omp simd
+            for (int i = j + 1; i < m; i++) x[i] -= w0 * v[i];
+        }
+    }
+    for (int c = 0; c < n; c++) {
+        const REAL *x = a + (long)c * m;
+        REAL *row = rt + (long)c * n;
+        for (int j = 0; j <= c; j++) row[j] = x[j];
+        for (int j = c + 1; j < n; j++) row[j] = 0;
+    }
+    /* Q = H_0 ... H_{n-1} [I; 0], accumulated backwards in place (org2r) */
+    for (int j = n - 1; j >= 0; j--) {
+        const REAL *v = a + (long)j * m;
+        const REAL tj = tau[j];
+        if (tj != 0) {
+            int c = j + 1;
+            for (; c + 1 < n; c += 2) {
+                REAL *x = a + (long)c * m, *y = x + m;
+                REAL w0 = x[j], w1 = y[j];
+#pragma omp simd reduction(+:w0, w1)
+                for (int i = j + 1; i < m; i++) { w0 += v[i] * x[i]; w1 += v[i] * y[i]; }
+                w0 *= tj; w1 *= tj;
+                x[j] -= w0; y[j] -= w1;
+#pragma omp simd
+                for (int i = j + 1; i < m; i++) { x[i] -= w0 * v[i]; y[i] -= w1 * v[i]; }
+            }
+            for (; c < n; c++) {
+                REAL *x = a + (long)c * m;
+                REAL w0 = x[j];
+#pragma omp simd reduction(+:w0)
+                for (int i = j + 1; i < m; i++) w0 += v[i] * x[i];
+                w0 *= tj;
+                x[j] -= w0;
+#pragma omp simd
+                for (int i = j + 1; i < m; i++) x[i] -= w0 * v[i];
+            }
+        }
+        REAL *q = a + (long)j * m;
+#pragma omp simd
+        for (int i = j + 1; i < m; i++) q[i] *= -tj;
+        q[j] = 1 - tj;
+        for (int i = 0; i < j; i++) q[i] = 0;
+    }
+}
+
+EXPORT void FN(qr)(int batch, int m, int n, REAL *a, REAL *rt, REAL *tau) {
+    for (int b = 0; b < batch; b++) FN(hqr)(m, n, a + (long)b * n * m, rt + (long)b * n * n, tau);
+}
+
+/* Tangent (Q) loop of the Lyapunov spectrum, forward, for s = 0..Tq-1:
+ *   Y^T = Q_in^T diag(phi'),  A^T = Y^T W^T,  and on QR steps (flags[s]) A = Q R.
+ * Wt = W^T [R,N,N]; Dq [R,Tq,N] phi' of each tangent step; Q0T [R,k,N];
+ * YT, QT [R,Tq,k,N] out (QT holds A^T on steps without QR); RT [R,Tq,k,k] out (R^T, lower);
+ * work: k. */
+EXPORT void FN(tangent_fwd)(int R, int Tq, int N, int k, const REAL *Wt, const REAL *Dq,
+                            const REAL *Q0T, const unsigned char *flags, REAL *YT, REAL *QT, REAL *RT,
+                            REAL *work) {
+    const long kN = (long)k * N, kk = (long)k * k;
+    for (int r = 0; r < R; r++) {
+        const REAL *wt = Wt + (long)r * N * N, *qT = Q0T + r * kN;
+        for (int s = 0; s < Tq; s++) {
+            const long o = (long)r * Tq + s;
+            const REAL *d = Dq + o * N;
+            REAL *yT = YT + o * kN, *aT = QT + o * kN;
+            for (int j = 0; j < k; j++) {
+#pragma omp simd
+                for (int i = 0; i < N; i++) yT[(long)j * N + i] = qT[(long)j * N + i] * d[i];
+            }
+            FN(mm)('N', 'N', k, N, N, 1, yT, N, wt, N, 0, aT, N);
+            if (flags[s]) FN(hqr)(N, k, aT, RT + o * kk, work);
+            qT = aT;
+        }
+    }
+}
+
+/* Tangent loop, backward (see flossrepro.lyapunov._RNNLyapunov), per step in reverse:
+ *   QR steps: Abar^T = R^{-1} (Qbar^T - C' Q^T), C' the symmetric matrix made of the lower
+ *             triangle of S = Qbar^T Q - diag(c) (c only for s >= transient_q);
+ *   other steps: Abar^T = Qbar^T;
+ *   Ybar^T = Abar^T W, Qbar^T <- Ybar^T diag(phi').
+ * Then dW = sum_s Abar[s] Y[s]^T (one gemm over the member's steps) and, when yq != NULL,
+ * yq[s] = sum_j Ybar^T[s][j] * Y^T[s][j] (the tanh second-order term).
+ * W [R,N,N]; Dq [R,Tq,N]; YT, QT [R,Tq,k,N]; RT [R,Tq,k,k]; c [R,k];
+ * QbarT [R,k,N] in: gradient of the last Q (zeros), out: gradient of Q0^T;
+ * dW [R,N,N] out; yq [R,Tq,N] out or NULL; work: Tq*k*N + k*N + 2*k*k. */
+EXPORT void FN(tangent_bwd)(int R, int Tq, int N, int k, int transient_q, const REAL *W,
+                            const REAL *Dq, const REAL *YT, const REAL *QT, const REAL *RT,
+                            const unsigned char *flags, const REAL *c, REAL *QbarT, REAL *dW,
+                            REAL *yq, REAL *work) {
+    const long kN = (long)k * N, kk = (long)k * k;
+    REAL *AbarT = work, *ybT = work + (long)Tq * kN, *S = ybT + kN, *C = S + kk;
+    const char side = 'R', uplo = 'U', trans = 'T', diag = 'N';
+    const REAL one = 1;
+    for (int r = 0; r < R; r++) {
+        const REAL *w = W + (long)r * N * N, *cr = c + (long)r * k;
+        REAL *qbT = QbarT + r * kN;
+        for (int s = Tq - 1; s >= 0; s--) {
+            const long o = (long)r * Tq + s;
+            const REAL *qT = QT + o * kN, *d = Dq + o * N;
+            REAL *abT = AbarT + (long)s * kN;
+            if (flags[s]) {
+                FN(mm)('N', 'T', k, k, N, 1, qbT, N, qT, N, 0, S, k);
+                if (s >= transient_q) { for (int i = 0; i < k; i++) S[(long)i * k + i] -= cr[i]; }
+                for (int i = 0; i < k; i++)
+                    for (int j = 0; j < k; j++)
+                        C[(long)i * k + j] = i >= j ? S[(long)i * k + j] : S[(long)j * k + i];
+                for (long i = 0; i < kN; i++) abT[i] = qbT[i];
+                FN(mm)('N', 'N', k, N, k, -1, C, k, qT, N, 1, abT, N);
+                TRSM(&side, &uplo, &trans, &diag, &N, &k, &one, RT + o * kk, &k, abT, &N);
+            } else {
+                for (long i = 0; i < kN; i++) abT[i] = qbT[i];
+            }
+            FN(mm)('N', 'N', k, N, N, 1, abT, N, w, N, 0, ybT, N);
+            if (yq) {
+                const REAL *yT = YT + o * kN;
+                REAL *out = yq + o * N;
+                for (int i = 0; i < N; i++) out[i] = 0;
+                for (int j = 0; j < k; j++) {
+#pragma omp simd
+                    for (int i = 0; i < N; i++) out[i] += ybT[(long)j * N + i] * yT[(long)j * N + i];
+                }
+            }
+            for (int j = 0; j < k; j++) {
+#pragma omp simd
+                for (int i = 0; i < N; i++) qbT[(long)j * N + i] = ybT[(long)j * N + i] * d[i];
+            }
+        }
+        /* dW = sum_s Abar[s] Y[s]^T = AbarT_all^T YT_all over the member's Tq*k rows */
+        FN(mm)('T', 'N', N, N, Tq * k, 1, AbarT, N, YT + (long)r * Tq * kN, N, 0, dW + (long)r * N * N, N);
+    }
+}
