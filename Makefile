@@ -5,17 +5,22 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ARGS    ?=
 PYTEST_ARGS ?=
+NATIVE  := $(BIN)/python -c "from flossrepro.native import main; raise SystemExit(main())"
 
-.PHONY: setup run test test-slow bench figures report clean
+.PHONY: setup native run test test-slow bench figures report clean
 .DEFAULT_GOAL := run
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
+	$(NATIVE)
 	touch $(STAMP)
 
-setup: $(STAMP)            ## create .venv and install the project
+setup: $(STAMP)            ## create .venv, install the project, build the native kernels
+
+native: $(STAMP)           ## build the native C kernels if needed and check them against PyTorch
+	$(NATIVE)
 
 run: $(STAMP)              ## the default job (make run ARGS="task.delay=20 flossing=pre")
 	$(BIN)/python -m flossrepro $(ARGS)

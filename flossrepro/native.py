@@ -6,7 +6,7 @@ per-step overhead and in LAPACK's QR of small tall matrices. ``csrc/kernels.c`` 
 loops in C: the matrix products call the BLAS PyTorch itself links (looked up in PyTorch's
 library, so nothing else is linked), the Householder QR is our own.
 
-- Built by ``make setup`` (``python -m flossrepro.native``) and, failing that, on first use;
+- Built by ``make setup`` (:func:`main`) and, failing that, on first use;
   plain C (``cc``, a few seconds). The library name carries a hash of the sources, flags and
   compiler, so a changed source is rebuilt and machines with other CPUs build their own.
 - Used automatically for float32/float64 CPU tensors; everything else (CUDA, other dtypes)
@@ -17,7 +17,8 @@ library, so nothing else is linked), the Householder QR is our own.
   library is built (default: ``flossrepro/csrc/build`` if writable, else
   ``$XDG_CACHE_HOME/flossrepro`` or ``~/.cache/flossrepro``).
 
-``python -m flossrepro.native`` builds, checks the kernels against PyTorch and prints the status.
+``make native`` (``flossrepro.native.main()``) builds, checks the kernels against PyTorch and
+prints the status.
 """
 from __future__ import annotations
 

@@ -72,6 +72,74 @@ EXPORT void FN(bptt)(int R, int T, int B, int N, int nl, const REAL *W, const RE
     }
 }
 
+/* X <- R^{-1} X for X [k, N] row-major and R upper triangular given as rt = R^T [k, k]
+ * (row-major, lower triangle read): back substitution over rows, in column panels of 32 held
+ * in registers (BLAS trsm is slow for these sizes). */
+static void FN(trsm_rows)(int k, int N, const REAL *rt, REAL *X) {
+    enum { PW = 32 };
+    for (int c0 = 0; c0 < N; c0 += PW) {
+        const int w = N - c0 < PW ? N - c0 : PW;
+        for (int i = k - 1; i >= 0; i--) {
+            REAL *xi = X + (long)i * N + c0;
+            const REAL rinv = 1 / rt[(long)i * k + i];
+            if (w == PW) {
+                REAL acc[PW];
+#pragma omp simd
+                for (int l = 0; l < PW; l++) acc[l] = xi[l];
+                for (int j = i + 1; j < k; j++) {
+                    const REAL rij = rt[(long)j * k + i];
+                    const REAL *xj = X + (long)j * N + c0;
+#pragma omp simd
+                    for (int l = 0; l < PW; l++) acc[l] -= rij * xj[l];
+                }
+#pragma omp simd
+                for (int l = 0; l < PW; l++) xi[l] = acc[l] * rinv;
+            } else {
+                for (int j = i + 1; j < k; j++) {
+                    const REAL rij = rt[(long)j * k + i];
+                    const REAL *xj = X + (long)j * N + c0;
+#pragma omp simd
+                    for (int l = 0; l < w; l++) xi[l] -= rij * xj[l];
+                }
+#pragma omp simd
+                for (int l = 0; l < w; l++) xi[l] *= rinv;
+            }
+        }
+    }
+}
+
+/* Apply the reflector I - tau v v^T (v[j] = 1 implied, v[j+1..m-1] stored) to columns x[c] of
+ * length m, rows j..m-1; four columns per pass over v, then one at a time. */
+static void FN(reflect)(const REAL *v, int j, int m, REAL tj, REAL *x, int ncols, long ld) {
+    int c = 0;
+    for (; c + 3 < ncols; c += 4) {
+        REAL *x0 = x + c * ld, *x1 = x0 + ld, *x2 = x1 + ld, *x3 = x2 + ld;
+        REAL w0 = x0[j], w1 = x1[j], w2 = x2[j], w3 = x3[j];
+#pragma omp simd reduction(+:w0, w1, w2, w3)
+        for (int i = j + 1; i < m; i++) {
+            const REAL vi = v[i];
+            w0 += vi * x0[i]; w1 += vi * x1[i]; w2 += vi * x2[i]; w3 += vi * x3[i];
+        }
+        w0 *= tj; w1 *= tj; w2 *= tj; w3 *= tj;
+        x0[j] -= w0; x1[j] -= w1; x2[j] -= w2; x3[j] -= w3;
+#pragma omp simd
+        for (int i = j + 1; i < m; i++) {
+            const REAL vi = v[i];
+            x0[i] -= w0 * vi; x1[i] -= w1 * vi; x2[i] -= w2 * vi; x3[i] -= w3 * vi;
+        }
+    }
+    for (; c < ncols; c++) {
+        REAL *x0 = x + c * ld;
+        REAL w0 = x0[j];
+#pragma omp simd reduction(+:w0)
+        for (int i = j + 1; i < m; i++) w0 += v[i] * x0[i];
+        w0 *= tj;
+        x0[j] -= w0;
+#pragma omp simd
+        for (int i = j + 1; i < m; i++) x0[i] -= w0 * v[i];
+    }
+}
+
 /* Householder QR of an m x n matrix (n <= m) stored column by column: column j is the
  * contiguous row a[j*m .. j*m+m-1] of the row-major [n, m] buffer a (i.e. a = A^T).
  * LAPACK's conventions (geqr2 + org2r: the same Q and R as torch.linalg.qr). On exit a holds
@@ -91,28 +159,7 @@ static void FN(hqr)(int m, int n, REAL *a, REAL *rt, REAL *tau) {
 #pragma omp simd
         for (int i = j + 1; i < m; i++) v[i] *= sc;
         v[j] = beta;
-        const REAL tj = tau[j];
-        int c = j + 1;
-        for (; c + 1 < n; c += 2) {  /* two columns per pass over v */
-            REAL *x = a + (long)c * m, *y = x + m;
-            REAL w0 = x[j], w1 = y[j];
-#pragma omp simd reduction(+:w0, w1)
-            for (int i = j + 1; i < m; i++) { w0 += v[i] * x[i]; w1 += v[i] * y[i]; }
-            w0 *= tj; w1 *= tj;
-            x[j] -= w0; y[j] -= w1;
-#pragma omp simd
-            for (int i = j + 1; i < m; i++) { x[i] -= w0 * v[i]; y[i] -= w1 * v[i]; }
-        }
-        for (; c < n; c++) {
-            REAL *x = a + (long)c * m;
-            REAL w0 = x[j];
-#pragma omp simd reduction(+:w0)
-            for (int i = j + 1; i < m; i++) w0 += v[i] * x[i];
-            w0 *= tj;
-            x[j] -= w0;
-#pragma omp simd
-            for (int i = j + 1; i < m; i++) x[i] -= w0 * v[i];
-        }
+        FN(reflect)(v, j, m, tau[j], v + m, n - j - 1, m);
     }
     for (int c = 0; c < n; c++) {
         const REAL *x = a + (long)c * m;
@@ -122,32 +169,9 @@ static void FN(hqr)(int m, int n, REAL *a, REAL *rt, REAL *tau) {
     }
     /* Q = H_0 ... H_{n-1} [I; 0], accumulated backwards in place (org2r) */
     for (int j = n - 1; j >= 0; j--) {
-        const REAL *v = a + (long)j * m;
-        const REAL tj = tau[j];
-        if (tj != 0) {
-            int c = j + 1;
-            for (; c + 1 < n; c += 2) {
-                REAL *x = a + (long)c * m, *y = x + m;
-                REAL w0 = x[j], w1 = y[j];
-#pragma omp simd reduction(+:w0, w1)
-                for (int i = j + 1; i < m; i++) { w0 += v[i] * x[i]; w1 += v[i] * y[i]; }
-                w0 *= tj; w1 *= tj;
-                x[j] -= w0; y[j] -= w1;
-#pragma omp simd
-                for (int i = j + 1; i < m; i++) { x[i] -= w0 * v[i]; y[i] -= w1 * v[i]; }
-            }
-            for (; c < n; c++) {
-                REAL *x = a + (long)c * m;
-                REAL w0 = x[j];
-#pragma omp simd reduction(+:w0)
-                for (int i = j + 1; i < m; i++) w0 += v[i] * x[i];
-                w0 *= tj;
-                x[j] -= w0;
-#pragma omp simd
-                for (int i = j + 1; i < m; i++) x[i] -= w0 * v[i];
-            }
-        }
         REAL *q = a + (long)j * m;
+        const REAL tj = tau[j];
+        if (tj != 0) FN(reflect)(q, j, m, tj, q + m, n - j - 1, m);
 #pragma omp simd
         for (int i = j + 1; i < m; i++) q[i] *= -tj;
         q[j] = 1 - tj;
@@ -201,8 +225,6 @@ EXPORT void FN(tangent_bwd)(int R, int Tq, int N, int k, int transient_q, const 
                             REAL *yq, REAL *work) {
     const long kN = (long)k * N, kk = (long)k * k;
     REAL *AbarT = work, *ybT = work + (long)Tq * kN, *S = ybT + kN, *C = S + kk;
-    const char side = 'R', uplo = 'U', trans = 'T', diag = 'N';
-    const REAL one = 1;
     for (int r = 0; r < R; r++) {
         const REAL *w = W + (long)r * N * N, *cr = c + (long)r * k;
         REAL *qbT = QbarT + r * kN;
@@ -218,7 +240,7 @@ EXPORT void FN(tangent_bwd)(int R, int Tq, int N, int k, int transient_q, const 
                         C[(long)i * k + j] = i >= j ? S[(long)i * k + j] : S[(long)j * k + i];
                 for (long i = 0; i < kN; i++) abT[i] = qbT[i];
                 FN(mm)('N', 'N', k, N, k, -1, C, k, qT, N, 1, abT, N);
-                TRSM(&side, &uplo, &trans, &diag, &N, &k, &one, RT + o * kk, &k, abT, &N);
+                FN(trsm_rows)(k, N, RT + o * kk, abT);
             } else {
                 for (long i = 0; i < kN; i++) abT[i] = qbT[i];
             }
