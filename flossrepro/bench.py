@@ -353,7 +353,7 @@ def qr_calls(n_calls: int = 290, n: int = 80, k: int = 75):
     ``torch.linalg.qr``. Returns ``(run, label)``."""
     A = torch.randn(1, n, k)
     if DEVICE.type == "cpu" and native.available(A):
-        aT, rT, tau = A[0].t().contiguous(), torch.empty(k, k), torch.empty(k)
+        aT, rT, tau = A[0].t().contiguous(), torch.empty(k, k), torch.empty(k + n)
         f, pa, pr, pt = native._fn("qr", torch.float32), native._p(aT), native._p(rT), native._p(tau)
 
         def run_native():

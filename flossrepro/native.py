@@ -251,8 +251,8 @@ def qr(A: Tensor) -> tuple[Tensor, Tensor]:
         b *= x
     aT = A.reshape(b, m, n).transpose(1, 2).contiguous()
     rT = torch.empty(b, n, n, dtype=A.dtype)
-    tau = torch.empty(n, dtype=A.dtype)
-    _fn("qr", A.dtype)(b, m, n, _p(aT), _p(rT), _p(tau))
+    work = torch.empty(n + m, dtype=A.dtype)
+    _fn("qr", A.dtype)(b, m, n, _p(aT), _p(rT), _p(work))
     return aT.transpose(1, 2).reshape(*batch, m, n), rT.transpose(1, 2).reshape(*batch, n, n)
 
 
@@ -263,7 +263,7 @@ def tangent_fwd(Wt: Tensor, Dq: Tensor, Q0T: Tensor, flags) -> tuple[Tensor, Ten
     k = Q0T.shape[1]
     kw = dict(dtype=Dq.dtype)
     YT, QT = torch.empty(R, Tq, k, N, **kw), torch.empty(R, Tq, k, N, **kw)
-    RT, work = torch.empty(R, Tq, k, k, **kw), torch.empty(k, **kw)
+    RT, work = torch.empty(R, Tq, k, k, **kw), torch.empty(k + N, **kw)
     fl = _flags_buf(flags)  # kept alive through the call (a temporary's memory could be reused)
     _fn("tangent_fwd", Dq.dtype)(R, Tq, N, k, _p(Wt), _p(Dq), _p(Q0T), _p(fl),
                                  _p(YT), _p(QT), _p(RT), _p(work))

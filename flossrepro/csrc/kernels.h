@@ -108,44 +108,72 @@ static void FN(trsm_rows)(int k, int N, const REAL *rt, REAL *X) {
     }
 }
 
-/* Apply the reflector I - tau v v^T (v[j] = 1 implied, v[j+1..m-1] stored) to columns x[c] of
- * length m, rows j..m-1; four columns per pass over v, then one at a time. */
-static void FN(reflect)(const REAL *v, int j, int m, REAL tj, REAL *x, int ncols, long ld) {
+/* Apply the reflector I - tau v v^T to ncols columns x (stride ld) of length m. vf is v in
+ * full (vf[i] = 0 for i < j, vf[j] = 1): the loops run over rows a0..m-1 from a0 = j rounded
+ * down to a multiple of 8, so that they are whole aligned vectors (rows below j see a zero
+ * coefficient and are unchanged); four columns per pass over vf, then one at a time. */
+static void FN(reflect)(const REAL *vf, int a0, int m, REAL tj, REAL *x, int ncols, long ld) {
     int c = 0;
+    for (; c + 7 < ncols; c += 8) {
+        REAL *x0 = x + c * ld, *x1 = x0 + ld, *x2 = x1 + ld, *x3 = x2 + ld;
+        REAL *x4 = x3 + ld, *x5 = x4 + ld, *x6 = x5 + ld, *x7 = x6 + ld;
+        REAL w0 = 0, w1 = 0, w2 = 0, w3 = 0, w4 = 0, w5 = 0, w6 = 0, w7 = 0;
+#pragma omp simd reduction(+:w0, w1, w2, w3, w4, w5, w6, w7)
+        for (int i = a0; i < m; i++) {
+            const REAL vi = vf[i];
+            w0 += vi * x0[i]; w1 += vi * x1[i]; w2 += vi * x2[i]; w3 += vi * x3[i];
+            w4 += vi * x4[i]; w5 += vi * x5[i]; w6 += vi * x6[i]; w7 += vi * x7[i];
+        }
+        w0 *= tj; w1 *= tj; w2 *= tj; w3 *= tj; w4 *= tj; w5 *= tj; w6 *= tj; w7 *= tj;
+#pragma omp simd
+        for (int i = a0; i < m; i++) {
+            const REAL vi = vf[i];
+            x0[i] -= w0 * vi; x1[i] -= w1 * vi; x2[i] -= w2 * vi; x3[i] -= w3 * vi;
+            x4[i] -= w4 * vi; x5[i] -= w5 * vi; x6[i] -= w6 * vi; x7[i] -= w7 * vi;
+        }
+    }
     for (; c + 3 < ncols; c += 4) {
         REAL *x0 = x + c * ld, *x1 = x0 + ld, *x2 = x1 + ld, *x3 = x2 + ld;
-        REAL w0 = x0[j], w1 = x1[j], w2 = x2[j], w3 = x3[j];
+        REAL w0 = 0, w1 = 0, w2 = 0, w3 = 0;
 #pragma omp simd reduction(+:w0, w1, w2, w3)
-        for (int i = j + 1; i < m; i++) {
-            const REAL vi = v[i];
+        for (int i = a0; i < m; i++) {
+            const REAL vi = vf[i];
             w0 += vi * x0[i]; w1 += vi * x1[i]; w2 += vi * x2[i]; w3 += vi * x3[i];
         }
         w0 *= tj; w1 *= tj; w2 *= tj; w3 *= tj;
-        x0[j] -= w0; x1[j] -= w1; x2[j] -= w2; x3[j] -= w3;
 #pragma omp simd
-        for (int i = j + 1; i < m; i++) {
-            const REAL vi = v[i];
+        for (int i = a0; i < m; i++) {
+            const REAL vi = vf[i];
             x0[i] -= w0 * vi; x1[i] -= w1 * vi; x2[i] -= w2 * vi; x3[i] -= w3 * vi;
         }
     }
     for (; c < ncols; c++) {
         REAL *x0 = x + c * ld;
-        REAL w0 = x0[j];
+        REAL w0 = 0;
 #pragma omp simd reduction(+:w0)
-        for (int i = j + 1; i < m; i++) w0 += v[i] * x0[i];
+        for (int i = a0; i < m; i++) w0 += vf[i] * x0[i];
         w0 *= tj;
-        x0[j] -= w0;
 #pragma omp simd
-        for (int i = j + 1; i < m; i++) x0[i] -= w0 * v[i];
+        for (int i = a0; i < m; i++) x0[i] -= w0 * vf[i];
     }
+}
+
+/* vf = v of reflector j in full, from column col (rows > j hold v): returns a0 */
+static int FN(full_v)(const REAL *col, int j, int m, REAL *vf) {
+    const int a0 = j & ~7;
+    for (int i = a0; i < j; i++) vf[i] = 0;
+    vf[j] = 1;
+    for (int i = j + 1; i < m; i++) vf[i] = col[i];
+    return a0;
 }
 
 /* Householder QR of an m x n matrix (n <= m) stored column by column: column j is the
  * contiguous row a[j*m .. j*m+m-1] of the row-major [n, m] buffer a (i.e. a = A^T).
  * LAPACK's conventions (geqr2 + org2r: the same Q and R as torch.linalg.qr). On exit a holds
  * Q^T (thin Q, column j of Q in row j) and rt [n, n] holds R^T in its lower triangle
- * (the strict upper triangle is zeroed). tau: n scratch. */
-static void FN(hqr)(int m, int n, REAL *a, REAL *rt, REAL *tau) {
+ * (the strict upper triangle is zeroed). work: n + m scratch. */
+static void FN(hqr)(int m, int n, REAL *a, REAL *rt, REAL *work) {
+    REAL *tau = work, *vf = work + n;
     for (int j = 0; j < n; j++) {
         REAL *v = a + (long)j * m;
         REAL alpha = v[j], xn = 0;
@@ -159,7 +187,10 @@ static void FN(hqr)(int m, int n, REAL *a, REAL *rt, REAL *tau) {
 #pragma omp simd
         for (int i = j + 1; i < m; i++) v[i] *= sc;
         v[j] = beta;
-        FN(reflect)(v, j, m, tau[j], v + m, n - j - 1, m);
+        if (j + 1 < n) {
+            const int a0 = FN(full_v)(v, j, m, vf);
+            FN(reflect)(vf, a0, m, tau[j], v + m, n - j - 1, m);
+        }
     }
     for (int c = 0; c < n; c++) {
         const REAL *x = a + (long)c * m;
@@ -171,7 +202,10 @@ static void FN(hqr)(int m, int n, REAL *a, REAL *rt, REAL *tau) {
     for (int j = n - 1; j >= 0; j--) {
         REAL *q = a + (long)j * m;
         const REAL tj = tau[j];
-        if (tj != 0) FN(reflect)(q, j, m, tj, q + m, n - j - 1, m);
+        if (tj != 0 && j + 1 < n) {
+            const int a0 = FN(full_v)(q, j, m, vf);
+            FN(reflect)(vf, a0, m, tj, q + m, n - j - 1, m);
+        }
 #pragma omp simd
         for (int i = j + 1; i < m; i++) q[i] *= -tj;
         q[j] = 1 - tj;
@@ -179,15 +213,15 @@ static void FN(hqr)(int m, int n, REAL *a, REAL *rt, REAL *tau) {
     }
 }
 
-EXPORT void FN(qr)(int batch, int m, int n, REAL *a, REAL *rt, REAL *tau) {
-    for (int b = 0; b < batch; b++) FN(hqr)(m, n, a + (long)b * n * m, rt + (long)b * n * n, tau);
+EXPORT void FN(qr)(int batch, int m, int n, REAL *a, REAL *rt, REAL *work) {
+    for (int b = 0; b < batch; b++) FN(hqr)(m, n, a + (long)b * n * m, rt + (long)b * n * n, work);
 }
 
 /* Tangent (Q) loop of the Lyapunov spectrum, forward, for s = 0..Tq-1:
  *   Y^T = Q_in^T diag(phi'),  A^T = Y^T W^T,  and on QR steps (flags[s]) A = Q R.
  * Wt = W^T [R,N,N]; Dq [R,Tq,N] phi' of each tangent step; Q0T [R,k,N];
  * YT, QT [R,Tq,k,N] out (QT holds A^T on steps without QR); RT [R,Tq,k,k] out (R^T, lower);
- * work: k. */
+ * work: k + N. */
 EXPORT void FN(tangent_fwd)(int R, int Tq, int N, int k, const REAL *Wt, const REAL *Dq,
                             const REAL *Q0T, const unsigned char *flags, REAL *YT, REAL *QT, REAL *RT,
                             REAL *work) {
