@@ -8,10 +8,11 @@
  * the vector-math tanh are slow for these small sizes on the CPUs we measured, and so is the
  * per-call overhead of going through PyTorch.
  */
+#define EXPORT __attribute__((visibility("default")))
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 
-#define EXPORT __attribute__((visibility("default")))
 
 enum { NL_TANH = 0, NL_RELU = 1, NL_IDENTITY = 2 };
 

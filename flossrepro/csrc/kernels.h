@@ -72,41 +72,92 @@ EXPORT void FN(bptt)(int R, int T, int B, int N, int nl, const REAL *W, const RE
     }
 }
 
+/* 32-byte vectors of REAL (GCC vector extensions; AVX registers where built with -mavx2) */
+typedef REAL FN(vec) __attribute__((vector_size(32)));
+#define VL ((int)(32 / sizeof(REAL)))
+static inline FN(vec) FN(vload)(const REAL *p) { FN(vec) v; memcpy(&v, p, sizeof v); return v; }
+static inline void FN(vstore)(REAL *p, FN(vec) v) { memcpy(p, &v, sizeof v); }
+
 /* X <- R^{-1} X for X [k, N] row-major and R upper triangular given as rt = R^T [k, k]
- * (row-major, lower triangle read): back substitution over rows, in column panels of 32 held
- * in registers (BLAS trsm is slow for these sizes). */
+ * (row-major, lower triangle read): block back substitution, four rows at a time over
+ * column panels of two vectors held in registers (BLAS trsm is slow for these sizes). */
 static void FN(trsm_rows)(int k, int N, const REAL *rt, REAL *X) {
-    enum { PW = 32 };
-    for (int c0 = 0; c0 < N; c0 += PW) {
-        const int w = N - c0 < PW ? N - c0 : PW;
-        for (int i = k - 1; i >= 0; i--) {
-            REAL *xi = X + (long)i * N + c0;
-            const REAL rinv = 1 / rt[(long)i * k + i];
-            if (w == PW) {
-                REAL acc[PW];
-#pragma omp simd
-                for (int l = 0; l < PW; l++) acc[l] = xi[l];
-                for (int j = i + 1; j < k; j++) {
-                    const REAL rij = rt[(long)j * k + i];
+    typedef FN(vec) V;
+#define RIJ(i, j) rt[(long)(j) * k + (i)]
+    const int PW = 2 * VL;
+    int c0 = 0;
+    for (; c0 + PW <= N; c0 += PW) {
+        for (int i1 = k; i1 > 0; i1 -= 4) {
+            const int i0 = i1 - 4 > 0 ? i1 - 4 : 0, nb = i1 - i0;
+            V a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0}, a30 = {0}, a31 = {0};
+            REAL *x0 = X + (long)i0 * N + c0;
+            a00 = FN(vload)(x0); a01 = FN(vload)(x0 + VL);
+            if (nb > 1) { a10 = FN(vload)(x0 + N); a11 = FN(vload)(x0 + N + VL); }
+            if (nb > 2) { a20 = FN(vload)(x0 + 2 * N); a21 = FN(vload)(x0 + 2 * N + VL); }
+            if (nb > 3) { a30 = FN(vload)(x0 + 3 * N); a31 = FN(vload)(x0 + 3 * N + VL); }
+            if (nb == 4) {
+                for (int j = i1; j < k; j++) {
                     const REAL *xj = X + (long)j * N + c0;
-#pragma omp simd
-                    for (int l = 0; l < PW; l++) acc[l] -= rij * xj[l];
+                    const V y0 = FN(vload)(xj), y1 = FN(vload)(xj + VL);
+                    const REAL *rj = rt + (long)j * k + i0;  /* R[i0..i0+3][j] */
+                    a00 -= rj[0] * y0; a01 -= rj[0] * y1;
+                    a10 -= rj[1] * y0; a11 -= rj[1] * y1;
+                    a20 -= rj[2] * y0; a21 -= rj[2] * y1;
+                    a30 -= rj[3] * y0; a31 -= rj[3] * y1;
                 }
-#pragma omp simd
-                for (int l = 0; l < PW; l++) xi[l] = acc[l] * rinv;
             } else {
-                for (int j = i + 1; j < k; j++) {
-                    const REAL rij = rt[(long)j * k + i];
+                for (int j = i1; j < k; j++) {
                     const REAL *xj = X + (long)j * N + c0;
-#pragma omp simd
-                    for (int l = 0; l < w; l++) xi[l] -= rij * xj[l];
+                    const V y0 = FN(vload)(xj), y1 = FN(vload)(xj + VL);
+                    const REAL *rj = rt + (long)j * k + i0;
+                    a00 -= rj[0] * y0; a01 -= rj[0] * y1;
+                    if (nb > 1) { a10 -= rj[1] * y0; a11 -= rj[1] * y1; }
+                    if (nb > 2) { a20 -= rj[2] * y0; a21 -= rj[2] * y1; }
                 }
-#pragma omp simd
-                for (int l = 0; l < w; l++) xi[l] *= rinv;
             }
+            /* the block's own triangle, bottom row first */
+            if (nb > 3) {
+                const REAL d = 1 / RIJ(i0 + 3, i0 + 3);
+                a30 *= d; a31 *= d;
+                FN(vstore)(x0 + 3 * N, a30); FN(vstore)(x0 + 3 * N + VL, a31);
+                const REAL r0 = RIJ(i0, i0 + 3), r1 = RIJ(i0 + 1, i0 + 3), r2 = RIJ(i0 + 2, i0 + 3);
+                a00 -= r0 * a30; a01 -= r0 * a31; a10 -= r1 * a30; a11 -= r1 * a31; a20 -= r2 * a30; a21 -= r2 * a31;
+            }
+            if (nb > 2) {
+                const REAL d = 1 / RIJ(i0 + 2, i0 + 2);
+                a20 *= d; a21 *= d;
+                FN(vstore)(x0 + 2 * N, a20); FN(vstore)(x0 + 2 * N + VL, a21);
+                const REAL r0 = RIJ(i0, i0 + 2), r1 = RIJ(i0 + 1, i0 + 2);
+                a00 -= r0 * a20; a01 -= r0 * a21; a10 -= r1 * a20; a11 -= r1 * a21;
+            }
+            if (nb > 1) {
+                const REAL d = 1 / RIJ(i0 + 1, i0 + 1);
+                a10 *= d; a11 *= d;
+                FN(vstore)(x0 + N, a10); FN(vstore)(x0 + N + VL, a11);
+                const REAL r0 = RIJ(i0, i0 + 1);
+                a00 -= r0 * a10; a01 -= r0 * a11;
+            }
+            const REAL d = 1 / RIJ(i0, i0);
+            a00 *= d; a01 *= d;
+            FN(vstore)(x0, a00); FN(vstore)(x0 + VL, a01);
         }
     }
+    if (c0 < N) {  /* the last columns, plain back substitution */
+        const int w = N - c0;
+        for (int i = k - 1; i >= 0; i--) {
+            REAL *xi = X + (long)i * N + c0;
+            for (int j = i + 1; j < k; j++) {
+                const REAL rij = RIJ(i, j);
+                const REAL *xj = X + (long)j * N + c0;
+                for (int l = 0; l < w; l++) xi[l] -= rij * xj[l];
+            }
+            const REAL rinv = 1 / RIJ(i, i);
+            for (int l = 0; l < w; l++) xi[l] *= rinv;
+        }
+    }
+#undef RIJ
 }
+#undef VL
 
 /* Apply the reflector I - tau v v^T to ncols columns x (stride ld) of length m. vf is v in
  * full (vf[i] = 0 for i < j, vf[j] = 1): the loops run over rows a0..m-1 from a0 = j rounded
