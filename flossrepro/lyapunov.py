@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import operator
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -49,12 +50,17 @@ def default_transients(seq_len: int) -> tuple[int, int]:
     return 10, math.ceil(seq_len / 10)
 
 
+@functools.lru_cache(maxsize=32)
+def _orthonormal64(n: int, k: int, seed: int) -> Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.linalg.qr(torch.randn(n, k, generator=gen, dtype=torch.float64))[0]
+
+
 def random_orthonormal(n: int, k: int, n_members: int = 1, seed: int = 0,
                        dtype=torch.float64, device=None) -> Tensor:
     """``[R, n, k]`` orthonormal columns; the same matrix for every member (from ``seed``)."""
-    gen = torch.Generator().manual_seed(seed)
-    Q, _ = torch.linalg.qr(torch.randn(n, k, generator=gen, dtype=torch.float64))
-    return Q.to(dtype=dtype, device=device).expand(n_members, n, k).contiguous()
+    # a fresh tensor (clone): callers may change it in place without touching the cache
+    return _orthonormal64(n, k, seed).to(dtype=dtype, device=device).expand(n_members, n, k).clone()
 
 
 def _check_k(k: int, n: int) -> int:
@@ -165,7 +171,8 @@ class _RNNLyapunov(torch.autograd.Function):
             Dm = Dq[:, :, 0].transpose(0, 1).contiguous()
             YT, QT, RT = native.tangent_fwd(Wt, Dm, Q0.transpose(1, 2).contiguous(), flags)
             acc = [s for s in range(transient_q, Tq) if flags[s]]
-            diag = RT[:, acc].diagonal(dim1=-2, dim2=-1)  # [R, n_acc, k]
+            diag = RT.diagonal(dim1=-2, dim2=-1)  # [R, Tq, k], a view
+            diag = diag[:, transient_q:] if len(acc) == Tq - transient_q else diag[:, acc]
             ctx.save_for_backward(W, Pn, Pq, Dm, YT, QT, RT)
             return diag.abs().log().sum(1) / t_sim
         kw = dict(dtype=Q0.dtype, device=Q0.device)
