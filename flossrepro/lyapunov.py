@@ -60,7 +60,7 @@ def random_orthonormal(n: int, k: int, n_members: int = 1, seed: int = 0,
                        dtype=torch.float64, device=None) -> Tensor:
     """``[R, n, k]`` orthonormal columns; the same matrix for every member (from ``seed``)."""
     # a fresh tensor (clone): callers may change it in place without touching the cache
-    return _orthonormal64(n, k, seed).to(dtype=dtype, device=device).expand(n_members, n, k).clone()
+    return _orthonormal64(n, k, seed).to(dtype=dtype, device=device).expand(n_members, n, k).clone(memory_format=torch.contiguous_format)
 
 
 def _check_k(k: int, n: int) -> int:
