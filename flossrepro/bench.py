@@ -197,7 +197,7 @@ def engine_train_epoch(R: int = 1, N: int = 80, B: int = 16, T: int = 300):
     model = _model(R, N, task.n_in, task.n_out)
     gens = member_generators(list(range(R)), "train")
     params = list(model.parameters())
-    opt = torch.optim.Adam(params, lr=LR)
+    opt = torch.optim.Adam(params, lr=LR, fused=True)  # as the trainer makes it
     alive = torch.ones(R, dtype=torch.bool, device=DEVICE)
 
     def epoch():
@@ -239,7 +239,7 @@ def engine_floss_epoch(R: int = 1, N: int = 80, k: int = 75, T: int = 300):
     task = make_task(TASK, delay=DELAY, seq_len=max(T, DELAY + 1), batch_size=1)
     model = _model(R, N, task.n_in, task.n_out)
     gens = member_generators(list(range(R)), "floss")
-    opt = torch.optim.Adam(flossing_parameters(model), lr=LR)
+    opt = torch.optim.Adam(flossing_parameters(model), lr=LR, fused=True)
 
     def epoch():
         x = task.sample_inputs(gens, batch_size=1, seq_len=T, device=DEVICE)[:, :, 0]

@@ -104,13 +104,13 @@ def _run_states(h: Tensor, Wt: Tensor, drive: Tensor, nonlinearity: str) -> tupl
     the slice is strided over members and an in-place ``baddbmm_`` would loop over them).
     """
     T, R, B, N = drive.shape
+    if native.available(drive, h, Wt):  # the same loop in C (flossrepro/csrc/kernels.h)
+        Hm, Pm = native.run_states(h.contiguous(), Wt.contiguous(), drive.transpose(0, 1).contiguous(), nonlinearity)
+        return Hm.transpose(0, 1), Pm.transpose(0, 1)
     phi_out = _PHI_OUT[nonlinearity]
     Hm = torch.empty(R, T, B, N, dtype=drive.dtype, device=drive.device)
     Hm.copy_(drive.transpose(0, 1))
     Pm = torch.empty_like(Hm)
-    if native.available(Hm, h, Wt):  # the same loop in C (flossrepro/csrc/kernels.h)
-        native.run_states(h.contiguous(), Wt.contiguous(), Hm, Pm, nonlinearity)
-        return Hm.transpose(0, 1), Pm.transpose(0, 1)
     tmp = None if R == 1 else torch.empty(R, B, N, dtype=drive.dtype, device=drive.device)
     for hn, p in zip(Hm.unbind(1), Pm.unbind(1)):
         phi_out(h, p)
@@ -132,12 +132,12 @@ def _bptt(dH: Tensor, W: Tensor, P: Tensor, nonlinearity: str) -> tuple[Tensor, 
     (``G`` starts as a copy of ``dH``, updated in place), or the same loop in C.
     """
     T, R, B, N = P.shape
+    if native.available(dH, W, P):
+        Gm, dh = native.bptt(W.contiguous(), P.transpose(0, 1).contiguous(), dH.transpose(0, 1).contiguous(),
+                             nonlinearity)
+        return Gm.transpose(0, 1), dh
     Gm = torch.empty(R, T, B, N, dtype=P.dtype, device=P.device)
     Gm.copy_(dH.transpose(0, 1))
-    if native.available(Gm, W, P):
-        dh = torch.empty(R, B, N, dtype=P.dtype)
-        native.bptt(W.contiguous(), P.transpose(0, 1).contiguous(), Gm, dh, nonlinearity)
-        return Gm.transpose(0, 1), dh
     D = _dphi_from_phi(nonlinearity, P)
     Gs, Ds = Gm.unbind(1), D.unbind(0)
     tmp = torch.empty_like(Gs[0])

@@ -217,17 +217,22 @@ def _flags_buf(flags) -> Tensor:
     return torch.tensor([1 if f else 0 for f in flags], dtype=torch.uint8)
 
 
-def run_states(h0: Tensor, Wt: Tensor, H: Tensor, P: Tensor, nonlinearity: str) -> None:
-    """In place: ``H [R,T,B,N]`` (drive in, states out), ``P`` out; ``h0 [R,B,N]``, ``Wt = W^T``."""
-    R, T, B, N = H.shape
-    _fn("run_states", H.dtype)(R, T, B, N, NL_CODES[nonlinearity], _p(h0), _p(Wt), _p(H), _p(P))
+def run_states(h0: Tensor, Wt: Tensor, drive: Tensor, nonlinearity: str) -> tuple[Tensor, Tensor]:
+    """``(H, P)``, member-major ``[R,T,B,N]``: ``P[t] = phi(H[t-1])``, ``H[t] = P[t] W^T + drive[t]``
+    for ``h0 [R,B,N]``, ``Wt = W^T [R,N,N]``, ``drive [R,T,B,N]``."""
+    R, T, B, N = drive.shape
+    H, P = torch.empty_like(drive), torch.empty_like(drive)
+    _fn("run_states", H.dtype)(R, T, B, N, NL_CODES[nonlinearity], _p(h0), _p(Wt), _p(drive), _p(H), _p(P))
+    return H, P
 
 
-def bptt(W: Tensor, P: Tensor, G: Tensor, dh0: Tensor, nonlinearity: str) -> None:
-    """In place: ``G [R,T,B,N]`` (dH in, G out), ``dh0 [R,B,N]`` out; ``P`` from :func:`run_states`."""
-    R, T, B, N = G.shape
-    work = torch.empty(2 * B * N, dtype=G.dtype)
-    _fn("bptt", G.dtype)(R, T, B, N, NL_CODES[nonlinearity], _p(W), _p(P), _p(G), _p(dh0), _p(work))
+def bptt(W: Tensor, P: Tensor, dH: Tensor, nonlinearity: str) -> tuple[Tensor, Tensor]:
+    """Backward of :func:`run_states` for ``dH [R,T,B,N]``: ``(G [R,T,B,N], dh0 [R,B,N])``."""
+    R, T, B, N = dH.shape
+    G, dh0 = torch.empty_like(dH), torch.empty(R, B, N, dtype=dH.dtype)
+    work = torch.empty(2 * B * N, dtype=dH.dtype)
+    _fn("bptt", G.dtype)(R, T, B, N, NL_CODES[nonlinearity], _p(W), _p(P), _p(dH), _p(G), _p(dh0), _p(work))
+    return G, dh0
 
 
 def tanh_f32(x: Tensor) -> Tensor:
@@ -246,10 +251,13 @@ def qr(A: Tensor) -> tuple[Tensor, Tensor]:
     *batch, m, n = A.shape
     if n > m:
         raise ValueError(f"native.qr needs a tall matrix (m >= n), got {m} x {n}")
+    if not available(A):
+        raise ValueError(f"native.qr takes float32/float64 CPU tensors with the kernels loaded; got "
+                         f"{A.dtype} on {A.device} ({status()})")
     b = 1
     for x in batch:
         b *= x
-    aT = A.reshape(b, m, n).transpose(1, 2).contiguous()
+    aT = A.reshape(b, m, n).transpose(1, 2).clone(memory_format=torch.contiguous_format)  # never A's memory
     rT = torch.empty(b, n, n, dtype=A.dtype)
     work = torch.empty(n + m, dtype=A.dtype)
     _fn("qr", A.dtype)(b, m, n, _p(aT), _p(rT), _p(work))

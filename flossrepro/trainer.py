@@ -89,6 +89,12 @@ class Recorder:
         return df
 
 
+def _fused_ok(params) -> bool:
+    """Adam's fused kernel (one op for all parameters; ~3x faster per step on a CPU core than
+    the per-tensor loop) where PyTorch has it: CPU and CUDA floating-point parameters."""
+    return all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params)
+
+
 class Trainer:
     """Runs one configured job in ``run_dir`` (see the module docstring)."""
 
@@ -145,7 +151,8 @@ class Trainer:
             raise C.ConfigError(f"optim.params has {bad}, which the model does not have; allowed: {sorted(names)}")
         self.train_params = [names[p] for p in o.params]
         if o.name == "adam":
-            self.opt = torch.optim.Adam(self.train_params, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
+            self.opt = torch.optim.Adam(self.train_params, lr=o.lr, betas=tuple(o.betas), eps=o.eps,
+                                        fused=_fused_ok(self.train_params))
         else:
             self.opt = torch.optim.SGD(self.train_params, lr=o.lr)
         self.floss_opt = None
@@ -154,7 +161,7 @@ class Trainer:
                 self.floss_params = flossing_parameters(self.model, f.params)
             except ValueError as e:
                 raise C.ConfigError(str(e)) from e
-            self.floss_opt = torch.optim.Adam(self.floss_params, lr=f.lr)
+            self.floss_opt = torch.optim.Adam(self.floss_params, lr=f.lr, fused=_fused_ok(self.floss_params))
 
     def _inputs(self, gens: list[torch.Generator], T: int) -> torch.Tensor:
         """One input sequence per member, ``[T, R, S]``, from ``flossing.input``: the task's

@@ -49,19 +49,20 @@ EXPORT void fr_set_blas(void *sgemm, void *dgemm, void *strsm, void *dtrsm, void
  *   |x| < 0.55:  x + x^3 P(x^2), P a degree-4 least-squares fit of (tanh x - x)/x^3 on
  *                [0, 0.55] (relative error 1.1e-9 in float64);
  *   otherwise:   1 - 2 / (exp(2|x|) + 1), exp by 2^n e^r with |r| <= ln2/2 and a degree-7 Taylor
- *                polynomial (truncation 5e-9), |x| clamped at 9 (tanh 9 = 1 in float32).
+ *                polynomial (truncation 5e-9), |x| clamped at 10 (1 - 2/(e^20 + 1) rounds to 1 in
+ *                float32, as torch.tanh does from |x| ~ 9.01 on).
  * NaN stays NaN (divergence detection relies on it). */
 static inline float fr_tanhf(float x) {
     const float a = fabsf(x), a2 = a * a;
     const float p = a + a * a2 * (-0.3333331865208117f + a2 * (0.13332616866545022f + a2 * (
         -0.05385511984913024f + a2 * (0.021082059476615487f + a2 * -0.006287662852435487f))));
-    const float y = 2.0f * (a > 9.0f ? 9.0f : a);
+    const float y = 2.0f * (a > 10.0f ? 10.0f : a);
     const float n = floorf(y * 1.4426950408889634f + 0.5f);
     const float r = (y - n * 0.693359375f) - n * -2.12194440e-4f;  /* ln 2 = 0.693359375 - 2.12194440e-4 */
     const float er = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (
         1.0f / 720 + r * (1.0f / 5040)))))));
     union { int i; float f; } sc;
-    sc.i = ((int)n + 127) << 23;  /* 2^n, 0 <= n <= 26 */
+    sc.i = ((int)n + 127) << 23;  /* 2^n, 0 <= n <= 29 */
     const float t = 1.0f - 2.0f / (er * sc.f + 1.0f);
     const float res = copysignf(a < 0.55f ? p : t, x);
     return x != x ? x : res;

@@ -21,7 +21,7 @@ static void FN(phi)(int nl, int n, const REAL *h, REAL *out) {
     if (nl == NL_TANH) {
         TANH(n, h, out);
     } else if (nl == NL_RELU) {
-        for (int i = 0; i < n; i++) out[i] = h[i] > 0 ? h[i] : 0;
+        for (int i = 0; i < n; i++) out[i] = h[i] < 0 ? 0 : h[i];  /* NaN stays NaN, as torch.relu */
     } else {
         for (int i = 0; i < n; i++) out[i] = h[i];
     }
@@ -35,16 +35,16 @@ static void FN(dphi)(int nl, int n, const REAL *p, REAL *out) {
 }
 
 /* State trajectory P[t] = phi(H[t-1]), H[t] = P[t] W^T + drive[t], H[-1] = h0.
- * h0 [R,B,N]; Wt = W^T [R,N,N]; H [R,T,B,N] holds the drive on entry and the states on exit;
- * P [R,T,B,N] out. */
+ * h0 [R,B,N]; Wt = W^T [R,N,N]; drive [R,T,B,N]; H, P [R,T,B,N] out (H may be drive). */
 EXPORT void FN(run_states)(int R, int T, int B, int N, int nl, const REAL *h0, const REAL *Wt,
-                           REAL *H, REAL *P) {
+                           const REAL *drive, REAL *H, REAL *P) {
     const long BN = (long)B * N;
     for (int r = 0; r < R; r++) {
-        const REAL *h = h0 + r * BN, *wt = Wt + (long)r * N * N;
+        const REAL *h = h0 + r * BN, *wt = Wt + (long)r * N * N, *Dr = drive + (long)r * T * BN;
         REAL *Hr = H + (long)r * T * BN, *Pr = P + (long)r * T * BN;
         for (int t = 0; t < T; t++) {
             FN(phi)(nl, (int)BN, h, Pr + t * BN);
+            if (Hr != Dr) memcpy(Hr + t * BN, Dr + t * BN, BN * sizeof(REAL));
             FN(mm)('N', 'N', B, N, N, 1, Pr + t * BN, N, wt, N, 1, Hr + t * BN, N);
             h = Hr + t * BN;
         }
@@ -53,21 +53,29 @@ EXPORT void FN(run_states)(int R, int T, int B, int N, int nl, const REAL *h0, c
 
 /* Backward of run_states: G[T-1] = dH[T-1], G[t-1] = dH[t-1] + (G[t] W) * phi'(H[t-1]),
  * dh0 = (G[0] W) * phi'(h0), with phi'(H[t-1]) computed from P[t].
- * W [R,N,N]; P [R,T,B,N]; G [R,T,B,N] holds dH on entry, G on exit; dh0 [R,B,N] out;
+ * W [R,N,N]; P [R,T,B,N]; dH [R,T,B,N]; G [R,T,B,N] out (may be dH); dh0 [R,B,N] out;
  * work: 2*B*N. */
-EXPORT void FN(bptt)(int R, int T, int B, int N, int nl, const REAL *W, const REAL *P, REAL *G,
-                     REAL *dh0, REAL *work) {
+EXPORT void FN(bptt)(int R, int T, int B, int N, int nl, const REAL *W, const REAL *P, const REAL *dH,
+                     REAL *G, REAL *dh0, REAL *work) {
     const long BN = (long)B * N;
     REAL *tmp = work, *d = work + BN;
     for (int r = 0; r < R; r++) {
-        const REAL *w = W + (long)r * N * N, *Pr = P + (long)r * T * BN;
+        const REAL *w = W + (long)r * N * N, *Pr = P + (long)r * T * BN, *dHr = dH + (long)r * T * BN;
         REAL *Gr = G + (long)r * T * BN;
+        if (Gr != dHr) memcpy(Gr + (T - 1) * BN, dHr + (T - 1) * BN, BN * sizeof(REAL));
         for (int t = T - 1; t >= 0; t--) {
             FN(mm)('N', 'N', B, N, N, 1, Gr + t * BN, N, w, N, 0, tmp, N);
             FN(dphi)(nl, (int)BN, Pr + t * BN, d);
-            REAL *out = t > 0 ? Gr + (t - 1) * BN : dh0 + r * BN;
-            if (t > 0) { for (long i = 0; i < BN; i++) out[i] += tmp[i] * d[i]; }
-            else { for (long i = 0; i < BN; i++) out[i] = tmp[i] * d[i]; }
+            if (t > 0) {
+                REAL *out = Gr + (t - 1) * BN;
+                const REAL *in = dHr + (t - 1) * BN;
+#pragma omp simd
+                for (long i = 0; i < BN; i++) out[i] = in[i] + tmp[i] * d[i];
+            } else {
+                REAL *out = dh0 + r * BN;
+#pragma omp simd
+                for (long i = 0; i < BN; i++) out[i] = tmp[i] * d[i];
+            }
         }
     }
 }
