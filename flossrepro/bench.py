@@ -1,6 +1,7 @@
 """Per-core cost of training and flossing epochs: ``python -m flossrepro.bench [--quick]``.
 
-Everything runs on one CPU thread (``torch.set_num_threads(1)``) in float32. Times are medians
+Everything runs on one CPU thread (``torch.set_num_threads(1)``) in float32 (``--device cuda``:
+the same epochs on a GPU). Times are medians
 over repeated epochs after warm-up; competing variants (engine vs eager) are timed
 round-robin, so that load from other processes hits them alike, and their ratio is the
 median of the per-round ratios. Wall time is the headline; the thread's CPU time is
@@ -21,8 +22,11 @@ Measured (``R`` ensemble members; times per member where ``R > 1``):
   loop over time, autograd through every step and through ``torch.linalg.qr``).
 - a cost table over ``N in {32, 80, 160, 320}`` (``k = N``) and ``k`` at ``N = 160``, with
   fitted log-log exponents, against the paper's Table 1 scaling.
-- the flossing epoch's QR calls alone (``T_f - transient_h`` ``torch.linalg.qr`` of ``80 x 75``),
-  timed round-robin with it: the QR share of the epoch.
+- the engine's pure-PyTorch path (:func:`flossrepro.native.disabled`) for the training and the
+  ``T_f = 300`` flossing epoch, when the native kernels are in use (the engine's default on CPU).
+- the flossing epoch's QR calls alone (``T_f - transient_h`` QRs of ``80 x 75``, with the QR
+  the engine uses: the native kernel's, else ``torch.linalg.qr``), timed round-robin with
+  it: the QR share of the epoch.
 - single-thread matmul rate (1024^3 float32) and the small ``[80,80]x[80,75]`` matmul rate.
 
 FLOP model (multiply-add = 2 flops; elementwise work and the optimizer ignored)
