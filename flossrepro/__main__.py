@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from . import native
 from .config import ConfigError  # also registers the by_scale resolver
 from .launcher import finished_summary, register_configs
 from .trainer import StopRequested, Trainer, git_commit
@@ -74,6 +75,7 @@ def main(cfg: DictConfig):
         print(f"[flossrepro] already complete, skipping: {run_id} ({run_dir}); "
               f"delete that directory to run it again", flush=True)
         return done
+    native.tune_allocator()  # reuse the epochs' large buffers instead of faulting them in again
     try:
         trainer = Trainer(cfg, run_dir, run_id=run_id, columns=run_columns(cfg, hc))
     except ConfigError as e:

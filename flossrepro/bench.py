@@ -720,6 +720,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     global DEVICE
     DEVICE = torch.device(args.device)
+    native.tune_allocator()  # as the training job does
     if DEVICE.type == "cuda" and not torch.cuda.is_available():
         print("flossrepro.bench: error: --device cuda but CUDA is not available here; use --device cpu", file=sys.stderr)
         return 2

@@ -169,11 +169,12 @@ class _RNNLyapunov(torch.autograd.Function):
         ctx.native = native.available(W, Dq, Q0)
         if ctx.native:  # the tangent loop in C, member-major buffers [R, Tq, ...]
             Dm = Dq[:, :, 0].transpose(0, 1).contiguous()
-            YT, QT, RT = native.tangent_fwd(Wt, Dm, Q0.transpose(1, 2).contiguous(), flags)
+            Q0T = Q0.transpose(1, 2).contiguous()
+            QT, RT = native.tangent_fwd(Wt, Dm, Q0T, flags)
             acc = [s for s in range(transient_q, Tq) if flags[s]]
             diag = RT.diagonal(dim1=-2, dim2=-1)  # [R, Tq, k], a view
             diag = diag[:, transient_q:] if len(acc) == Tq - transient_q else diag[:, acc]
-            ctx.save_for_backward(W, Pn, Pq, Dm, YT, QT, RT)
+            ctx.save_for_backward(W, Pn, Pq, Dm, Q0T, QT, RT)
             return diag.abs().log().sum(1) / t_sim
         kw = dict(dtype=Q0.dtype, device=Q0.device)
         YT = torch.empty(Tq, Rn, k, N, **kw)   # (D Q_in)^T
@@ -247,9 +248,9 @@ class _RNNLyapunov(torch.autograd.Function):
     @staticmethod
     def _native_backward(ctx, dlam):
         """The tangent loop's backward in C (flossrepro/csrc/kernels.h, ``tangent_bwd``)."""
-        W, Pn, Pq, Dm, YT, QT, RT = ctx.saved_tensors
+        W, Pn, Pq, Dm, Q0T, QT, RT = ctx.saved_tensors
         nonlinearity, transient_h, transient_q, t_sim = ctx.conf
-        QbarT, dW, yq = native.tangent_bwd(W.contiguous(), Dm, YT, QT, RT, ctx.flags,
+        QbarT, dW, yq = native.tangent_bwd(W.contiguous(), Dm, Q0T, QT, RT, ctx.flags,
                                            (dlam / t_sim).contiguous(), transient_q, nonlinearity == "tanh")
         YQ = None if yq is None else yq.transpose(0, 1)  # [Tq, R, N]
         return _RNNLyapunov._state_backward(ctx, W, Pn, Pq, YQ, dW, QbarT)

@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["available", "enabled", "status", "build", "load", "disabled", "run_states", "bptt", "qr",
+__all__ = ["available", "enabled", "status", "build", "load", "disabled", "tune_allocator", "run_states", "bptt", "qr",
            "tangent_fwd", "tangent_bwd", "NL_CODES"]
 
 ABI_VERSION = 1
@@ -168,6 +168,26 @@ def load() -> ctypes.CDLL | None:
         return lib
 
 
+def tune_allocator() -> bool:
+    """Let glibc keep and reuse large freed buffers (no ``mmap`` per allocation, no trimming).
+
+    Every epoch allocates the same large buffers (the state trajectory; in flossing the
+    ``[R, T, k, N]`` tangent systems: 7 MB per member at N=80, k=75, T=300). By default glibc
+    maps each allocation above 32 MB afresh and the first touch of every page faults: for a
+    20-member flossing epoch that costs ~10-20% of its time. Process-wide and irreversible,
+    so the library never does it on import: the ``python -m flossrepro`` job and the
+    benchmark call it. Returns True where it took effect (Linux with glibc).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1))
+    except (OSError, AttributeError):
+        return False
+
+
 def status() -> str:
     load()
     return _state["reason"]
@@ -264,30 +284,32 @@ def qr(A: Tensor) -> tuple[Tensor, Tensor]:
     return aT.transpose(1, 2).reshape(*batch, m, n), rT.transpose(1, 2).reshape(*batch, n, n)
 
 
-def tangent_fwd(Wt: Tensor, Dq: Tensor, Q0T: Tensor, flags) -> tuple[Tensor, Tensor, Tensor]:
-    """Forward tangent loop; ``Wt [R,N,N]``, ``Dq [R,Tq,N]``, ``Q0T [R,k,N]`` -> ``YT, QT [R,Tq,k,N]``,
+def tangent_fwd(Wt: Tensor, Dq: Tensor, Q0T: Tensor, flags) -> tuple[Tensor, Tensor]:
+    """Forward tangent loop; ``Wt [R,N,N]``, ``Dq [R,Tq,N]``, ``Q0T [R,k,N]`` -> ``QT [R,Tq,k,N]``,
     ``RT [R,Tq,k,k]`` (see ``csrc/kernels.h``)."""
     R, Tq, N = Dq.shape
     k = Q0T.shape[1]
     kw = dict(dtype=Dq.dtype)
-    YT, QT = torch.empty(R, Tq, k, N, **kw), torch.empty(R, Tq, k, N, **kw)
-    RT, work = torch.empty(R, Tq, k, k, **kw), torch.empty(k + N, **kw)
+    QT, RT = torch.empty(R, Tq, k, N, **kw), torch.empty(R, Tq, k, k, **kw)
+    work = torch.empty(k * N + k + N, **kw)
     fl = _flags_buf(flags)  # kept alive through the call (a temporary's memory could be reused)
-    _fn("tangent_fwd", Dq.dtype)(R, Tq, N, k, _p(Wt), _p(Dq), _p(Q0T), _p(fl),
-                                 _p(YT), _p(QT), _p(RT), _p(work))
-    return YT, QT, RT
+    _fn("tangent_fwd", Dq.dtype)(R, Tq, N, k, _p(Wt), _p(Dq), _p(Q0T), _p(fl), _p(QT), _p(RT), _p(work))
+    return QT, RT
 
 
-def tangent_bwd(W: Tensor, Dq: Tensor, YT: Tensor, QT: Tensor, RT: Tensor, flags, c: Tensor,
+TANGENT_CHUNK = 16  # as in csrc/kernels.h
+
+
+def tangent_bwd(W: Tensor, Dq: Tensor, Q0T: Tensor, QT: Tensor, RT: Tensor, flags, c: Tensor,
                 transient_q: int, second_order: bool) -> tuple[Tensor, Tensor, Tensor | None]:
     """Backward tangent loop -> ``(dQ0^T [R,k,N], dW [R,N,N], yq [R,Tq,N] or None)``."""
-    R, Tq, k, N = YT.shape
-    kw = dict(dtype=YT.dtype)
+    R, Tq, k, N = QT.shape
+    kw = dict(dtype=QT.dtype)
     QbarT, dW = torch.zeros(R, k, N, **kw), torch.empty(R, N, N, **kw)
     yq = torch.empty(R, Tq, N, **kw) if second_order else None
-    work = torch.empty(Tq * k * N + k * N + 2 * k * k, **kw)
+    work = torch.empty(2 * TANGENT_CHUNK * k * N + k * N + 2 * k * k, **kw)
     fl = _flags_buf(flags)
-    _fn("tangent_bwd", YT.dtype)(R, Tq, N, k, int(transient_q), _p(W), _p(Dq), _p(YT), _p(QT), _p(RT),
+    _fn("tangent_bwd", QT.dtype)(R, Tq, N, k, int(transient_q), _p(W), _p(Dq), _p(Q0T), _p(QT), _p(RT),
                                  _p(fl), _p(c), _p(QbarT), _p(dW), _p(yq), _p(work))
     return QbarT, dW, yq
 

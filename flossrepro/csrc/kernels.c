@@ -15,6 +15,7 @@
 
 
 enum { NL_TANH = 0, NL_RELU = 1, NL_IDENTITY = 2 };
+enum { TANGENT_CHUNK = 16 };  /* steps per dW gemm in the tangent backward (its buffers stay in cache) */
 
 typedef void (*gemm_s_t)(const char *, const char *, const int *, const int *, const int *,
                          const float *, const float *, const int *, const float *, const int *,

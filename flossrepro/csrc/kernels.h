@@ -276,27 +276,32 @@ EXPORT void FN(qr)(int batch, int m, int n, REAL *a, REAL *rt, REAL *work) {
     for (int b = 0; b < batch; b++) FN(hqr)(m, n, a + (long)b * n * m, rt + (long)b * n * n, work);
 }
 
+/* Y^T = Q_in^T diag(d): the Jacobian's diagonal factor applied to the k x N tangent system */
+static void FN(scale_cols)(int k, int N, const REAL *qT, const REAL *d, REAL *yT) {
+    for (int j = 0; j < k; j++) {
+#pragma omp simd
+        for (int i = 0; i < N; i++) yT[(long)j * N + i] = qT[(long)j * N + i] * d[i];
+    }
+}
+
 /* Tangent (Q) loop of the Lyapunov spectrum, forward, for s = 0..Tq-1:
  *   Y^T = Q_in^T diag(phi'),  A^T = Y^T W^T,  and on QR steps (flags[s]) A = Q R.
  * Wt = W^T [R,N,N]; Dq [R,Tq,N] phi' of each tangent step; Q0T [R,k,N];
- * YT, QT [R,Tq,k,N] out (QT holds A^T on steps without QR); RT [R,Tq,k,k] out (R^T, lower);
- * work: k + N. */
+ * QT [R,Tq,k,N] out (Q^T; A^T on steps without QR); RT [R,Tq,k,k] out (R^T, lower);
+ * work: k*N + k + N. Y is not stored: the backward recomputes it from QT. */
 EXPORT void FN(tangent_fwd)(int R, int Tq, int N, int k, const REAL *Wt, const REAL *Dq,
-                            const REAL *Q0T, const unsigned char *flags, REAL *YT, REAL *QT, REAL *RT,
+                            const REAL *Q0T, const unsigned char *flags, REAL *QT, REAL *RT,
                             REAL *work) {
     const long kN = (long)k * N, kk = (long)k * k;
+    REAL *yT = work, *qr_work = work + kN;
     for (int r = 0; r < R; r++) {
         const REAL *wt = Wt + (long)r * N * N, *qT = Q0T + r * kN;
         for (int s = 0; s < Tq; s++) {
             const long o = (long)r * Tq + s;
-            const REAL *d = Dq + o * N;
-            REAL *yT = YT + o * kN, *aT = QT + o * kN;
-            for (int j = 0; j < k; j++) {
-#pragma omp simd
-                for (int i = 0; i < N; i++) yT[(long)j * N + i] = qT[(long)j * N + i] * d[i];
-            }
+            REAL *aT = QT + o * kN;
+            FN(scale_cols)(k, N, qT, Dq + o * N, yT);
             FN(mm)('N', 'N', k, N, N, 1, yT, N, wt, N, 0, aT, N);
-            if (flags[s]) FN(hqr)(N, k, aT, RT + o * kk, work);
+            if (flags[s]) FN(hqr)(N, k, aT, RT + o * kk, qr_work);
             qT = aT;
         }
     }
@@ -307,39 +312,43 @@ EXPORT void FN(tangent_fwd)(int R, int Tq, int N, int k, const REAL *Wt, const R
  *             triangle of S = Qbar^T Q - diag(c) (c only for s >= transient_q);
  *   other steps: Abar^T = Qbar^T;
  *   Ybar^T = Abar^T W, Qbar^T <- Ybar^T diag(phi').
- * Then dW = sum_s Abar[s] Y[s]^T (one gemm over the member's steps) and, when yq != NULL,
+ * Y^T[s] = Q_in^T[s] diag(phi'[s]) is recomputed (Q_in = QT[s-1], or Q0 at s = 0);
+ * dW = sum_s Abar[s] Y[s]^T, one gemm per TANGENT_CHUNK steps; when yq != NULL,
  * yq[s] = sum_j Ybar^T[s][j] * Y^T[s][j] (the tanh second-order term).
- * W [R,N,N]; Dq [R,Tq,N]; YT, QT [R,Tq,k,N]; RT [R,Tq,k,k]; c [R,k];
+ * W [R,N,N]; Dq [R,Tq,N]; Q0T [R,k,N]; QT [R,Tq,k,N]; RT [R,Tq,k,k]; c [R,k];
  * QbarT [R,k,N] in: gradient of the last Q (zeros), out: gradient of Q0^T;
- * dW [R,N,N] out; yq [R,Tq,N] out or NULL; work: Tq*k*N + k*N + 2*k*k. */
+ * dW [R,N,N] out; yq [R,Tq,N] out or NULL; work: 2*TANGENT_CHUNK*k*N + k*N + 2*k*k. */
 EXPORT void FN(tangent_bwd)(int R, int Tq, int N, int k, int transient_q, const REAL *W,
-                            const REAL *Dq, const REAL *YT, const REAL *QT, const REAL *RT,
+                            const REAL *Dq, const REAL *Q0T, const REAL *QT, const REAL *RT,
                             const unsigned char *flags, const REAL *c, REAL *QbarT, REAL *dW,
                             REAL *yq, REAL *work) {
     const long kN = (long)k * N, kk = (long)k * k;
-    REAL *AbarT = work, *ybT = work + (long)Tq * kN, *S = ybT + kN, *C = S + kk;
+    REAL *AbarC = work, *YC = work + (long)TANGENT_CHUNK * kN, *ybT = YC + (long)TANGENT_CHUNK * kN;
+    REAL *S = ybT + kN, *C = S + kk;
     for (int r = 0; r < R; r++) {
         const REAL *w = W + (long)r * N * N, *cr = c + (long)r * k;
-        REAL *qbT = QbarT + r * kN;
+        REAL *qbT = QbarT + r * kN, *dWr = dW + (long)r * N * N;
+        int fill = 0, flushed = 0;
         for (int s = Tq - 1; s >= 0; s--) {
             const long o = (long)r * Tq + s;
             const REAL *qT = QT + o * kN, *d = Dq + o * N;
-            REAL *abT = AbarT + (long)s * kN;
+            const REAL *qinT = s > 0 ? QT + (o - 1) * kN : Q0T + r * kN;
+            REAL *abT = AbarC + (long)fill * kN, *yT = YC + (long)fill * kN;
+            FN(scale_cols)(k, N, qinT, d, yT);
             if (flags[s]) {
                 FN(mm)('N', 'T', k, k, N, 1, qbT, N, qT, N, 0, S, k);
                 if (s >= transient_q) { for (int i = 0; i < k; i++) S[(long)i * k + i] -= cr[i]; }
                 for (int i = 0; i < k; i++)
                     for (int j = 0; j < k; j++)
                         C[(long)i * k + j] = i >= j ? S[(long)i * k + j] : S[(long)j * k + i];
-                for (long i = 0; i < kN; i++) abT[i] = qbT[i];
+                memcpy(abT, qbT, kN * sizeof(REAL));
                 FN(mm)('N', 'N', k, N, k, -1, C, k, qT, N, 1, abT, N);
                 FN(trsm_rows)(k, N, RT + o * kk, abT);
             } else {
-                for (long i = 0; i < kN; i++) abT[i] = qbT[i];
+                memcpy(abT, qbT, kN * sizeof(REAL));
             }
             FN(mm)('N', 'N', k, N, N, 1, abT, N, w, N, 0, ybT, N);
             if (yq) {
-                const REAL *yT = YT + o * kN;
                 REAL *out = yq + o * N;
                 for (int i = 0; i < N; i++) out[i] = 0;
                 for (int j = 0; j < k; j++) {
@@ -347,12 +356,14 @@ EXPORT void FN(tangent_bwd)(int R, int Tq, int N, int k, int transient_q, const 
                     for (int i = 0; i < N; i++) out[i] += ybT[(long)j * N + i] * yT[(long)j * N + i];
                 }
             }
-            for (int j = 0; j < k; j++) {
-#pragma omp simd
-                for (int i = 0; i < N; i++) qbT[(long)j * N + i] = ybT[(long)j * N + i] * d[i];
+            FN(scale_cols)(k, N, ybT, d, qbT);
+            /* dW += sum over the chunk of Abar[s] Y[s]^T = AbarC^T YC over its fill*k rows */
+            if (++fill == TANGENT_CHUNK || s == 0) {
+                FN(mm)('T', 'N', N, N, fill * k, 1, AbarC, N, YC, N, flushed ? 1 : 0, dWr, N);
+                fill = 0;
+                flushed = 1;
             }
         }
-        /* dW = sum_s Abar[s] Y[s]^T = AbarT_all^T YT_all over the member's Tq*k rows */
-        FN(mm)('T', 'N', N, N, Tq * k, 1, AbarT, N, YT + (long)r * Tq * kN, N, 0, dW + (long)r * N * N, N);
+        if (!flushed) { for (long i = 0; i < (long)N * N; i++) dWr[i] = 0; }
     }
 }
