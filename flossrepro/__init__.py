@@ -4,10 +4,17 @@ Library entry points::
 
     from flossrepro import VanillaRNN, initialize, lyapunov_spectrum, flossing_loss
 """
-from .flossing import clip_grad_norm_per_member, floss_step, flossing_loss, flossing_parameters
+from .flossing import (
+    clip_grad_norm_per_member,
+    floss_step,
+    flossing_loss,
+    flossing_objective,
+    flossing_parameters,
+)
 from .init import initialize
 from .lyapunov import (
     condition_number_estimate,
+    lyapunov_loss,
     lyapunov_spectrum,
     lyapunov_spectrum_from_jacobians,
 )
@@ -22,8 +29,10 @@ __all__ = [
     "condition_number_estimate",
     "floss_step",
     "flossing_loss",
+    "flossing_objective",
     "flossing_parameters",
     "initialize",
+    "lyapunov_loss",
     "lyapunov_spectrum",
     "lyapunov_spectrum_from_jacobians",
     "make_task",

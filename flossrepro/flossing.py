@@ -12,9 +12,10 @@ from typing import Iterable
 import torch
 from torch import Tensor
 
-from .lyapunov import lyapunov_spectrum
+from .lyapunov import lyapunov_loss
 
-__all__ = ["flossing_loss", "flossing_parameters", "floss_step", "clip_grad_norm_per_member"]
+__all__ = ["flossing_loss", "flossing_objective", "flossing_parameters", "floss_step",
+           "clip_grad_norm_per_member"]
 
 REDUCTIONS = ("sum", "mean")
 
@@ -25,6 +26,17 @@ def flossing_loss(lyapunov: Tensor, target: float | Tensor = 0.0, reduction: str
         raise ValueError(f"reduction={reduction!r} is not known; allowed: {list(REDUCTIONS)}")
     sq = (lyapunov - target) ** 2
     return sq.sum(-1) if reduction == "sum" else sq.mean(-1)
+
+
+def flossing_objective(model, inputs: Tensor, k: int, target: float = 0.0, reduction: str = "sum",
+                       **spectrum_kwargs) -> tuple[Tensor, Tensor]:
+    """``(flossing loss [R], lambda [R, k])`` of one input sequence ``inputs: [T, R, S]``;
+    the loss is differentiable, ``lambda`` detached (:func:`flossrepro.lyapunov.lyapunov_loss`:
+    on the native CPU path each member's gradient is computed right after its exponents).
+    ``spectrum_kwargs`` go to :func:`flossrepro.lyapunov_spectrum` (``s_ons``, transients, ...)."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction={reduction!r} is not known; allowed: {list(REDUCTIONS)}")
+    return lyapunov_loss(model, inputs, k, lambda lam: flossing_loss(lam, target, reduction), **spectrum_kwargs)
 
 
 def flossing_parameters(model, which: Iterable[str] = ("W", "V", "b")) -> list[torch.nn.Parameter]:
@@ -65,8 +77,7 @@ def floss_step(model, optimizer: torch.optim.Optimizer, inputs: Tensor, k: int,
     ``alive: [R] bool`` excludes diverged members from the update (their gradients are zero).
     """
     optimizer.zero_grad(set_to_none=True)
-    lam = lyapunov_spectrum(model, inputs, k, **spectrum_kwargs)
-    loss = flossing_loss(lam, target, reduction)
+    loss, lam = flossing_objective(model, inputs, k, target, reduction, **spectrum_kwargs)
     keep = torch.isfinite(loss) if alive is None else (alive & torch.isfinite(loss))
     torch.where(keep, loss, torch.zeros_like(loss)).sum().backward()
     for group in optimizer.param_groups:

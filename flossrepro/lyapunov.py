@@ -38,6 +38,7 @@ from .models import LSTM, NONLINEARITIES, VanillaRNN, _bptt, _dphi_from_phi, _ou
 
 __all__ = [
     "lyapunov_spectrum",
+    "lyapunov_loss",
     "lyapunov_spectrum_from_jacobians",
     "condition_number_estimate",
     "default_transients",
@@ -295,6 +296,119 @@ def _reference_spectrum(model, inputs: Tensor, k: int, Q0: Tensor, s_ons: int,
     return logsum / t_sim
 
 
+def _prepare(model, inputs: Tensor, k: int, s_ons: int, transient_h, transient_q, h0, q0):
+    """Check and complete the arguments of :func:`lyapunov_spectrum` (defaults documented there)."""
+    if inputs.dim() == 4:
+        if inputs.shape[2] != 1:
+            raise ValueError(f"lyapunov_spectrum takes one sequence per member: inputs [T, R, 1, S], got {tuple(inputs.shape)}")
+        inputs = inputs[:, :, 0]
+    if inputs.dim() != 3 or inputs.shape[1] != model.n_members or inputs.shape[2] != model.n_in:
+        raise ValueError(f"inputs must be [T, R={model.n_members}, S={model.n_in}], got {tuple(inputs.shape)}")
+    n = model.state_dim
+    k = _check_k(k, n)
+    T = inputs.shape[0]
+    dh, dq = default_transients(T)
+    transient_h = dh if transient_h is None else int(transient_h)
+    transient_q = dq if transient_q is None else int(transient_q)
+    _check_lengths(T, transient_h, transient_q, s_ons)
+    W_any = next(model.parameters())
+    if h0 is None:
+        h0 = model.initial_state(1)[:, 0]
+    if q0 is None:
+        q0 = random_orthonormal(n, k, model.n_members, dtype=W_any.dtype, device=W_any.device)
+    elif q0.shape != (model.n_members, n, k):
+        raise ValueError(f"q0 must be [R={model.n_members}, n={n}, k={k}], got {tuple(q0.shape)}")
+    return inputs, k, transient_h, transient_q, h0, q0
+
+
+class _RNNLyapunovLoss(torch.autograd.Function):
+    """A per-member loss of the exponents, ``loss_fn(lambda) -> [R]``, with its gradient
+    computed one member at a time in the forward (native kernels, vanilla RNNs, CPU).
+
+    The exponents' backward needs every tangent step's ``Q`` and ``R``: 7 MB per member at
+    ``N = 80, k = 75, T = 300``. :class:`_RNNLyapunov` keeps them for all members until the
+    backward; here each member's forward is followed at once by its backward (``dL/dlambda``
+    is known as soon as its ``lambda`` is: ``loss_fn`` acts on each member's row alone), so
+    one member's buffers, hot in cache, serve the whole ensemble. The gradients of the
+    inputs are kept and scaled by the upstream gradient of each member's loss in
+    :meth:`backward`. Outputs: ``(loss [R], lambda [R, k])``; ``lambda`` is not differentiable
+    here (use :func:`lyapunov_spectrum` for other uses of the exponents).
+    """
+
+    @staticmethod
+    def forward(ctx, h0, W, drive, Q0, loss_fn, nonlinearity, s_ons, transient_h, transient_q):
+        phi = NONLINEARITIES[nonlinearity][0]
+        T = drive.shape[0]
+        Rn, N, k = Q0.shape
+        t_sim = T - transient_h - transient_q
+        Wt = W.transpose(1, 2).contiguous()
+        Hn, Pn = _run_states(h0[:, None, :], Wt, drive[:-1, :, None, :], nonlinearity)
+        H = torch.cat([h0[None, :, None, :], Hn])
+        Pq = phi(H[transient_h:])
+        Dm = _dphi_from_phi(nonlinearity, Pq)[:, :, 0].transpose(0, 1).contiguous()  # [R, Tq, N]
+        flags = _qr_schedule(T - transient_h, transient_q, s_ons)
+        Tq = len(flags)
+        acc = [s for s in range(transient_q, Tq) if flags[s]]
+        Q0T, Wc = Q0.transpose(1, 2).contiguous(), W.contiguous()
+        tanh = nonlinearity == "tanh"
+        lam = torch.empty(Rn, k, dtype=W.dtype)
+        loss = torch.empty(Rn, dtype=W.dtype)
+        QbarT, dW = torch.empty(Rn, k, N, dtype=W.dtype), torch.empty(Rn, N, N, dtype=W.dtype)
+        yq = torch.empty(Rn, Tq, N, dtype=W.dtype) if tanh else None
+        for r in range(Rn):
+            QT, RT = native.tangent_fwd(Wt[r:r + 1], Dm[r:r + 1], Q0T[r:r + 1], flags)
+            diag = RT[0].diagonal(dim1=-2, dim2=-1)
+            diag = diag[transient_q:] if len(acc) == Tq - transient_q else diag[acc]
+            lr = (diag.abs().log().sum(0) / t_sim)[None]
+            with torch.enable_grad():
+                lv = lr.detach().requires_grad_(True)
+                lo = loss_fn(lv)
+                (dlam,) = torch.autograd.grad(lo.sum(), lv)
+            lam[r], loss[r] = lr[0], lo.detach()[0]
+            qb, dw, y = native.tangent_bwd(Wc[r:r + 1], Dm[r:r + 1], Q0T[r:r + 1], QT, RT, flags,
+                                           (dlam / t_sim).contiguous(), transient_q, tanh)
+            QbarT[r], dW[r] = qb[0], dw[0]
+            if tanh:
+                yq[r] = y[0]
+        ctx.conf = (nonlinearity, transient_h, transient_q, t_sim)
+        YQ = None if yq is None else yq.transpose(0, 1)
+        grads = _RNNLyapunov._state_backward(ctx, W, Pn, Pq, YQ, dW, QbarT)[:4]
+        ctx.save_for_backward(*grads)
+        ctx.mark_non_differentiable(lam)
+        return loss, lam
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gloss, glam):
+        dh0, dW, ddrive, dQ0 = ctx.saved_tensors
+        g = gloss
+        return (dh0 * g[:, None], dW * g[:, None, None], ddrive * g[None, :, None], dQ0 * g[:, None, None],
+                None, None, None, None, None)
+
+
+def lyapunov_loss(model, inputs: Tensor, k: int, loss_fn, *, s_ons: int = 1,
+                  transient_h: int | None = None, transient_q: int | None = None,
+                  h0: Tensor | None = None, q0: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``(loss_fn(lambda) [R], lambda [R, k])`` for the exponents of :func:`lyapunov_spectrum`
+    (same arguments), with the loss differentiable.
+
+    ``loss_fn`` maps ``[R, k] -> [R]`` member by member (row ``r`` of the result depends on
+    row ``r`` of its argument only), e.g. :func:`flossrepro.flossing.flossing_loss`. For vanilla
+    RNNs on the native CPU path each member's gradient is computed right after its forward
+    (:class:`_RNNLyapunovLoss`: one member's buffers instead of all members'); otherwise this is
+    ``loss_fn(lyapunov_spectrum(...))``. The returned ``lambda`` is detached.
+    """
+    inputs, k, transient_h, transient_q, h0, q0 = _prepare(model, inputs, k, s_ons, transient_h,
+                                                           transient_q, h0, q0)
+    if isinstance(model, VanillaRNN) and native.available(model.W, inputs, h0, q0):
+        drive = model.drive(inputs[:, :, None, :])[:, :, 0]
+        return _RNNLyapunovLoss.apply(h0, model.W, drive, q0, loss_fn, model.nonlinearity, s_ons,
+                                      transient_h, transient_q)
+    lam = lyapunov_spectrum(model, inputs, k, s_ons=s_ons, transient_h=transient_h,
+                            transient_q=transient_q, h0=h0, q0=q0)
+    return loss_fn(lam), lam.detach()
+
+
 def lyapunov_spectrum(model, inputs: Tensor, k: int, *, s_ons: int = 1,
                       transient_h: int | None = None, transient_q: int | None = None,
                       h0: Tensor | None = None, q0: Tensor | None = None,
@@ -319,26 +433,8 @@ def lyapunov_spectrum(model, inputs: Tensor, k: int, *, s_ons: int = 1,
         ``[R, k]`` exponents sorted as the QR method orders them (descending up to
         estimation noise); differentiable with respect to the model's parameters.
     """
-    if inputs.dim() == 4:
-        if inputs.shape[2] != 1:
-            raise ValueError(f"lyapunov_spectrum takes one sequence per member: inputs [T, R, 1, S], got {tuple(inputs.shape)}")
-        inputs = inputs[:, :, 0]
-    if inputs.dim() != 3 or inputs.shape[1] != model.n_members or inputs.shape[2] != model.n_in:
-        raise ValueError(f"inputs must be [T, R={model.n_members}, S={model.n_in}], got {tuple(inputs.shape)}")
-    n = model.state_dim
-    k = _check_k(k, n)
-    T = inputs.shape[0]
-    dh, dq = default_transients(T)
-    transient_h = dh if transient_h is None else int(transient_h)
-    transient_q = dq if transient_q is None else int(transient_q)
-    _check_lengths(T, transient_h, transient_q, s_ons)
-    W_any = next(model.parameters())
-    if h0 is None:
-        h0 = model.initial_state(1)[:, 0]
-    if q0 is None:
-        q0 = random_orthonormal(n, k, model.n_members, dtype=W_any.dtype, device=W_any.device)
-    elif q0.shape != (model.n_members, n, k):
-        raise ValueError(f"q0 must be [R={model.n_members}, n={n}, k={k}], got {tuple(q0.shape)}")
+    inputs, k, transient_h, transient_q, h0, q0 = _prepare(model, inputs, k, s_ons, transient_h,
+                                                           transient_q, h0, q0)
     is_vanilla = isinstance(model, VanillaRNN)
     if fast is None:
         fast = is_vanilla

@@ -30,7 +30,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import config as C
-from .flossing import clip_grad_norm_per_member, flossing_loss, flossing_parameters
+from .flossing import clip_grad_norm_per_member, flossing_objective, flossing_parameters
 from .init import initialize
 from .lyapunov import lyapunov_spectrum, random_orthonormal
 from .tasks import member_generators
@@ -319,8 +319,8 @@ class Trainer:
         th, tq = C.lyap_transients(int(f.horizon), f.transient_h, f.transient_q)
         x = self._inputs(self.gens["floss"], int(f.horizon))
         self.floss_opt.zero_grad(set_to_none=True)
-        lam = lyapunov_spectrum(self.model, x, int(f.k), s_ons=int(f.s_ons), transient_h=th, transient_q=tq)
-        loss = flossing_loss(lam, float(f.target), f.reduction)
+        loss, lam = flossing_objective(self.model, x, int(f.k), float(f.target), f.reduction,
+                                       s_ons=int(f.s_ons), transient_h=th, transient_q=tq)
         finite = torch.isfinite(loss.detach()).cpu()
         self._kill(~finite, self.epoch, "non-finite flossing loss")
         keep = self.alive.to(self.device)

@@ -467,3 +467,55 @@ def test_native_loops_are_the_ones_that_run():
     assert tor_q.get("aten::baddbmm_", 0) + tor_q.get("aten::bmm", 0) >= 2 * (Ts - 1)
     assert nat_q.get("aten::tanh", 0) == 0
     assert nat_q.get("aten::baddbmm_", 0) + nat_q.get("aten::bmm", 0) <= 3  # drive's backward and dW
+
+
+# ---------------------------------------------------------------------------------------
+# the per-member fused loss (lyapunov_loss / flossing_objective) vs loss_fn(lyapunov_spectrum)
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("nonlinearity,g", [("tanh", 1.3), ("identity", 0.9)])
+@pytest.mark.parametrize("s_ons", [1, 3])
+@pytest.mark.parametrize("reduction,target", [("sum", 0.0), ("mean", -0.3)])
+def test_fused_flossing_loss_equals_unfused(nonlinearity, g, s_ons, reduction, target):
+    from flossrepro import flossing_objective
+    R, n, k, Ts = 3, 12, 5, 40
+    m = VanillaRNN(R, n, 2, 1, nonlinearity=nonlinearity, dtype=F64)
+    initialize(m, [3, 4, 5], g=g)
+    x = _randn(Ts, R, 2, seed=8)
+    w = _randn(R, seed=9)  # a different upstream gradient per member
+    params = [m.W, m.V, m.b, m.h0]
+    out = []
+    for fused in (True, False):
+        q0 = random_orthonormal(n, k, R, seed=2, dtype=F64).requires_grad_(True)
+        kw = dict(s_ons=s_ons, transient_h=5, transient_q=7, q0=q0)
+        if fused:
+            loss, lam = flossing_objective(m, x, k, target, reduction, **kw)
+            assert loss.grad_fn is not None and "LyapunovLoss" in type(loss.grad_fn).__name__
+        else:
+            lam = lyapunov_spectrum(m, x, k, fast=False, **kw)
+            loss = flossing_loss(lam, target, reduction)
+        grads = torch.autograd.grad((loss * w).sum(), params + [q0], allow_unused=True)
+        grads = [torch.zeros_like(p) if gr is None else gr for p, gr in zip(params + [q0], grads)]
+        out.append((loss.detach(), lam.detach(), grads))
+    (l1, a1, g1), (l2, a2, g2) = out
+    _close(l1, l2, 1e-10, "loss")
+    _close(a1, a2, 1e-10, "lambda")
+    assert any(gr.abs().max() > 0 for gr in g2)
+    for name, a, b in zip(["W", "V", "b", "h0", "q0"], g1, g2):
+        _close(a, b, 1e-9, f"grad {name}")
+
+
+def test_fused_loss_member_with_nan_leaves_the_others_alone():
+    from flossrepro import flossing_objective
+    R, n, k, Ts = 3, 10, 4, 40
+    m = VanillaRNN(R, n, 1, 1, dtype=F64)
+    initialize(m, [1, 2, 3], g=1.2)
+    x = _randn(Ts, R, 1, seed=4)
+    with torch.no_grad():
+        ref_loss, _ = flossing_objective(m, x, k)
+        m.W[1, 2, 3] = math.nan
+    loss, lam = flossing_objective(m, x, k)
+    assert not torch.isfinite(loss[1]) and torch.isfinite(loss[[0, 2]]).all()
+    _close(loss[[0, 2]].detach(), ref_loss[[0, 2]], 1e-12, "healthy members")
+    keep = torch.isfinite(loss.detach())
+    torch.where(keep, loss, torch.zeros_like(loss)).sum().backward()
+    assert torch.isfinite(m.W.grad[[0, 2]]).all()
