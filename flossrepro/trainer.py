@@ -216,9 +216,11 @@ class Trainer:
         if signum == signal.SIGTERM and _is_submitit_bypass(self._prev_handlers.get(signum)):
             # In a submitit job SIGTERM comes before a preemption's USR2 (which requeues) or a
             # scancel's SIGKILL: checkpoint at the next step boundary and go on (as submitit does).
+            # (the flag before the log line: a USR2 handled while this one logs must not be
+            # overwritten; _check_stop also gives a stopping signal precedence)
             if self.stop_signal is None:
-                log.warning("received SIGTERM in a submitit job: checkpointing at the next step boundary, going on")
                 self.stop_signal = signum
+                log.warning("received SIGTERM in a submitit job: checkpointing at the next step boundary, going on")
             return
         if self._hard_stop is None:
             log.warning("received %s: checkpointing at the next step boundary", signal.Signals(signum).name)
@@ -255,6 +257,7 @@ class Trainer:
             self._write_summary("running")
             log.warning("checkpoint written at epoch %d", self.epoch)
             return
+        self.stop_signal = self._hard_stop  # the stopping signal is the one to chain (USR2: requeue)
         raise StopRequested(signal.Signals(self.stop_signal).name)
 
     # -- phases -----------------------------------------------------------------
