@@ -180,6 +180,42 @@ class _RNNSequence(torch.autograd.Function):
         return dh0, _outer_sum(G, P), G, None
 
 
+class _RNNNetwork(torch.autograd.Function):
+    """The training network as one Function on the native path: input drive, state loop and
+    readout in C (``rnn_io_fwd``/``rnn_io_bwd`` in ``csrc/kernels.h``), so the ``[T, R, B, N]``
+    drive and state gradients never pass through PyTorch ops.
+
+    ``h0 [R,B,N]``, ``W [R,N,N]``, ``V [R,N,S]``, ``b [R,N]``, ``w_r [R,O,N]``, ``c [R,O]``,
+    ``x [T,R,B,S]`` -> ``y [T,R,B,O]``, as ``readout(rnn_sequence(h0, W, drive(x)))``. The
+    parameter gradients are sums over time and batch: one bmm each after the backward loop.
+    """
+
+    @staticmethod
+    def forward(ctx, h0, W, V, b, w_r, c, x, nonlinearity: str, gain: float):
+        xm = x.transpose(0, 1).contiguous()  # [R, T, B, S]
+        H, P, y = native.rnn_io_fwd(h0.contiguous(), W.transpose(1, 2).contiguous(),
+                                    (gain * V).transpose(1, 2).contiguous(), b.contiguous(),
+                                    w_r.transpose(1, 2).contiguous(), c.contiguous(), xm, nonlinearity)
+        ctx.save_for_backward(W, w_r, xm, H, P)
+        ctx.conf = (nonlinearity, gain)
+        return y.transpose(0, 1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy):
+        W, w_r, xm, H, P = ctx.saved_tensors
+        nonlinearity, gain = ctx.conf
+        R, T, B, N = H.shape
+        dym = dy.transpose(0, 1).contiguous()  # [R, T, B, O]
+        G, dh0 = native.rnn_io_bwd(W.contiguous(), w_r.contiguous(), P, dym, nonlinearity)
+        flat = lambda t: t.reshape(R, T * B, -1)  # noqa: E731 - member-major buffers: views
+        Gf, dyf = flat(G), flat(dym)
+        dW = torch.bmm(Gf.transpose(1, 2), flat(P))
+        dV = torch.bmm(Gf.transpose(1, 2), flat(xm)).mul_(gain)
+        dw_r = torch.bmm(dyf.transpose(1, 2), flat(H))
+        return dh0, dW, dV, Gf.sum(1), dw_r, dyf.sum(1), None, None, None
+
+
 def rnn_sequence(h0: Tensor, W: Tensor, drive: Tensor, nonlinearity: str = "tanh",
                  fast: bool = True) -> Tensor:
     """States of ``h <- W phi(h) + drive[t]`` over a sequence.
@@ -271,7 +307,12 @@ class VanillaRNN(nn.Module):
         return y.view(R, T, B, -1).transpose(0, 1)
 
     def forward(self, inputs: Tensor, fast: bool = True) -> Tensor:
-        """Outputs ``[T, R, B, O]`` for ``inputs: [T, R, B, S]``."""
+        """Outputs ``[T, R, B, O]`` for ``inputs: [T, R, B, S]`` (on the native CPU path the
+        input drive, state loop and readout are one Function, :class:`_RNNNetwork`)."""
+        if fast and native.available(self.W, inputs):
+            self._check_inputs(inputs)
+            return _RNNNetwork.apply(self.initial_state(inputs.shape[2]), self.W, self.V, self.b, self.w_r,
+                                     self.c, inputs, self.nonlinearity, float(self.input_gain))
         return self.readout(self.run(inputs, fast=fast))
 
     def step(self, h: Tensor, x: Tensor) -> Tensor:

@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["available", "enabled", "status", "build", "load", "disabled", "tune_allocator", "run_states", "bptt", "qr",
+__all__ = ["available", "enabled", "status", "build", "load", "disabled", "tune_allocator", "run_states", "bptt", "rnn_io_fwd", "rnn_io_bwd", "qr",
            "tangent_fwd", "tangent_bwd", "NL_CODES"]
 
 ABI_VERSION = 1
@@ -252,6 +252,30 @@ def bptt(W: Tensor, P: Tensor, dH: Tensor, nonlinearity: str) -> tuple[Tensor, T
     G, dh0 = torch.empty_like(dH), torch.empty(R, B, N, dtype=dH.dtype)
     work = torch.empty(2 * B * N, dtype=dH.dtype)
     _fn("bptt", G.dtype)(R, T, B, N, NL_CODES[nonlinearity], _p(W), _p(P), _p(dH), _p(G), _p(dh0), _p(work))
+    return G, dh0
+
+
+def rnn_io_fwd(h0: Tensor, Wt: Tensor, VgT: Tensor, b: Tensor, wrT: Tensor, c: Tensor, x: Tensor,
+               nonlinearity: str) -> tuple[Tensor, Tensor, Tensor]:
+    """The training network with input and readout (see ``csrc/kernels.h``): member-major
+    ``x [R,T,B,S]`` -> ``(H, P [R,T,B,N], y [R,T,B,O])``."""
+    R, T, B, S = x.shape
+    N, O = Wt.shape[1], wrT.shape[2]
+    H, P = torch.empty(R, T, B, N, dtype=x.dtype), torch.empty(R, T, B, N, dtype=x.dtype)
+    y = torch.empty(R, T, B, O, dtype=x.dtype)
+    _fn("rnn_io_fwd", x.dtype)(R, T, B, N, S, O, NL_CODES[nonlinearity], _p(h0), _p(Wt), _p(VgT), _p(b),
+                               _p(wrT), _p(c), _p(x), _p(H), _p(P), _p(y))
+    return H, P, y
+
+
+def rnn_io_bwd(W: Tensor, wr: Tensor, P: Tensor, dy: Tensor, nonlinearity: str) -> tuple[Tensor, Tensor]:
+    """Backward of :func:`rnn_io_fwd` to the states: ``(G [R,T,B,N], dh0 [R,B,N])``."""
+    R, T, B, N = P.shape
+    O = wr.shape[1]
+    G, dh0 = torch.empty_like(P), torch.empty(R, B, N, dtype=P.dtype)
+    work = torch.empty(2 * B * N, dtype=P.dtype)
+    _fn("rnn_io_bwd", P.dtype)(R, T, B, N, O, NL_CODES[nonlinearity], _p(W), _p(wr), _p(P), _p(dy), _p(G),
+                               _p(dh0), _p(work))
     return G, dh0
 
 

@@ -212,8 +212,13 @@ class Task:
                 f"outputs have shape {tuple(outputs.shape)}, expected [T, R, B, O] = "
                 f"{tuple(batch.targets.shape)} (the shape of batch.targets)"
             )
-        mask = batch.mask.to(outputs.device)
-        return outputs[mask], batch.targets.to(outputs.device, outputs.dtype)[mask]
+        targets = batch.targets.to(outputs.device, outputs.dtype)
+        mask = batch.mask
+        start = int(mask.to(torch.int8).argmax()) if mask.numel() else 0
+        if bool(mask[start:].all()) and not bool(mask[:start].any()):  # t >= start: a view, no gather
+            return outputs[start:], targets[start:]
+        mask = mask.to(outputs.device)
+        return outputs[mask], targets[mask]
 
     def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Per-member mean loss over masked steps, batch and outputs -> [R]."""

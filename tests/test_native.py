@@ -519,3 +519,34 @@ def test_fused_loss_member_with_nan_leaves_the_others_alone():
     keep = torch.isfinite(loss.detach())
     torch.where(keep, loss, torch.zeros_like(loss)).sum().backward()
     assert torch.isfinite(m.W.grad[[0, 2]]).all()
+
+
+# ---------------------------------------------------------------------------------------
+# the whole training network (input drive, states, readout) in one native Function
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu", "identity"])
+@pytest.mark.parametrize("R,B,S,O", [(1, 4, 1, 1), (2, 3, 2, 3)])
+def test_network_forward_native_vs_torch_vs_reference(nonlinearity, R, B, S, O):
+    n, Ts = 9, 25
+    m = VanillaRNN(R, n, S, O, nonlinearity=nonlinearity, dtype=F64)
+    initialize(m, list(range(R)), g=1.1)
+    with torch.no_grad():
+        m.h0.copy_(_randn(R, n, seed=3))
+    x = _randn(Ts, R, B, S, seed=4)
+    wy = _randn(Ts, R, B, O, seed=5)
+    params = list(m.parameters())
+    res = {}
+    for mode in ("native", "torch", "reference"):
+        if mode == "native":
+            y = m(x)
+            assert type(y.grad_fn).__name__ == "_RNNNetworkBackward"
+        elif mode == "torch":
+            with native.disabled():
+                y = m(x)
+        else:
+            y = m(x, fast=False)
+        res[mode] = [y.detach()] + list(torch.autograd.grad((y * wy).sum(), params))
+    names = ["y"] + [name for name, _ in m.named_parameters()]
+    for mode in ("native", "torch"):
+        for name, a, b in zip(names, res[mode], res["reference"]):
+            _close(a, b, 1e-10, f"{mode} {name}")

@@ -80,6 +80,93 @@ EXPORT void FN(bptt)(int R, int T, int B, int N, int nl, const REAL *W, const RE
     }
 }
 
+/* The whole training network, input and readout included (vanilla RNN, small S and O):
+ *   P[t] = phi(H[t-1]),  H[t] = P[t] W^T + x[t] Vg^T + b,  y[t] = H[t] w_r^T + c,  H[-1] = h0.
+ * h0 [R,B,N]; Wt = W^T [R,N,N]; VgT = (gain V)^T [R,S,N]; b [R,N]; wrT = w_r^T [R,N,O];
+ * c [R,O]; x [R,T,B,S]; H, P [R,T,B,N] out; y [R,T,B,O] out. */
+EXPORT void FN(rnn_io_fwd)(int R, int T, int B, int N, int S, int O, int nl, const REAL *h0,
+                           const REAL *Wt, const REAL *VgT, const REAL *b, const REAL *wrT,
+                           const REAL *c, const REAL *x, REAL *H, REAL *P, REAL *y) {
+    const long BN = (long)B * N;
+    for (int r = 0; r < R; r++) {
+        const REAL *h = h0 + r * BN, *wt = Wt + (long)r * N * N, *vt = VgT + (long)r * S * N;
+        const REAL *br = b + (long)r * N, *wr = wrT + (long)r * N * O, *cr = c + (long)r * O;
+        const REAL *xr = x + (long)r * T * B * S;
+        REAL *Hr = H + (long)r * T * BN, *Pr = P + (long)r * T * BN, *yr = y + (long)r * T * B * O;
+        for (int t = 0; t < T; t++) {
+            REAL *ht = Hr + t * BN;
+            FN(phi)(nl, (int)BN, h, Pr + t * BN);
+            for (int bb = 0; bb < B; bb++) {
+                REAL *hb = ht + (long)bb * N;
+                const REAL *xb = xr + ((long)t * B + bb) * S;
+#pragma omp simd
+                for (int i = 0; i < N; i++) hb[i] = br[i];
+                for (int s = 0; s < S; s++) {
+                    const REAL xs = xb[s], *v = vt + (long)s * N;
+#pragma omp simd
+                    for (int i = 0; i < N; i++) hb[i] += xs * v[i];
+                }
+            }
+            FN(mm)('N', 'N', B, N, N, 1, Pr + t * BN, N, wt, N, 1, ht, N);
+            for (int bb = 0; bb < B; bb++) {
+                const REAL *hb = ht + (long)bb * N;
+                REAL *yb = yr + ((long)t * B + bb) * O;
+                for (int o = 0; o < O; o++) {
+                    REAL acc = 0;
+#pragma omp simd reduction(+:acc)
+                    for (int i = 0; i < N; i++) acc += hb[i] * wr[(long)i * O + o];
+                    yb[o] = cr[o] + acc;
+                }
+            }
+            h = ht;
+        }
+    }
+}
+
+/* Backward of rnn_io_fwd to the states: with dH[t] = dy[t] w_r,
+ *   G[T-1] = dH[T-1],  G[t-1] = dH[t-1] + (G[t] W) * phi'(H[t-1]),  dh0 = (G[0] W) * phi'(h0).
+ * W [R,N,N]; wr [R,O,N]; P [R,T,B,N]; dy [R,T,B,O]; G [R,T,B,N] out; dh0 [R,B,N] out;
+ * work: 2*B*N. (dW, dV, db, dw_r, dc are sums over G, P, x, H, dy: one bmm each, in PyTorch.) */
+EXPORT void FN(rnn_io_bwd)(int R, int T, int B, int N, int O, int nl, const REAL *W, const REAL *wr,
+                           const REAL *P, const REAL *dy, REAL *G, REAL *dh0, REAL *work) {
+    const long BN = (long)B * N;
+    REAL *tmp = work, *d = work + BN;
+    for (int r = 0; r < R; r++) {
+        const REAL *w = W + (long)r * N * N, *Pr = P + (long)r * T * BN, *wrr = wr + (long)r * O * N;
+        const REAL *dyr = dy + (long)r * T * B * O;
+        REAL *Gr = G + (long)r * T * BN;
+        /* G[T-1] = dy[T-1] w_r */
+        for (int bb = 0; bb < B; bb++) {
+            REAL *gb = Gr + (long)(T - 1) * BN + (long)bb * N;
+            const REAL *dyb = dyr + ((long)(T - 1) * B + bb) * O;
+            for (int i = 0; i < N; i++) gb[i] = 0;
+            for (int o = 0; o < O; o++) {
+                const REAL g = dyb[o], *wo = wrr + (long)o * N;
+#pragma omp simd
+                for (int i = 0; i < N; i++) gb[i] += g * wo[i];
+            }
+        }
+        for (int t = T - 1; t >= 0; t--) {
+            FN(mm)('N', 'N', B, N, N, 1, Gr + t * BN, N, w, N, 0, tmp, N);
+            FN(dphi)(nl, (int)BN, Pr + t * BN, d);
+            REAL *out = t > 0 ? Gr + (t - 1) * BN : dh0 + r * BN;
+#pragma omp simd
+            for (long i = 0; i < BN; i++) out[i] = tmp[i] * d[i];
+            if (t > 0) {
+                for (int bb = 0; bb < B; bb++) {
+                    REAL *gb = out + (long)bb * N;
+                    const REAL *dyb = dyr + ((long)(t - 1) * B + bb) * O;
+                    for (int o = 0; o < O; o++) {
+                        const REAL g = dyb[o], *wo = wrr + (long)o * N;
+#pragma omp simd
+                        for (int i = 0; i < N; i++) gb[i] += g * wo[i];
+                    }
+                }
+            }
+        }
+    }
+}
+
 /* 32-byte vectors of REAL (GCC vector extensions; AVX registers where built with -mavx2) */
 typedef REAL FN(vec) __attribute__((vector_size(32)));
 #define VL ((int)(32 / sizeof(REAL)))
