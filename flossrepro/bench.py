@@ -360,7 +360,7 @@ def qr_calls(n_calls: int = 290, n: int = 80, k: int = 75):
         aT, rT, tau = A[0].t().contiguous(), torch.empty(k, k), torch.empty(k + n)
         f, pa, pr, pt = native._fn("qr", torch.float32), native._p(aT), native._p(rT), native._p(tau)
 
-        def run_native():
+        def run_native(bufs=(aT, rT, tau)):  # the buffers live as long as the closure
             for _ in range(n_calls):
                 f(1, n, k, pa, pr, pt)
 
