@@ -15,7 +15,8 @@ library, so nothing else is linked), the Householder QR is our own.
 - ``FLOSSREPRO_NATIVE=0`` forces the pure-PyTorch path; ``FLOSSREPRO_NATIVE=1`` makes a
   failed build an error instead of a fallback. ``FLOSSREPRO_NATIVE_DIR`` sets where the
   library is built (default: ``flossrepro/csrc/build`` if writable, else
-  ``$XDG_CACHE_HOME/flossrepro`` or ``~/.cache/flossrepro``).
+  ``$XDG_CACHE_HOME/flossrepro`` or ``~/.cache/flossrepro``); ``FLOSSREPRO_NATIVE_ISA``
+  replaces the instruction-set flags chosen from ``/proc/cpuinfo`` (AVX-512, AVX2 + FMA).
 
 ``make native`` (``flossrepro.native.main()``) builds, checks the kernels against PyTorch and
 prints the status.
@@ -64,12 +65,26 @@ def _compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
 
+def _isa_flags() -> list[str]:
+    """Instruction-set flags for this CPU: AVX-512 (512-bit vectors) where it has it, else
+    AVX2 + FMA, else none. ``FLOSSREPRO_NATIVE_ISA`` replaces them (e.g. ``"-mavx2 -mfma"``)."""
+    env = os.environ.get("FLOSSREPRO_NATIVE_ISA")
+    if env is not None:
+        return env.split()
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return []
+    cpu = _cpu_flags()
+    if {"avx512f", "avx512vl", "avx512bw", "avx512dq", "fma"} <= cpu:
+        return ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq", "-mavx2", "-mfma",
+                "-mprefer-vector-width=512"]
+    if {"avx2", "fma"} <= cpu:
+        return ["-mavx2", "-mfma"]
+    return []
+
+
 def _flags() -> list[str]:
-    flags = ["-O3", "-std=c99", "-fPIC", "-shared", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math",
-             "-fvisibility=hidden", "-Wall"]
-    if platform.machine() in ("x86_64", "AMD64") and {"avx2", "fma"} <= _cpu_flags():
-        flags += ["-mavx2", "-mfma"]
-    return flags
+    return ["-O3", "-std=c99", "-fPIC", "-shared", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math",
+            "-fvisibility=hidden", "-Wall"] + _isa_flags()
 
 
 def _build_dir() -> Path:
