@@ -674,16 +674,19 @@ def format_report(res: dict) -> str:
     line(f"floss  R={Rm} ensemble T_f=300, per member", "floss_T300", F_["floss_epoch"], Rm, False, "ensemble")
     line(f"floss  R={Rm} ensemble T_f=55, per member", "floss_T55", F_["floss_epoch_tf55"], Rm, False, "ensemble")
     L.append("")
+    cpu = res.get("device", "cpu") == "cpu"
     al = res["arithmetic_limit_ms"]
-    L.append(f"arithmetic limit at the measured matmul rate: train {al['train']:.2f} ms, floss {al['floss']:.1f} ms "
-             f"-> engine at {res['train_epoch_ms'] / al['train']:.1f}x / {res['floss_epoch_ms'] / al['floss']:.1f}x of it")
+    if cpu:
+        L.append(f"arithmetic limit at the measured matmul rate: train {al['train']:.2f} ms, floss {al['floss']:.1f} ms "
+                 f"-> engine at {res['train_epoch_ms'] / al['train']:.1f}x / {res['floss_epoch_ms'] / al['floss']:.1f}x of it")
     L.append(f"its {res['qr_per_floss_epoch']} QRs alone ({res['qr_kind']}, 80x75, timed with it): "
              f"{tm['floss_T300']['qr_only']['median_ms']:.1f} ms, {100 * res['qr_share_of_floss_epoch']:.0f}% "
              f"of a T_f=300 flossing epoch")
     L.append("")
     fac = res["machine_factor_vs_anchor"]
-    L.append(f"this core vs the issue's anchor core: eager train {fac['train']:.2f}x, eager floss {fac['floss']:.2f}x "
-             f"slower; matmul {fac['matmul']:.2f}x slower ({res['matmul_gflops']:.0f} vs {res['anchor']['matmul_gflops']:.0f} GFLOP/s)")
+    if cpu:
+        L.append(f"this core vs the issue's anchor core: eager train {fac['train']:.2f}x, eager floss {fac['floss']:.2f}x "
+                 f"slower; matmul {fac['matmul']:.2f}x slower ({res['matmul_gflops']:.0f} vs {res['anchor']['matmul_gflops']:.0f} GFLOP/s)")
     if res["target_check"]:
         L.append("targets (absolute ones: per core, unloaded machine; compare with the load above)")
     for name, t in res["target_check"].items():
