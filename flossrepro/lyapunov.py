@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 import operator
 import functools
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -125,6 +124,31 @@ def _qr_pullback_diag_T(QbarT: Tensor, Q: Tensor, RT: Tensor, negc: Tensor | Non
     return out
 
 
+def _trajectory(h0: Tensor, W: Tensor, drive: Tensor, nonlinearity: str, s_ons: int,
+                transient_h: int, transient_q: int):
+    """What the tangent loop needs of the state trajectory ``H[0] = h0``,
+    ``H[t+1] = W phi(H[t]) + drive[t]`` (``drive[T-1]`` is unused): ``(Wt, Pn, Pq, Dq, flags,
+    t_sim)`` with ``Wt = W^T``, ``Pn`` the states' ``phi`` as :func:`_run_states` gives it,
+    ``Pq = phi(H[t])`` and ``Dq = phi'(H[t])`` of the tangent steps (``t >= transient_h``,
+    ``[Tq, R, 1, N]``: step ``s`` uses ``D[t] = W diag(phi'(H[t]))``) and the QR schedule."""
+    T = drive.shape[0]
+    Wt = W.transpose(1, 2).contiguous()
+    Hn, Pn = _run_states(h0[:, None, :], Wt, drive[:-1, :, None, :], nonlinearity)
+    H = torch.cat([h0[None, :, None, :], Hn])  # [T, R, 1, N]
+    Pq = NONLINEARITIES[nonlinearity][0](H[transient_h:])
+    Dq = _dphi_from_phi(nonlinearity, Pq)
+    flags = _qr_schedule(T - transient_h, transient_q, s_ons)
+    return Wt, Pn, Pq, Dq, flags, T - transient_h - transient_q
+
+
+def _exponents(diag: Tensor, flags: list[bool], transient_q: int, t_sim: int) -> Tensor:
+    """``sum log|R_ii| / t_sim`` over the QR steps after the Q transient, from the diagonals
+    ``diag: [..., Tq, k]`` of every tangent step's ``R`` (the step axis is ``-2``)."""
+    acc = [s for s in range(transient_q, len(flags)) if flags[s]]
+    d = diag[..., transient_q:, :] if len(acc) == len(flags) - transient_q else diag[..., acc, :]
+    return d.abs().log().sum(-2) / t_sim
+
+
 class _RNNLyapunov(torch.autograd.Function):
     """Whole-sequence Lyapunov spectrum of a vanilla RNN with an analytic backward.
 
@@ -152,18 +176,8 @@ class _RNNLyapunov(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h0, W, drive, Q0, nonlinearity, s_ons, transient_h, transient_q):
-        phi = NONLINEARITIES[nonlinearity][0]
-        T = drive.shape[0]
         Rn, N, k = Q0.shape
-        t_sim = T - transient_h - transient_q
-        Wt = W.transpose(1, 2).contiguous()
-        # state trajectory H[0] = h0, H[t+1] = W phi(H[t]) + drive[t]; drive[T-1] is unused
-        Hn, Pn = _run_states(h0[:, None, :], Wt, drive[:-1, :, None, :], nonlinearity)
-        H = torch.cat([h0[None, :, None, :], Hn])  # [T, R, 1, N]
-        # tangent step s (t = transient_h + s) uses D[t] = W diag(phi'(H[t]))
-        Pq = phi(H[transient_h:])  # [Tq, R, 1, N]
-        Dq = _dphi_from_phi(nonlinearity, Pq)
-        flags = _qr_schedule(T - transient_h, transient_q, s_ons)
+        Wt, Pn, Pq, Dq, flags, t_sim = _trajectory(h0, W, drive, nonlinearity, s_ons, transient_h, transient_q)
         Tq = len(flags)
         ctx.flags = flags
         ctx.conf = (nonlinearity, transient_h, transient_q, t_sim)
@@ -172,11 +186,8 @@ class _RNNLyapunov(torch.autograd.Function):
             Dm = Dq[:, :, 0].transpose(0, 1).contiguous()
             Q0T = Q0.transpose(1, 2).contiguous()
             QT, RT = native.tangent_fwd(Wt, Dm, Q0T, flags)
-            acc = [s for s in range(transient_q, Tq) if flags[s]]
-            diag = RT.diagonal(dim1=-2, dim2=-1)  # [R, Tq, k], a view
-            diag = diag[:, transient_q:] if len(acc) == Tq - transient_q else diag[:, acc]
             ctx.save_for_backward(W, Pn, Pq, Dm, Q0T, QT, RT)
-            return diag.abs().log().sum(1) / t_sim
+            return _exponents(RT.diagonal(dim1=-2, dim2=-1), flags, transient_q, t_sim)
         kw = dict(dtype=Q0.dtype, device=Q0.device)
         YT = torch.empty(Tq, Rn, k, N, **kw)   # (D Q_in)^T
         QT = torch.empty(Tq, Rn, k, N, **kw)   # Q^T after each step (A^T on steps without QR)
@@ -197,11 +208,8 @@ class _RNNLyapunov(torch.autograd.Function):
             else:
                 torch.bmm(yT, Wt, out=q_T)
             qT = q_T
-        acc = [s for s in range(transient_q, Tq) if flags[s]]
-        diag = RT[acc] if len(acc) < Tq - transient_q else RT[transient_q:]
-        logsum = diag.diagonal(dim1=-2, dim2=-1).abs().log().sum(0)
         ctx.save_for_backward(W, Pn, Pq, Dq, YT, QT, RT)
-        return logsum / t_sim
+        return _exponents(RT.diagonal(dim1=-2, dim2=-1).transpose(0, 1), flags, transient_q, t_sim)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -337,18 +345,10 @@ class _RNNLyapunovLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h0, W, drive, Q0, loss_fn, nonlinearity, s_ons, transient_h, transient_q):
-        phi = NONLINEARITIES[nonlinearity][0]
-        T = drive.shape[0]
         Rn, N, k = Q0.shape
-        t_sim = T - transient_h - transient_q
-        Wt = W.transpose(1, 2).contiguous()
-        Hn, Pn = _run_states(h0[:, None, :], Wt, drive[:-1, :, None, :], nonlinearity)
-        H = torch.cat([h0[None, :, None, :], Hn])
-        Pq = phi(H[transient_h:])
-        Dm = _dphi_from_phi(nonlinearity, Pq)[:, :, 0].transpose(0, 1).contiguous()  # [R, Tq, N]
-        flags = _qr_schedule(T - transient_h, transient_q, s_ons)
+        Wt, Pn, Pq, Dq, flags, t_sim = _trajectory(h0, W, drive, nonlinearity, s_ons, transient_h, transient_q)
         Tq = len(flags)
-        acc = [s for s in range(transient_q, Tq) if flags[s]]
+        Dm = Dq[:, :, 0].transpose(0, 1).contiguous()  # [R, Tq, N]
         Q0T, Wc = Q0.transpose(1, 2).contiguous(), W.contiguous()
         tanh = nonlinearity == "tanh"
         lam = torch.empty(Rn, k, dtype=W.dtype)
@@ -357,9 +357,7 @@ class _RNNLyapunovLoss(torch.autograd.Function):
         yq = torch.empty(Rn, Tq, N, dtype=W.dtype) if tanh else None
         for r in range(Rn):
             QT, RT = native.tangent_fwd(Wt[r:r + 1], Dm[r:r + 1], Q0T[r:r + 1], flags)
-            diag = RT[0].diagonal(dim1=-2, dim2=-1)
-            diag = diag[transient_q:] if len(acc) == Tq - transient_q else diag[acc]
-            lr = (diag.abs().log().sum(0) / t_sim)[None]
+            lr = _exponents(RT.diagonal(dim1=-2, dim2=-1), flags, transient_q, t_sim)  # [1, k]
             with torch.enable_grad():
                 lv = lr.detach().requires_grad_(True)
                 lo = loss_fn(lv)

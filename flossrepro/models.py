@@ -20,7 +20,6 @@ vectors stack the ``h`` part on top of the ``c`` part.
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch

@@ -393,7 +393,7 @@ def render(results: str | Path = "results", draw: bool = True) -> str:
                     f"- scale: {prov.get('scale', 'n/a')}; git commit: `{prov.get('git_commit', 'n/a')}`; "
                     f"started: {prov.get('started', 'n/a')}; wall time: {_wall(prov.get('wall_s'))}"]
         else:
-            sec += [f"- no provenance.json (command, commit and wall time unknown)"]
+            sec += ["- no provenance.json (command, commit and wall time unknown)"]
         rl = _runs_line(results, name)
         if rl:
             sec += [f"- {rl}"]

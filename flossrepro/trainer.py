@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import config as C
 from .flossing import clip_grad_norm_per_member, flossing_objective, flossing_parameters
 from .init import initialize
-from .lyapunov import lyapunov_spectrum, random_orthonormal
+from .lyapunov import lyapunov_spectrum
 from .tasks import member_generators
 
 log = logging.getLogger("flossrepro")
