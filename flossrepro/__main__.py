@@ -64,7 +64,7 @@ def _print_summary(s: dict, run_dir: Path) -> None:
           f"total {t.get('total_s', 0):.1f}s | {run_dir}", flush=True)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig):
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)

@@ -9,7 +9,7 @@ exp=${1:?usage: scripts/reproduce.sh EXPERIMENT SCALE [overrides...]}
 scale=${2:?usage: scripts/reproduce.sh EXPERIMENT SCALE [overrides...]}
 shift 2
 py=${PYTHON:-.venv/bin/python}
-[ -f "experiments/$exp.yaml" ] || { echo "reproduce: no experiment '$exp'; have: $(ls experiments | sed -n 's/\.yaml$//p' | tr '\n' ' ')" >&2; exit 2; }
+[ -f "flossrepro/conf/experiment/$exp.yaml" ] || { echo "reproduce: no experiment '$exp'; have: $(ls flossrepro/conf/experiment | sed -n 's/\.yaml$//p' | tr '\n' ' ')" >&2; exit 2; }
 sweep="multirun/$exp/$scale"
 cmd=("$py" -m flossrepro "+experiment=$exp" "scale=$scale" logger=none progress=log "hydra.sweep.dir=$sweep" "$@")
 start=$(date -u +%Y-%m-%dT%H:%M:%SZ)

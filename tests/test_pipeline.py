@@ -52,7 +52,7 @@ def test_default_job_writes_run_directory(tmp_path):
 
 
 def test_every_experiment_composes_at_every_scale():
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "flossrepro" / "conf"), version_base="1.3"):
         for exp in EXPERIMENTS:
             for scale in ("smoke", "small", "paper"):
                 cfg = compose("config", overrides=[f"+experiment={exp}", f"scale={scale}"], return_hydra_config=True)
