@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from . import native
 from .config import ConfigError  # also registers the by_scale resolver
 from .launcher import finished_summary, register_configs
-from .trainer import StopRequested, Trainer, git_commit
+from .job import StopRequested, make_job
+from .trainer import git_commit
 
 log = logging.getLogger("flossrepro")
 
@@ -77,7 +78,7 @@ def main(cfg: DictConfig):
         return done
     native.tune_allocator()  # reuse the epochs' large buffers instead of faulting them in again
     try:
-        trainer = Trainer(cfg, run_dir, run_id=run_id, columns=run_columns(cfg, hc))
+        trainer = make_job(cfg, run_dir, run_id=run_id, columns=run_columns(cfg, hc))
     except ConfigError as e:
         _clean_failed_start(run_dir)
         if multirun:

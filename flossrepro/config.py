@@ -19,8 +19,7 @@ OPTIMIZERS = ("adam", "sgd")
 FLOSS_INPUTS = ("task", "gaussian")
 
 
-class ConfigError(ValueError):
-    """A setting that cannot work; the message is one line naming the setting and the fix."""
+from .errors import ConfigError  # noqa: E402  (re-exported: flossrepro.config.ConfigError)
 
 
 def resolve_device(name: str) -> torch.device:
