@@ -7,7 +7,7 @@ and no gradient clipping.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 from torch import Tensor
@@ -15,7 +15,8 @@ from torch import Tensor
 from .lyapunov import lyapunov_loss
 
 __all__ = ["flossing_loss", "flossing_objective", "flossing_parameters", "floss_step",
-           "clip_grad_norm_per_member"]
+           "clip_grad_norm_per_member",
+           "keep_mask", "mask_grads"]
 
 REDUCTIONS = ("sum", "mean")
 
@@ -68,22 +69,42 @@ def clip_grad_norm_per_member(params: Iterable[torch.nn.Parameter], max_norm: fl
     return norms
 
 
+def keep_mask(loss: Tensor, keep: Tensor | Callable[[Tensor], Tensor] | None) -> Tensor:
+    """The members to update, ``[R]`` bool on ``loss``'s device: ``keep`` itself, ``keep(loss)``
+    when it is a function of the detached loss, or the members with a finite loss (``None``)."""
+    loss = loss.detach()
+    if callable(keep):
+        keep = keep(loss)
+    finite = torch.isfinite(loss)
+    return finite if keep is None else (keep.to(loss.device) & finite)
+
+
+def mask_grads(params: Iterable[torch.nn.Parameter], keep: Tensor) -> None:
+    """Zero the gradients of members not in ``keep: [R]`` (their parameters do not move)."""
+    for p in params:
+        if p.grad is not None:
+            p.grad.masked_fill_(~keep.to(p.device).view(-1, *([1] * (p.dim() - 1))), 0.0)
+
+
 def floss_step(model, optimizer: torch.optim.Optimizer, inputs: Tensor, k: int,
-               target: float = 0.0, reduction: str = "sum", alive: Tensor | None = None,
+               target: float = 0.0, reduction: str = "sum",
+               keep: Tensor | Callable[[Tensor], Tensor] | None = None,
                **spectrum_kwargs) -> tuple[Tensor, Tensor]:
     """One flossing update on ``inputs: [T, R, S]``; returns ``(lambda [R, k], loss [R])``.
 
     The optimizer should hold the flossing parameters (:func:`flossing_parameters`).
-    ``alive: [R] bool`` excludes diverged members from the update (their gradients are zero).
+    ``keep`` (a ``[R]`` bool mask, or a function of the detached loss returning one)
+    excludes members from the update (their gradients are zero); members with a
+    non-finite loss are always excluded.
     """
     optimizer.zero_grad(set_to_none=True)
     loss, lam = flossing_objective(model, inputs, k, target, reduction, **spectrum_kwargs)
-    keep = torch.isfinite(loss) if alive is None else (alive & torch.isfinite(loss))
+    keep = keep_mask(loss, keep)
     torch.where(keep, loss, torch.zeros_like(loss)).sum().backward()
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            if p.grad is not None:
-                p.grad.masked_fill_(~keep.view(-1, *([1] * (p.dim() - 1))), 0.0)
-                p.grad.nan_to_num_(0.0, 0.0, 0.0)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    mask_grads(params, keep)
+    for p in params:
+        if p.grad is not None:
+            p.grad.nan_to_num_(0.0, 0.0, 0.0)
     optimizer.step()
     return lam.detach(), loss.detach()

@@ -605,7 +605,7 @@ def test_floss_step_alive_mask_freezes_members():
     opt = torch.optim.SGD(flossing_parameters(m), lr=0.1)
     before = [p.detach().clone() for p in flossing_parameters(m)]
     alive = torch.tensor([True, False, True])
-    lam, loss = floss_step(m, opt, _randn(40, 3, 1, seed=90), 2, alive=alive)
+    lam, loss = floss_step(m, opt, _randn(40, 3, 1, seed=90), 2, keep=alive)
     assert lam.shape == (3, 2) and loss.shape == (3,)
     torch.testing.assert_close(loss, ((lam - 0.0) ** 2).sum(-1))
     for p, b in zip(flossing_parameters(m), before):

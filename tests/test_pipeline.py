@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_dir
 
 import flossrepro.config  # noqa: F401  (registers the by_scale resolver)
 from flossrepro.aggregate import collect
+from flossrepro.tables import part_files, read_run
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "experiments").glob("*.yaml"))
@@ -35,12 +36,16 @@ def test_default_job_writes_run_directory(tmp_path):
     d = tmp_path / "run"
     p = run(["scale=smoke", *QUIET, f"hydra.run.dir={d}"])
     assert "[flossrepro] complete" in p.stdout
-    for f in (".hydra/config.yaml", "metrics.parquet", "summary.json", "checkpoint.pt"):
+    for f in ("summary.json", "checkpoint.pt", "metrics/part-00000.parquet"):
         assert (d / f).exists(), f
     s = json.loads((d / "summary.json").read_text())
     assert s["status"] == "complete" and s["epochs_done"] == 30 and len(s["members"]) == 2
-    df = pd.read_parquet(d / "metrics.parquet")
-    assert {"run_id", "member", "epoch", "metric", "index", "value", "task.delay", "seed"} <= set(df.columns)
+    # settings once per run (summary.json), observation rows without them
+    assert {"task.delay", "seed", "flossing.schedule"} <= set(s["columns"])
+    df = read_run(d)
+    assert list(df.columns) == ["run_id", "member", "epoch", "metric", "index", "value"]
+    # smoke: checkpoint_every=10 -> a part per checkpoint (3) and one at the end with the last rows
+    assert s["table_parts"] == len(part_files(d)) >= 3
     m = set(df.metric)
     assert {"train_loss", "train_accuracy", "test_loss", "test_accuracy", "lyap", "grad_h0_norm",
             "grad_W_sv", "dW_sv", "dW_effective_rank", "dW_rel_norm"} <= m
@@ -76,37 +81,68 @@ def test_experiment_sweep_runs_at_smoke_scale(tmp_path, exp):
 
 
 def _final_numbers(d: Path) -> pd.DataFrame:
-    df = pd.read_parquet(d / "metrics.parquet")
+    df = read_run(d)
     return df.drop(columns=["run_id"]).sort_values(["metric", "member", "epoch", "index"]).reset_index(drop=True)
 
 
-def test_sigterm_then_rerun_resumes_to_same_numbers(tmp_path):
-    args = ["scale=smoke", *QUIET, "epochs=400", "checkpoint_every=1000", "flossing=during",
-            "flossing.episodes_at=[0,200]", "flossing.epochs=20"]
-    ref = tmp_path / "ref"
-    run([*args, f"hydra.run.dir={ref}"])
-    d = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "flossrepro", *args, f"hydra.run.dir={d}", "log_every=1"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # wait until training is under way, then stop it
-    deadline = time.time() + 120
-    seen = ""
+def _stop_at(args, d: Path, at: int, sig) -> subprocess.Popen:
+    """Run until the job pauses at step ``at`` (FLOSSREPRO_PAUSE_AT: a condition, not a race), then send ``sig``."""
+    proc = subprocess.Popen([sys.executable, "-m", "flossrepro", *args, f"hydra.run.dir={d}"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "FLOSSREPRO_PAUSE_AT": str(at)})
+    seen, deadline = "", time.time() + 180
     while time.time() < deadline:
         line = proc.stdout.readline()
         seen += line
-        if "epoch 50/400" in line:
+        if f"paused at {at}" in line or not line:
             break
-    proc.send_signal(signal.SIGTERM)
+    assert f"paused at {at}" in seen, seen[-3000:]
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0, seen + out
+    return proc
+
+
+RESUME_ARGS = ["scale=smoke", *QUIET, "epochs=400", "flossing=during", "flossing.episodes_at=[0,200]",
+               "flossing.epochs=20"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    ref = tmp_path_factory.mktemp("ref") / "run"
+    run([*RESUME_ARGS, "checkpoint_every=100", f"hydra.run.dir={ref}"])
+    return _final_numbers(ref)
+
+
+def test_sigterm_then_rerun_resumes_to_same_numbers(tmp_path, uninterrupted):
+    args = [*RESUME_ARGS, "checkpoint_every=1000"]
+    d = tmp_path / "stopped"
+    _stop_at(args, d, 50, signal.SIGTERM)
     s = json.loads((d / "summary.json").read_text())
-    assert s["status"] == "interrupted" and 50 <= s["epochs_done"] < 400
+    assert s["status"] == "interrupted" and s["epochs_done"] == 50
     p = run([*args, f"hydra.run.dir={d}"])
     assert "resuming" in p.stdout + p.stderr
     s = json.loads((d / "summary.json").read_text())
     assert s["status"] == "complete"
-    a, b = _final_numbers(ref), _final_numbers(d)
-    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(uninterrupted, _final_numbers(d))
+
+
+def test_sigkill_between_checkpoints_loses_nothing_and_corrupts_nothing(tmp_path, uninterrupted):
+    args = [*RESUME_ARGS, "checkpoint_every=100"]
+    d = tmp_path / "killed"
+    _stop_at(args, d, 250, signal.SIGKILL)  # checkpoints at 100 and 200; the rows of 201-250 are lost
+    s = json.loads((d / "summary.json").read_text())
+    assert s["status"] == "running" and s["epochs_done"] == 200  # summary.json follows the checkpoints
+    for p in part_files(d):
+        pq_rows = pd.read_parquet(p)
+        assert len(pq_rows) > 0
+    assert read_run(d)["epoch"].max() <= 200
+    p = run([*args, f"hydra.run.dir={d}"])
+    assert "resuming" in p.stdout + p.stderr
+    assert json.loads((d / "summary.json").read_text())["status"] == "complete"
+    pd.testing.assert_frame_equal(uninterrupted, _final_numbers(d))
+    for p in part_files(d):  # every table file readable
+        pd.read_parquet(p)
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -135,7 +171,7 @@ def test_diverging_members_are_recorded_and_others_go_on(tmp_path):
     st = [m["status"] for m in s["members"]]
     assert "diverged" in st and "ok" in st, s["members"]
     assert s["status"] == "complete_partial"
-    df = pd.read_parquet(d / "metrics.parquet")
+    df = read_run(d)
     ok = [m["member"] for m in s["members"] if m["status"] == "ok"]
     tl = df[(df.metric == "train_loss") & df.member.isin(ok)]
     assert tl.groupby("member").size().eq(5).all() and tl.value.notna().all()
