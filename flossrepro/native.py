@@ -20,6 +20,13 @@ library, so nothing else is linked), the Householder QR is our own.
 
 ``make native`` (``flossrepro.native.main()``) builds, checks the kernels against PyTorch and
 prints the status.
+
+The boundary is checked: every exported C function has its ctypes ``argtypes`` / ``restype``
+declared (:data:`KERNEL_ARGTYPES`), and every wrapper below checks the tensors it hands to C
+(CPU, one float dtype, C-contiguous, the shapes the kernel reads) and the sizes (they must fit
+a C ``int``) before any C code runs, raising :class:`NativeArgumentError` otherwise. These are
+real checks, not ``assert``: they stay under ``python -O``, where a bad buffer would otherwise
+be read or written out of bounds.
 """
 from __future__ import annotations
 
@@ -40,7 +47,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["available", "enabled", "status", "build", "load", "disabled", "tune_allocator", "run_states", "bptt", "rnn_io_fwd", "rnn_io_bwd", "qr",
-           "tangent_fwd", "tangent_bwd", "NL_CODES"]
+           "tangent_fwd", "tangent_bwd", "tanh_f32", "NL_CODES", "KERNEL_ARGTYPES", "NativeArgumentError"]
 
 ABI_VERSION = 1
 NL_CODES = {"tanh": 0, "relu": 1, "identity": 2}
@@ -48,6 +55,45 @@ _SRC_DIR = Path(__file__).resolve().parent / "csrc"
 _SOURCES = ("kernels.c", "kernels.h")
 _lock = threading.Lock()
 _state: dict = {"lib": None, "tried": False, "reason": "not loaded yet", "off": 0}
+
+
+class NativeArgumentError(ValueError):
+    """An argument handed to a native kernel does not fit its C signature: a tensor on the
+    wrong device, of the wrong dtype, not C-contiguous or of the wrong shape, or a size that
+    does not fit a C ``int``. Raised before any C code runs."""
+
+
+_I, _P = ctypes.c_int, ctypes.c_void_p
+_INT_MAX = 2 ** 31 - 1
+# ctypes signatures of the exported C functions (csrc/kernels.c, csrc/kernels.h): sizes are
+# ``int``, every buffer (REAL *, unsigned char *) a pointer. The kernels (``<name>_s`` for
+# float32, ``<name>_d`` for float64) return void. tests/test_native.py checks this table
+# against the C prototypes.
+KERNEL_ARGTYPES: dict[str, list] = {
+    "run_states": [_I] * 5 + [_P] * 5,    # R T B N nl | h0 Wt drive H P
+    "bptt": [_I] * 5 + [_P] * 6,          # R T B N nl | W P dH G dh0 work
+    "rnn_io_fwd": [_I] * 7 + [_P] * 10,   # R T B N S O nl | h0 Wt VgT b wrT c x H P y
+    "rnn_io_bwd": [_I] * 6 + [_P] * 7,    # R T B N O nl | W wr P dy G dh0 work
+    "qr": [_I] * 3 + [_P] * 3,            # batch m n | a rt work
+    "tangent_fwd": [_I] * 4 + [_P] * 7,   # R Tq N k | Wt Dq Q0T flags QT RT work
+    "tangent_bwd": [_I] * 5 + [_P] * 11,  # R Tq N k transient_q | W Dq Q0T QT RT flags c QbarT dW yq work
+}
+LIBRARY_SIGNATURES: dict[str, tuple[list, object]] = {
+    "fr_abi_version": ([], ctypes.c_int),
+    "fr_set_blas": ([_P] * 5, None),
+    "fr_tanh_f32": ([_I, _P, _P], None),
+}
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    """Set ``argtypes`` / ``restype`` of every exported function (a missing one raises)."""
+    for name, (args, res) in LIBRARY_SIGNATURES.items():
+        f = getattr(lib, name)
+        f.argtypes, f.restype = args, res
+    for name, args in KERNEL_ARGTYPES.items():
+        for suffix in ("_s", "_d"):
+            f = getattr(lib, name + suffix)
+            f.argtypes, f.restype = args, None
 
 
 def _cpu_flags() -> set[str]:
@@ -166,6 +212,7 @@ def load() -> ctypes.CDLL | None:
             try:
                 sym = _blas_symbols()
                 lib = ctypes.CDLL(str(build()))
+                _declare(lib)
                 if lib.fr_abi_version() != ABI_VERSION:
                     raise RuntimeError(f"library ABI {lib.fr_abi_version()} != {ABI_VERSION}; delete it to rebuild")
                 lib.fr_set_blas(*[ctypes.c_void_p(sym.get(n)) for n in
@@ -231,6 +278,9 @@ def available(*tensors: Tensor) -> bool:
 
 
 def _fn(name: str, dtype: torch.dtype):
+    if dtype not in (torch.float32, torch.float64):
+        raise NativeArgumentError(f"native kernel {name}: dtype {dtype} is not supported; allowed: "
+                                  f"torch.float32, torch.float64")
     lib = load()
     if lib is None:
         raise RuntimeError(f"flossrepro native kernels unavailable: {status()}")
@@ -238,60 +288,145 @@ def _fn(name: str, dtype: torch.dtype):
 
 
 def _p(t: Tensor | None):
+    """The C pointer of a CPU, C-contiguous tensor (``None``: NULL). Shapes and dtypes are the
+    caller's to check (:func:`_arg`)."""
     if t is None:
         return ctypes.c_void_p(None)
-    assert t.is_contiguous(), "native kernels need contiguous tensors"
+    if not isinstance(t, Tensor):
+        raise NativeArgumentError(f"native kernels take tensors, got {type(t).__name__}")
+    if t.device.type != "cpu":
+        raise NativeArgumentError(f"native kernels take CPU tensors, got one on {t.device}")
+    if not t.is_contiguous():
+        raise NativeArgumentError(f"native kernels need C-contiguous tensors, got shape {tuple(t.shape)} "
+                                  f"with strides {t.stride()} (call .contiguous())")
     return ctypes.c_void_p(t.data_ptr())
 
 
-def _flags_buf(flags) -> Tensor:
+def _dims(kernel: str, name: str, t, ndim: int) -> tuple[int, ...]:
+    """The shape of argument ``name``, checked to be a tensor with ``ndim`` dimensions."""
+    if not isinstance(t, Tensor):
+        raise NativeArgumentError(f"native.{kernel}: {name} must be a tensor, got {type(t).__name__}")
+    if t.dim() != ndim:
+        raise NativeArgumentError(f"native.{kernel}: {name} must have {ndim} dimensions, got shape {tuple(t.shape)}")
+    return tuple(t.shape)
+
+
+def _real(kernel: str, name: str, t: Tensor) -> torch.dtype:
+    if t.dtype not in (torch.float32, torch.float64):
+        raise NativeArgumentError(f"native.{kernel}: {name} has dtype {t.dtype}; allowed: torch.float32, torch.float64")
+    return t.dtype
+
+
+def _arg(kernel: str, name: str, t, dtype: torch.dtype, shape: tuple[int, ...]):
+    """The C pointer of ``t`` after checking that it is a CPU tensor of ``dtype`` and ``shape``,
+    C-contiguous; raises :class:`NativeArgumentError` naming the kernel and the argument."""
+    if not isinstance(t, Tensor):
+        raise NativeArgumentError(f"native.{kernel}: {name} must be a tensor, got {type(t).__name__}")
+    if t.device.type != "cpu":
+        raise NativeArgumentError(f"native.{kernel}: {name} is on {t.device}; the kernels take CPU tensors")
+    if t.dtype != dtype:
+        raise NativeArgumentError(f"native.{kernel}: {name} has dtype {t.dtype}, expected {dtype} "
+                                  f"(all tensors of one call share a dtype)")
+    if tuple(t.shape) != tuple(shape):
+        raise NativeArgumentError(f"native.{kernel}: {name} has shape {tuple(t.shape)}, expected {tuple(shape)}")
+    if not t.is_contiguous():
+        raise NativeArgumentError(f"native.{kernel}: {name} of shape {tuple(t.shape)} is not C-contiguous "
+                                  f"(strides {t.stride()}); pass .contiguous()")
+    return ctypes.c_void_p(t.data_ptr())
+
+
+def _ints(kernel: str, **sizes: int) -> None:
+    """Sizes (and the products the kernels index with ``int``) must fit a C ``int``."""
+    for name, v in sizes.items():
+        if not 0 <= v <= _INT_MAX:
+            raise NativeArgumentError(f"native.{kernel}: {name}={v} does not fit a C int (0 <= {name} <= {_INT_MAX})")
+
+
+def _nl(kernel: str, nonlinearity: str) -> int:
+    if nonlinearity not in NL_CODES:
+        raise NativeArgumentError(f"native.{kernel}: nonlinearity={nonlinearity!r}; allowed: {sorted(NL_CODES)}")
+    return NL_CODES[nonlinearity]
+
+
+def _flags_buf(flags, n: int, kernel: str) -> Tensor:
+    flags = list(flags)
+    if len(flags) != n:
+        raise NativeArgumentError(f"native.{kernel}: {len(flags)} QR flags for {n} tangent steps")
     return torch.tensor([1 if f else 0 for f in flags], dtype=torch.uint8)
 
 
 def run_states(h0: Tensor, Wt: Tensor, drive: Tensor, nonlinearity: str) -> tuple[Tensor, Tensor]:
     """``(H, P)``, member-major ``[R,T,B,N]``: ``P[t] = phi(H[t-1])``, ``H[t] = P[t] W^T + drive[t]``
     for ``h0 [R,B,N]``, ``Wt = W^T [R,N,N]``, ``drive [R,T,B,N]``."""
-    R, T, B, N = drive.shape
-    H, P = torch.empty_like(drive), torch.empty_like(drive)
-    _fn("run_states", H.dtype)(R, T, B, N, NL_CODES[nonlinearity], _p(h0), _p(Wt), _p(drive), _p(H), _p(P))
+    k = "run_states"
+    R, T, B, N = _dims(k, "drive", drive, 4)
+    dt = _real(k, "drive", drive)
+    _ints(k, R=R, T=T, B=B, N=N, BN=B * N)
+    nl = _nl(k, nonlinearity)
+    args = (_arg(k, "h0", h0, dt, (R, B, N)), _arg(k, "Wt", Wt, dt, (R, N, N)), _arg(k, "drive", drive, dt, (R, T, B, N)))
+    H, P = torch.empty(R, T, B, N, dtype=dt), torch.empty(R, T, B, N, dtype=dt)
+    _fn(k, dt)(R, T, B, N, nl, *args, _p(H), _p(P))
     return H, P
 
 
 def bptt(W: Tensor, P: Tensor, dH: Tensor, nonlinearity: str) -> tuple[Tensor, Tensor]:
     """Backward of :func:`run_states` for ``dH [R,T,B,N]``: ``(G [R,T,B,N], dh0 [R,B,N])``."""
-    R, T, B, N = dH.shape
-    G, dh0 = torch.empty_like(dH), torch.empty(R, B, N, dtype=dH.dtype)
-    work = torch.empty(2 * B * N, dtype=dH.dtype)
-    _fn("bptt", G.dtype)(R, T, B, N, NL_CODES[nonlinearity], _p(W), _p(P), _p(dH), _p(G), _p(dh0), _p(work))
+    k = "bptt"
+    R, T, B, N = _dims(k, "dH", dH, 4)
+    dt = _real(k, "dH", dH)
+    _ints(k, R=R, T=T, B=B, N=N, BN=B * N)
+    nl = _nl(k, nonlinearity)
+    args = (_arg(k, "W", W, dt, (R, N, N)), _arg(k, "P", P, dt, (R, T, B, N)), _arg(k, "dH", dH, dt, (R, T, B, N)))
+    G, dh0 = torch.empty(R, T, B, N, dtype=dt), torch.empty(R, B, N, dtype=dt)
+    work = torch.empty(2 * B * N, dtype=dt)
+    _fn(k, dt)(R, T, B, N, nl, *args, _p(G), _p(dh0), _p(work))
     return G, dh0
 
 
 def rnn_io_fwd(h0: Tensor, Wt: Tensor, VgT: Tensor, b: Tensor, wrT: Tensor, c: Tensor, x: Tensor,
                nonlinearity: str) -> tuple[Tensor, Tensor, Tensor]:
     """The training network with input and readout (see ``csrc/kernels.h``): member-major
-    ``x [R,T,B,S]`` -> ``(H, P [R,T,B,N], y [R,T,B,O])``."""
-    R, T, B, S = x.shape
-    N, O = Wt.shape[1], wrT.shape[2]
-    H, P = torch.empty(R, T, B, N, dtype=x.dtype), torch.empty(R, T, B, N, dtype=x.dtype)
-    y = torch.empty(R, T, B, O, dtype=x.dtype)
-    _fn("rnn_io_fwd", x.dtype)(R, T, B, N, S, O, NL_CODES[nonlinearity], _p(h0), _p(Wt), _p(VgT), _p(b),
-                               _p(wrT), _p(c), _p(x), _p(H), _p(P), _p(y))
+    ``x [R,T,B,S]`` -> ``(H, P [R,T,B,N], y [R,T,B,O])``; ``h0 [R,B,N]``, ``Wt = W^T [R,N,N]``,
+    ``VgT = (gain V)^T [R,S,N]``, ``b [R,N]``, ``wrT = w_r^T [R,N,O]``, ``c [R,O]``."""
+    k = "rnn_io_fwd"
+    R, T, B, S = _dims(k, "x", x, 4)
+    dt = _real(k, "x", x)
+    N = _dims(k, "Wt", Wt, 3)[1]
+    O = _dims(k, "wrT", wrT, 3)[2]
+    _ints(k, R=R, T=T, B=B, N=N, S=S, O=O, BN=B * N)
+    nl = _nl(k, nonlinearity)
+    args = (_arg(k, "h0", h0, dt, (R, B, N)), _arg(k, "Wt", Wt, dt, (R, N, N)), _arg(k, "VgT", VgT, dt, (R, S, N)),
+            _arg(k, "b", b, dt, (R, N)), _arg(k, "wrT", wrT, dt, (R, N, O)), _arg(k, "c", c, dt, (R, O)),
+            _arg(k, "x", x, dt, (R, T, B, S)))
+    H, P = torch.empty(R, T, B, N, dtype=dt), torch.empty(R, T, B, N, dtype=dt)
+    y = torch.empty(R, T, B, O, dtype=dt)
+    _fn(k, dt)(R, T, B, N, S, O, nl, *args, _p(H), _p(P), _p(y))
     return H, P, y
 
 
 def rnn_io_bwd(W: Tensor, wr: Tensor, P: Tensor, dy: Tensor, nonlinearity: str) -> tuple[Tensor, Tensor]:
-    """Backward of :func:`rnn_io_fwd` to the states: ``(G [R,T,B,N], dh0 [R,B,N])``."""
-    R, T, B, N = P.shape
-    O = wr.shape[1]
-    G, dh0 = torch.empty_like(P), torch.empty(R, B, N, dtype=P.dtype)
-    work = torch.empty(2 * B * N, dtype=P.dtype)
-    _fn("rnn_io_bwd", P.dtype)(R, T, B, N, O, NL_CODES[nonlinearity], _p(W), _p(wr), _p(P), _p(dy), _p(G),
-                               _p(dh0), _p(work))
+    """Backward of :func:`rnn_io_fwd` to the states: ``(G [R,T,B,N], dh0 [R,B,N])`` for
+    ``W [R,N,N]``, ``wr [R,O,N]``, ``P [R,T,B,N]``, ``dy [R,T,B,O]``."""
+    k = "rnn_io_bwd"
+    R, T, B, N = _dims(k, "P", P, 4)
+    dt = _real(k, "P", P)
+    O = _dims(k, "dy", dy, 4)[3]
+    _ints(k, R=R, T=T, B=B, N=N, O=O, BN=B * N)
+    nl = _nl(k, nonlinearity)
+    args = (_arg(k, "W", W, dt, (R, N, N)), _arg(k, "wr", wr, dt, (R, O, N)), _arg(k, "P", P, dt, (R, T, B, N)),
+            _arg(k, "dy", dy, dt, (R, T, B, O)))
+    G, dh0 = torch.empty(R, T, B, N, dtype=dt), torch.empty(R, B, N, dtype=dt)
+    work = torch.empty(2 * B * N, dtype=dt)
+    _fn(k, dt)(R, T, B, N, O, nl, *args, _p(G), _p(dh0), _p(work))
     return G, dh0
 
 
 def tanh_f32(x: Tensor) -> Tensor:
     """The kernels' own float32 tanh (``fr_tanhf`` in ``csrc/kernels.c``), for tests."""
+    if not isinstance(x, Tensor) or x.device.type != "cpu":
+        raise NativeArgumentError(f"native.tanh_f32 takes a CPU tensor, got "
+                                  f"{x.device if isinstance(x, Tensor) else type(x).__name__}")
+    _ints("tanh_f32", numel=x.numel())
     x = x.to(torch.float32).contiguous()
     out = torch.empty_like(x)
     lib = load()
@@ -302,16 +437,21 @@ def tanh_f32(x: Tensor) -> Tensor:
 
 
 def qr(A: Tensor) -> tuple[Tensor, Tensor]:
-    """Householder QR of a batch ``[..., m, n]`` (``m >= n``): ``(Q, R)`` as ``torch.linalg.qr``."""
+    """Householder QR of a batch ``[..., m, n]`` (``m >= n``, any strides: the kernel works on a
+    copy): ``(Q, R)`` as ``torch.linalg.qr``."""
+    if not isinstance(A, Tensor) or A.dim() < 2:
+        raise NativeArgumentError(f"native.qr takes a tensor [..., m, n], got "
+                                  f"{tuple(A.shape) if isinstance(A, Tensor) else type(A).__name__}")
     *batch, m, n = A.shape
     if n > m:
-        raise ValueError(f"native.qr needs a tall matrix (m >= n), got {m} x {n}")
+        raise NativeArgumentError(f"native.qr needs a tall matrix (m >= n), got {m} x {n}")
     if not available(A):
-        raise ValueError(f"native.qr takes float32/float64 CPU tensors with the kernels loaded; got "
-                         f"{A.dtype} on {A.device} ({status()})")
+        raise NativeArgumentError(f"native.qr takes float32/float64 CPU tensors with the kernels loaded; got "
+                                  f"{A.dtype} on {A.device} ({status()})")
     b = 1
     for x in batch:
         b *= x
+    _ints("qr", batch=b, m=m, n=n, mn=m * n)
     aT = A.reshape(b, m, n).transpose(1, 2).clone(memory_format=torch.contiguous_format)  # never A's memory
     rT = torch.empty(b, n, n, dtype=A.dtype)
     work = torch.empty(n + m, dtype=A.dtype)
@@ -320,15 +460,21 @@ def qr(A: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def tangent_fwd(Wt: Tensor, Dq: Tensor, Q0T: Tensor, flags) -> tuple[Tensor, Tensor]:
-    """Forward tangent loop; ``Wt [R,N,N]``, ``Dq [R,Tq,N]``, ``Q0T [R,k,N]`` -> ``QT [R,Tq,k,N]``,
-    ``RT [R,Tq,k,k]`` (see ``csrc/kernels.h``)."""
-    R, Tq, N = Dq.shape
-    k = Q0T.shape[1]
-    kw = dict(dtype=Dq.dtype)
-    QT, RT = torch.empty(R, Tq, k, N, **kw), torch.empty(R, Tq, k, k, **kw)
-    work = torch.empty(k * N + k + N, **kw)
-    fl = _flags_buf(flags)  # kept alive through the call (a temporary's memory could be reused)
-    _fn("tangent_fwd", Dq.dtype)(R, Tq, N, k, _p(Wt), _p(Dq), _p(Q0T), _p(fl), _p(QT), _p(RT), _p(work))
+    """Forward tangent loop; ``Wt [R,N,N]``, ``Dq [R,Tq,N]``, ``Q0T [R,k,N]`` (``k <= N``),
+    ``flags`` (``Tq`` bools: QR on that step) -> ``QT [R,Tq,k,N]``, ``RT [R,Tq,k,k]``
+    (see ``csrc/kernels.h``)."""
+    kn = "tangent_fwd"
+    R, Tq, N = _dims(kn, "Dq", Dq, 3)
+    dt = _real(kn, "Dq", Dq)
+    k = _dims(kn, "Q0T", Q0T, 3)[1]
+    if not 1 <= k <= N:
+        raise NativeArgumentError(f"native.{kn}: k={k} tangent vectors for state dimension N={N}; allowed 1 <= k <= N")
+    _ints(kn, R=R, Tq=Tq, N=N, k=k, kN=k * N)
+    args = (_arg(kn, "Wt", Wt, dt, (R, N, N)), _arg(kn, "Dq", Dq, dt, (R, Tq, N)), _arg(kn, "Q0T", Q0T, dt, (R, k, N)))
+    fl = _flags_buf(flags, Tq, kn)  # kept alive through the call (a temporary's memory could be reused)
+    QT, RT = torch.empty(R, Tq, k, N, dtype=dt), torch.empty(R, Tq, k, k, dtype=dt)
+    work = torch.empty(k * N + k + N, dtype=dt)
+    _fn(kn, dt)(R, Tq, N, k, *args, _p(fl), _p(QT), _p(RT), _p(work))
     return QT, RT
 
 
@@ -337,15 +483,26 @@ TANGENT_CHUNK = 16  # as in csrc/kernels.h
 
 def tangent_bwd(W: Tensor, Dq: Tensor, Q0T: Tensor, QT: Tensor, RT: Tensor, flags, c: Tensor,
                 transient_q: int, second_order: bool) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Backward tangent loop -> ``(dQ0^T [R,k,N], dW [R,N,N], yq [R,Tq,N] or None)``."""
-    R, Tq, k, N = QT.shape
-    kw = dict(dtype=QT.dtype)
-    QbarT, dW = torch.zeros(R, k, N, **kw), torch.empty(R, N, N, **kw)
-    yq = torch.empty(R, Tq, N, **kw) if second_order else None
-    work = torch.empty(2 * TANGENT_CHUNK * k * N + k * N + 2 * k * k, **kw)
-    fl = _flags_buf(flags)
-    _fn("tangent_bwd", QT.dtype)(R, Tq, N, k, int(transient_q), _p(W), _p(Dq), _p(Q0T), _p(QT), _p(RT),
-                                 _p(fl), _p(c), _p(QbarT), _p(dW), _p(yq), _p(work))
+    """Backward tangent loop -> ``(dQ0^T [R,k,N], dW [R,N,N], yq [R,Tq,N] or None)`` for the
+    buffers of :func:`tangent_fwd`, ``W [R,N,N]`` and ``c [R,k]`` (the gradient of the exponents'
+    sums of ``log|R_ii|``)."""
+    kn = "tangent_bwd"
+    R, Tq, k, N = _dims(kn, "QT", QT, 4)
+    dt = _real(kn, "QT", QT)
+    if not 1 <= k <= N:
+        raise NativeArgumentError(f"native.{kn}: k={k} tangent vectors for state dimension N={N}; allowed 1 <= k <= N")
+    _ints(kn, R=R, Tq=Tq, N=N, k=k, kN=TANGENT_CHUNK * k * N)
+    tq = int(transient_q)
+    if not 0 <= tq <= _INT_MAX:
+        raise NativeArgumentError(f"native.{kn}: transient_q={transient_q} does not fit a C int >= 0")
+    args = (_arg(kn, "W", W, dt, (R, N, N)), _arg(kn, "Dq", Dq, dt, (R, Tq, N)), _arg(kn, "Q0T", Q0T, dt, (R, k, N)),
+            _arg(kn, "QT", QT, dt, (R, Tq, k, N)), _arg(kn, "RT", RT, dt, (R, Tq, k, k)))
+    fl = _flags_buf(flags, Tq, kn)
+    pc = _arg(kn, "c", c, dt, (R, k))
+    QbarT, dW = torch.zeros(R, k, N, dtype=dt), torch.empty(R, N, N, dtype=dt)
+    yq = torch.empty(R, Tq, N, dtype=dt) if second_order else None
+    work = torch.empty(2 * TANGENT_CHUNK * k * N + k * N + 2 * k * k, dtype=dt)
+    _fn(kn, dt)(R, Tq, N, k, tq, *args, _p(fl), pc, _p(QbarT), _p(dW), _p(yq), _p(work))
     return QbarT, dW, yq
 
 

@@ -550,3 +550,192 @@ def test_network_forward_native_vs_torch_vs_reference(nonlinearity, R, B, S, O):
     for mode in ("native", "torch"):
         for name, a, b in zip(names, res[mode], res["reference"]):
             _close(a, b, 1e-10, f"{mode} {name}")
+
+
+# ---------------------------------------------------------------------------------------
+# The C boundary: declared signatures, checked tensors (real errors, also under python -O)
+# ---------------------------------------------------------------------------------------
+def _c_prototypes():
+    """``{name: (restype, [param, ...])}`` of every EXPORT function in csrc/ (FN(x) -> x)."""
+    import re
+    src = "".join((native._SRC_DIR / f).read_text() for f in native._SOURCES)
+    out = {}
+    for m in re.finditer(r"EXPORT\s+(\w+)\s+(?:FN\((\w+)\)|(\w+))\s*\(([^)]*)\)", src):
+        ret, fn, plain, params = m.groups()
+        params = [p.strip() for p in params.split(",")]
+        out[fn or plain] = (ret, [] if params == ["void"] else params, fn is not None)
+    return out
+
+
+def test_kernel_signatures_match_the_c_prototypes():
+    import ctypes
+    protos = _c_prototypes()
+    kernels = {n for n, (_, _, templ) in protos.items() if templ}
+    plain = {n for n, (_, _, templ) in protos.items() if not templ}
+    assert kernels == set(native.KERNEL_ARGTYPES), "a kernel without a declared ctypes signature (or a stale one)"
+    assert plain == set(native.LIBRARY_SIGNATURES)
+
+    def expected(params):
+        return [ctypes.c_void_p if "*" in p else ctypes.c_int for p in params]
+
+    lib = native.load()
+    for name, (ret, params, templ) in protos.items():
+        for p in params:  # every parameter is an int or a pointer: nothing else crosses
+            assert "*" in p or p.split()[0] == "int", (name, p)
+        if templ:
+            assert native.KERNEL_ARGTYPES[name] == expected(params), name
+            fns = [getattr(lib, name + "_s"), getattr(lib, name + "_d")]
+            assert ret == "void"
+        else:
+            assert native.LIBRARY_SIGNATURES[name][0] == expected(params), name
+            fns = [getattr(lib, name)]
+        for f in fns:  # declared on the loaded library itself
+            assert f.argtypes is not None and list(f.argtypes) == expected(params), name
+            assert f.restype == (None if ret == "void" else ctypes.c_int), name
+
+
+_R, _T, _B, _N, _S, _O, _K, _TQ = 2, 3, 2, 5, 2, 3, 3, 4
+
+
+def _valid_kernel_args(kernel):
+    """Arguments of one native.<kernel> call that the kernel accepts (float64)."""
+    t = lambda *shape: _randn(*shape, seed=len(shape))  # noqa: E731
+    if kernel == "run_states":
+        return [t(_R, _B, _N), t(_R, _N, _N), t(_R, _T, _B, _N), "tanh"]
+    if kernel == "bptt":
+        return [t(_R, _N, _N), t(_R, _T, _B, _N), t(_R, _T, _B, _N), "tanh"]
+    if kernel == "rnn_io_fwd":
+        return [t(_R, _B, _N), t(_R, _N, _N), t(_R, _S, _N), t(_R, _N), t(_R, _N, _O), t(_R, _O),
+                t(_R, _T, _B, _S), "relu"]
+    if kernel == "rnn_io_bwd":
+        return [t(_R, _N, _N), t(_R, _O, _N), t(_R, _T, _B, _N), t(_R, _T, _B, _O), "identity"]
+    flags = [True, False, True, True]
+    if kernel == "tangent_fwd":
+        return [t(_R, _N, _N), t(_R, _TQ, _N), t(_R, _K, _N), flags]
+    # tangent_bwd on the buffers of a real forward
+    Wt, Dq, Q0T = t(_R, _N, _N), t(_R, _TQ, _N), random_orthonormal(_N, _K, _R, seed=1).transpose(1, 2).contiguous()
+    QT, RT = native.tangent_fwd(Wt, Dq, Q0T, flags)
+    return [Wt.transpose(1, 2).contiguous(), Dq, Q0T, QT, RT, flags, t(_R, _K), 1, True]
+
+
+_KERNELS = ["run_states", "bptt", "rnn_io_fwd", "rnn_io_bwd", "tangent_fwd", "tangent_bwd"]
+
+
+def _spoil(t, how):
+    if how == "non-contiguous":  # same shape and values, transposed memory
+        return t.transpose(0, -1).contiguous().transpose(0, -1) if t.dim() > 1 else t.repeat_interleave(2)[::2]
+    if how == "float32":
+        return t.to(F32)
+    if how == "int64":
+        return t.to(torch.int64)
+    if how == "shape":
+        return torch.cat([t, t[..., :1]], -1)
+    if how == "meta":
+        return t.to("meta")
+    if how == "not a tensor":
+        return t.tolist()
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["non-contiguous", "float32", "int64", "shape", "meta", "not a tensor"])
+@pytest.mark.parametrize("kernel", _KERNELS)
+def test_boundary_rejects_bad_tensors(kernel, how):
+    """Every tensor argument of every kernel wrapper, spoiled one at a time, raises
+    NativeArgumentError naming the kernel, before any C code runs (never a crash or a silent
+    read of the wrong memory); the unspoiled call runs."""
+    fn = getattr(native, kernel)
+    args = _valid_kernel_args(kernel)
+    out = fn(*args)
+    assert all(o is None or torch.isfinite(o).all() for o in out)
+    for i, a in enumerate(args):
+        if not isinstance(a, torch.Tensor):
+            continue
+        bad = _spoil(a, how)
+        if how == "non-contiguous":
+            assert not bad.is_contiguous() and torch.equal(bad, a)
+        spoiled = args[:i] + [bad] + args[i + 1:]
+        with pytest.raises(native.NativeArgumentError, match=f"native.{kernel}: "):
+            fn(*spoiled)
+
+
+def test_boundary_rejects_bad_sizes_flags_and_names():
+    h0, Wt, drive, _ = _valid_kernel_args("run_states")
+    with pytest.raises(native.NativeArgumentError, match=r"nonlinearity='softplus'.*allowed"):
+        native.run_states(h0, Wt, drive, "softplus")
+    with pytest.raises(native.NativeArgumentError, match="must have 4 dimensions"):
+        native.run_states(h0, Wt, drive[0], "tanh")
+    # sizes past a C int (ctypes would wrap them silently); meta tensors hold no memory
+    with pytest.raises(native.NativeArgumentError, match=r"T=2147483648 does not fit a C int"):
+        native.run_states(h0, Wt, torch.empty(_R, 2 ** 31, _B, _N, dtype=F64, device="meta"), "tanh")
+    Wt, Dq, Q0T, flags = _valid_kernel_args("tangent_fwd")
+    with pytest.raises(native.NativeArgumentError, match="3 QR flags for 4 tangent steps"):
+        native.tangent_fwd(Wt, Dq, Q0T, flags[:3])
+    with pytest.raises(native.NativeArgumentError, match=r"k=6 .* N=5"):
+        native.tangent_fwd(Wt, Dq, _randn(_R, 6, _N), flags)
+    args = _valid_kernel_args("tangent_bwd")
+    with pytest.raises(native.NativeArgumentError, match="transient_q=-1"):
+        native.tangent_bwd(*args[:7], -1, True)
+    with pytest.raises(native.NativeArgumentError, match=r"C-contiguous"):
+        native._p(_randn(3, 4).t())
+    with pytest.raises(native.NativeArgumentError, match="dtype torch.float16"):
+        native._fn("qr", torch.float16)  # (it used to pick the float64 kernel)
+    with pytest.raises(native.NativeArgumentError, match="CPU tensor"):
+        native.tanh_f32(torch.zeros(3, device="meta"))
+    assert issubclass(native.NativeArgumentError, ValueError)
+
+
+def test_boundary_checks_hold_under_python_O(tmp_path):
+    """The checks are not asserts: under ``python -O`` a non-contiguous tensor still raises."""
+    import subprocess
+    import sys
+    code = (
+        "import torch\n"
+        "from flossrepro import native\n"
+        "assert not __debug__ or print('asserts on')\n"
+        "W = torch.randn(2, 5, 5, dtype=torch.float64)\n"
+        "drive = torch.randn(2, 3, 2, 5, dtype=torch.float64)\n"
+        "h0 = torch.randn(2, 2, 5, dtype=torch.float64)\n"
+        "try:\n"
+        "    native.run_states(h0, W.transpose(1, 2), drive, 'tanh')\n"
+        "except native.NativeArgumentError as e:\n"
+        "    print('raised:', e)\n"
+        "print('debug:', __debug__)\n"
+    )
+    res = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "debug: False" in res.stdout
+    assert "raised: native.run_states: Wt" in res.stdout and "not C-contiguous" in res.stdout, res.stdout
+
+
+def test_public_api_with_non_contiguous_inputs_equals_contiguous():
+    """The callers hand the kernels contiguous copies: strided views at the public API give
+    the numbers of contiguous inputs (native) and of the PyTorch path (the fallback)."""
+    R, B, Ts = 2, 3, 20
+    h0 = _randn(B, R, N, seed=1).transpose(0, 1)                 # [R, B, N], strided
+    W = (1.2 / math.sqrt(N) * _randn(R, N, N, seed=2)).transpose(1, 2)
+    drive = _randn(R, Ts, B, N, seed=3).transpose(0, 1)          # [T, R, B, N], strided
+    assert not (h0.is_contiguous() or W.is_contiguous() or drive.is_contiguous())
+    assert native.available(h0, W, drive)
+    H = rnn_sequence(h0, W, drive, "tanh")
+    H_c = rnn_sequence(h0.contiguous(), W.contiguous(), drive.contiguous(), "tanh")
+    with native.disabled():
+        H_t = rnn_sequence(h0, W, drive, "tanh")
+    assert torch.equal(H, H_c)
+    _close(H, H_t, 1e-12, "native vs PyTorch path")
+
+    m = _model(R, "tanh", 1.3, [3, 4])
+    x = _randn(R, T, 2, seed=5).transpose(0, 1)                  # [T, R, S], strided
+    q0 = random_orthonormal(N, K, R, seed=6).transpose(1, 2).contiguous().transpose(1, 2)
+    assert not (x.is_contiguous() or q0.is_contiguous())
+    kw = dict(s_ons=2, transient_h=5, transient_q=5)
+    lam = lyapunov_spectrum(m, x, K, q0=q0, **kw)
+    lam_c = lyapunov_spectrum(m, x.contiguous(), K, q0=q0.contiguous(), **kw)
+    with native.disabled():
+        lam_t = lyapunov_spectrum(m, x, K, q0=q0, **kw)
+    assert torch.equal(lam.detach(), lam_c.detach())
+    _close(lam.detach(), lam_t.detach(), 1e-10, "native vs PyTorch path")
+    y = m(_randn(R, T, 4, 2, seed=7).transpose(0, 1))
+    with native.disabled():
+        y_t = m(_randn(R, T, 4, 2, seed=7).transpose(0, 1))
+    _close(y.detach(), y_t.detach(), 1e-12, "network outputs")
