@@ -1,4 +1,5 @@
-"""Figures and the claims report: plot functions, the figures CLI, and report verdicts.
+"""Figures and the claims report: discovery, plot functions, the figures CLI, verdicts with
+their intervals, and the report.
 
 Fig 1 is drawn from a real (tiny) smoke sweep; Figs 3 and 4 and the verdict checks use
 tables built here with the trainer's layout (run_id, member, epoch, metric, index, value,
@@ -16,12 +17,14 @@ import pytest
 from matplotlib.figure import Figure
 
 from flossrepro import report
-from flossrepro.figures import fig1, fig3, fig4, plotter
+from flossrepro.constants import CHANCE
+from flossrepro.figures import claims as cl
+from flossrepro.figures import discover, experiments, fig1, fig3, fig4, metrics_needed, planned
 from flossrepro.figures.__main__ import main as figures_main
 from flossrepro.figures.data import final, final_medians, pick_delay
 
 ROOT = Path(__file__).resolve().parents[1]
-VERDICTS = {report.REPRODUCED, report.NOT_REPRODUCED, report.NOT_RUN}
+VERDICTS = set(cl.VERDICTS)
 
 
 # ----------------------------------------------------------------------------- tables
@@ -77,7 +80,7 @@ def task_table(exp: str, final_value, schedules, tasks, delays, R: int = 3, E: i
     metric = "test_accuracy" if exp == "fig4" else "test_loss"
     frames = []
     for task in tasks:
-        chance = report.CHANCE[task]
+        chance = CHANCE[task]
         for s in schedules:
             for d in delays:
                 rows = []
@@ -101,7 +104,7 @@ def task_table(exp: str, final_value, schedules, tasks, delays, R: int = 3, E: i
 
 def fig3_table(ok: bool = True, delays=(10, 20, 30, 40, 50, 60), schedules=("none", "pre")) -> pd.DataFrame:
     def val(task, s, d):
-        c = report.CHANCE[task]
+        c = CHANCE[task]
         if s == "none":
             return 0.02 * c if d <= 20 else c
         return (0.05 * c if d <= 50 else c) if ok else (0.02 * c if d <= 20 else c)
@@ -158,7 +161,7 @@ def test_fig1_from_real_smoke_sweep(fig1_smoke):
 
 
 def test_fig1_synthetic_has_every_target_and_k():
-    fig = plotter("fig1")(fig1_table())
+    fig = discover()["fig1"].plot(fig1_table())
     b, c, d = fig.axes
     assert len([l for l in b.get_lines() if l.get_label().startswith("target")]) == 4
     assert {l.get_label().split(" ")[0] for l in c.get_lines()} == {"k=1", "k=4", "k=8"}
@@ -231,40 +234,141 @@ def test_figures_cli_writes_png_pdf_and_reports_missing(tmp_path, capsys):
     assert "fig4: FAILED" in out and "fig1: no" in out
 
 
-# ----------------------------------------------------------------------------- report
+# ----------------------------------------------------------------------------- discovery
+def test_every_experiment_has_a_figure_module_and_every_module_a_real_experiment():
+    """Fails when an experiment yaml has no figure module reading it, or a figure module names
+    an experiment that does not exist."""
+    figs, exps = discover(), experiments()
+    assert figs and exps
+    read = {e for m in figs.values() for e in m.EXPERIMENTS}
+    assert sorted(set(exps) - read) == [], "experiments without a figure module"
+    assert sorted(read - set(exps)) == [], "figure modules naming experiments that do not exist"
+
+
+def test_figure_modules_declare_what_they_own():
+    for name, mod in discover().items():
+        assert isinstance(mod.EXPERIMENTS, tuple) and mod.EXPERIMENTS, name
+        assert isinstance(mod.STUDY, str) and mod.TITLE and mod.PANELS, name
+        assert mod.METRICS is None or (isinstance(mod.METRICS, tuple) and mod.METRICS), name
+        num = name.removeprefix("fig")
+        for cid, text in mod.CLAIMS.items():
+            assert cid.startswith(num) and cid[len(num)] in mod.PANELS and text, (name, cid)
+    assert not hasattr(sys.modules["flossrepro.figures"], "FIGURES")
+    assert metrics_needed("fig4") == {"test_accuracy", "lyap_after_floss"}
+    assert metrics_needed("fig1") == {"floss_lambda_1", "floss_loss", "lyap_before_floss", "lyap_after_floss"}
+    assert metrics_needed("no_such_experiment") == set()
+
+
+def test_sweep_values_come_from_the_experiment_yaml():
+    assert planned("fig4", "task.delay", "paper") == [10, 20, 30, 40, 50, 60, 70]
+    assert planned("fig4", "task.delay", "small") == [10, 30, 50, 70]
+    assert planned("fig1", "flossing.k", "smoke") == [1, 4, 8]
+    assert planned("fig1", "flossing.target", "small") == [-1.0, -0.5, 0.0, 0.5]
+    assert planned("fig3", "no.such.key") == [] and planned("nope", "task.delay") == []
+    for mod in discover().values():
+        assert not any(hasattr(mod, a) for a in ("DELAYS", "TARGETS", "KS")), mod.__name__
+
+
+@pytest.mark.parametrize("mod, table", [(fig1, lambda: fig1_table()), (fig3, lambda: fig3_table()),
+                                        (fig4, lambda: fig4_table())])
+def test_figure_modules_read_only_their_declared_metrics(mod, table):
+    full = table()
+    only = full[full["metric"].isin(mod.METRICS)]
+    a, b = mod.claims(full), mod.claims(only)
+    assert [(c.id, c.verdict, c.measured()) for c in a] == [(c.id, c.verdict, c.measured()) for c in b]
+    assert isinstance(mod.plot(only), Figure)
+
+
+# ----------------------------------------------------------------------------- verdict rules
 def _verdicts(claims) -> dict[str, str]:
     return {c.id: c.verdict for c in claims}
 
 
-def test_report_fig1_verdicts():
-    assert _verdicts(report.claims_fig1(fig1_table(ok=True))) == {
+def test_a_verdict_needs_the_whole_interval_on_one_side():
+    rng = cl.rng_for("t")
+    nets = [("r", i) for i in range(5)]
+    yes = cl.part("m", [0.9, 0.91, 0.92, 0.93, 0.95], np.median, ">", 0.8, nets, rng)
+    no = cl.part("m", [0.5, 0.6, 0.62, 0.65, 0.7], np.median, ">", 0.8, nets, rng)
+    maybe = cl.part("m", [0.7, 0.75, 0.85, 0.9, 0.95], np.median, ">", 0.8, nets, rng)
+    assert (yes.verdict, no.verdict, maybe.verdict) == (cl.REPRODUCED, cl.NOT_REPRODUCED, cl.INCONCLUSIVE)
+    assert maybe.lo < 0.8 < maybe.hi and yes.lo > 0.8 and no.hi <= 0.8
+    assert yes.n == 5 and maybe.n_needed() > 5 and yes.n_needed() is None
+    # the same claim id gives the same interval, whatever ran before
+    again = cl.part("m", [0.7, 0.75, 0.85, 0.9, 0.95], np.median, ">", 0.8, nets, cl.rng_for("t"))
+    first = cl.part("m", [0.7, 0.75, 0.85, 0.9, 0.95], np.median, ">", 0.8, nets, cl.rng_for("t"))
+    assert (again.lo, again.hi) == (first.lo, first.hi)
+    # groups need all parts; claims need all (or any) groups; missing parts are unknown
+    G = cl.Group
+    assert cl.Claim("x", "", [G("a", [yes]), G("b", [maybe])]).verdict == cl.INCONCLUSIVE
+    assert cl.Claim("x", "", [G("a", [yes]), G("b", [no])]).verdict == cl.NOT_REPRODUCED
+    assert cl.Claim("x", "", [G("a", [no]), G("b", [yes])], over="any").verdict == cl.REPRODUCED
+    assert cl.Claim("x", "", [G("a", [no]), G("b", [maybe])], over="any").verdict == cl.INCONCLUSIVE
+    assert cl.Claim("x", "", [G("a", [yes])], missing="k=4").verdict == cl.NOT_RUN
+    assert cl.Claim("x", "", [G("a", [no])], missing="k=4").verdict == cl.NOT_REPRODUCED
+    assert cl.Claim("x", "", [G("a", [yes, yes])]).n == 5
+    c = cl.Claim("x", "", [G("a", [yes]), G("b", [maybe])])
+    assert c.deciding().label == "b" and "networks" in c.decide_line() and c.n_needed() > 5
+
+
+def test_smoke_scale_is_never_evidence():
+    smoke = fig1_table()                                   # scale.name = smoke
+    out = cl.evaluate(fig1, smoke)
+    assert {c.verdict for c in out} == {cl.NOT_RUN} and all(c.not_evidence and c.groups for c in out)
+    small = fig3_table()
+    mixed = pd.concat([small, small.assign(**{"scale.name": "smoke", "run_id": small["run_id"] + "/smoke",
+                                              "value": 1.0})], ignore_index=True)
+    assert _verdicts(cl.evaluate(fig3, mixed)) == _verdicts(fig3.claims(small))
+    assert {c.verdict for c in cl.evaluate(fig4, None, "no table")} == {cl.NOT_RUN}
+
+
+def test_fig1_verdicts():
+    assert _verdicts(fig1.claims(fig1_table(ok=True))) == {
         "1B": "reproduced", "1B+": "reproduced", "1C": "reproduced", "1D": "reproduced"}
-    bad = _verdicts(report.claims_fig1(fig1_table(ok=False)))
+    bad = _verdicts(fig1.claims(fig1_table(ok=False)))
     assert bad["1B"] == bad["1C"] == bad["1D"] == "not reproduced", bad
     # +0.5 stuck 0.3 below the target: still "not reached", as the paper says
     assert bad["1B+"] == "reproduced"
-    missing = _verdicts(report.claims_fig1(fig1_table(targets=(0.0, 0.5))))
-    assert missing["1B"] == "not run"
+    # planned targets -1 and -0.5 (fig1.yaml) not in the table: 1B cannot be decided
+    missing = {c.id: c for c in fig1.claims(fig1_table(targets=(0.0, 0.5)))}
+    assert missing["1B"].verdict == "not run" and "-1, -0.5" in missing["1B"].missing
+    c = {x.id: x for x in fig1.claims(fig1_table())}
+    assert c["1B"].n == 15 and c["1C"].n == 15 and c["1B+"].n == 5
 
 
-def test_report_1d_excludes_k_equal_n_and_checks_the_gap():
-    claims = {c.id: c for c in report.claims_fig1(fig1_table(ks=(1, 8)))}
-    assert "k=8" not in claims["1D"].measured and "k=1" in claims["1D"].measured
+def test_1d_excludes_k_equal_n_and_checks_the_gap():
+    c = {x.id: x for x in fig1.claims(fig1_table(ks=(1, 8)))}["1D"]
+    assert [gr.label for gr in c.groups] == ["k=1"] and "k=4" in c.missing
     df = fig1_table(ks=(4,))
     # close the gap: lambda_5 as high as lambda_4 -> not reproduced
     sel = (df["metric"] == "lyap_after_floss") & (df["index"] == 5)
     df.loc[sel, "value"] = df.loc[(df["metric"] == "lyap_after_floss") & (df["index"] == 4), "value"].to_numpy()
-    assert _verdicts(report.claims_fig1(df))["1D"] == "not reproduced"
+    assert _verdicts(fig1.claims(df))["1D"] == "not reproduced"
 
 
-def test_report_fig3_fig4_verdicts():
-    assert _verdicts(report.claims_fig3(fig3_table(ok=True))) == {"3C": "reproduced", "3D": "reproduced"}
-    assert _verdicts(report.claims_fig3(fig3_table(ok=False))) == {"3C": "not reproduced", "3D": "not reproduced"}
-    assert _verdicts(report.claims_fig4(fig4_table(ok=True))) == {"4C": "reproduced", "4D": "reproduced"}
-    assert _verdicts(report.claims_fig4(fig4_table(ok=False))) == {"4C": "not reproduced", "4D": "not reproduced"}
-    assert _verdicts(report.claims_fig4(fig4_table(schedules=("none", "pre")))) == {"4C": "not run", "4D": "not run"}
-    c = {x.id: x for x in report.claims_fig3(fig3_table(ok=True))}
-    assert "d=30,40,50" in c["3C"].measured and "pre d=50" in c["3D"].measured
+def test_fig3_fig4_verdicts():
+    assert _verdicts(fig3.claims(fig3_table(ok=True))) == {"3C": "reproduced", "3D": "reproduced"}
+    assert _verdicts(fig3.claims(fig3_table(ok=False))) == {"3C": "not reproduced", "3D": "not reproduced"}
+    assert _verdicts(fig4.claims(fig4_table(ok=True))) == {"4C": "reproduced", "4D": "reproduced"}
+    assert _verdicts(fig4.claims(fig4_table(ok=False))) == {"4C": "not reproduced", "4D": "not reproduced"}
+    assert _verdicts(fig4.claims(fig4_table(schedules=("none", "pre")))) == {"4C": "not run", "4D": "not run"}
+    c = {x.id: x for x in fig3.claims(fig3_table(ok=True))}
+    assert [gr.label for gr in c["3C"].groups if gr.verdict == "reproduced"] == ["d=30", "d=40", "d=50"]
+    assert "pre d=50" in c["3D"].measured() and c["3D"].n == 36
+    # 4C reads the two largest delays of the sweep (fig4.yaml at small scale: 50, 70)
+    c4 = {x.id: x for x in fig4.claims(fig4_table(ok=True))}
+    assert [gr.label for gr in c4["4C"].groups] == ["d=50", "d=70"]
+    lacking = fig4_table(delays=(10, 30, 50))
+    assert _verdicts(fig4.claims(lacking))["4C"] == "not run"
+
+
+def test_a_straddling_interval_is_inconclusive_and_says_how_many_networks_decide_it():
+    df = fig4_table(ok=True)
+    sel = (df["task.name"] == "spatial_xor") & (df["flossing.schedule"] == "during") & (df["epoch"] == 100)
+    spread = {0: 0.7, 1: 0.85, 2: 0.95}                      # median 0.85, interval across 0.8
+    df.loc[sel, "value"] = df.loc[sel, "member"].map(spread)
+    c = {x.id: x for x in fig4.claims(df)}["4D"]
+    assert c.verdict == "inconclusive" and c.n_needed() > 6
+    assert "would decide it" in c.decide_line()
 
 
 def test_report_flags_a_pre_run_with_several_episodes():
@@ -275,7 +379,8 @@ def test_report_flags_a_pre_run_with_several_episodes():
     assert any("'pre'" in w for w in report.schedule_checks(df))
 
 
-def test_report_cli_writes_report_with_not_run(tmp_path, fig1_smoke):
+# ----------------------------------------------------------------------------- report
+def test_report_cli_writes_report_with_intervals_and_not_run(tmp_path, fig1_smoke, capsys):
     res = tmp_path / "results"
     (res / "fig3").mkdir(parents=True)
     (res / "fig1").mkdir()
@@ -284,17 +389,23 @@ def test_report_cli_writes_report_with_not_run(tmp_path, fig1_smoke):
     (res / "fig3" / "fig3.png").write_bytes(b"\x89PNG\r\n\x1a\n")   # newer than the table: not redrawn
     (res / "fig3" / "provenance.json").write_text('{"command": "scripts/reproduce.sh fig3 small", "scale": "small", '
                                                   '"git_commit": "abc1234", "wall_s": "4321"}')
-    assert report.main(["--results", str(res), "--no-draw"]) == 0
+    assert report.main(["--results", str(res), "--no-draw", "--map"]) == 0
+    assert "| Fig 4C |" in capsys.readouterr().out
     text = (res / "REPORT.md").read_text()
     lines = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ") and "**" in line}
     assert set(lines) == {"1B", "1B+", "1C", "1D", "3C", "3D", "4C", "4D"}
     assert lines["3C"].endswith("**reproduced** |") and lines["3D"].endswith("**reproduced** |")
-    assert lines["4C"].endswith("**not run** |") and lines["4D"].endswith("**not run** |")
+    assert all(lines[c].endswith("**not run** |") for c in ("4C", "4D", "1B", "1B+", "1C", "1D"))
     assert all(line.rsplit("**", 2)[-2] in VERDICTS for line in lines.values())
+    # each row: id | claim | number [interval] | networks | scale | verdict
+    cells = [c.strip() for c in lines["3C"].split("|")[1:-1]]
+    assert len(cells) == 6 and "[" in cells[2] and cells[3] == "36" and cells[4] == "small, N=32"
+    assert "smoke scale" in lines["1C"] and "smoke" in lines["1C"].split("|")[5]
+    assert "| Fig 3C |" in text and "`flossrepro/figures/fig3.py`" in text
     assert "![fig3](fig3/fig3.png)" in text and "figure not drawn: run `python -m flossrepro.figures --only fig1`" in text
     assert "abc1234" in text and "4321 s" in text and "scripts/reproduce.sh fig4 small" in text
-    assert "scale=smoke" in lines["1C"] and "scale=small" in lines["3C"]
     assert report.main(["--results", str(tmp_path / "nope")]) == 2
+    assert report.main(["--results", str(res), "--study", "nope"]) == 2
 
 
 def test_report_draws_a_missing_figure(tmp_path):
@@ -303,4 +414,5 @@ def test_report_draws_a_missing_figure(tmp_path):
     fig4_table(delays=(60, 70)).to_parquet(res / "fig4" / "metrics.parquet", index=False)
     text = report.render(res)
     assert (res / "fig4" / "fig4.png").exists() and (res / "fig4" / "fig4.pdf").exists()
-    assert "![fig4](fig4/fig4.png)" in text and "no provenance.json" in text
+    assert "![fig4](fig4/fig4.png)" in text and "fig4: no provenance.json" in text
+    assert report.report_name("lowrank") == "REPORT-lowrank.md" and report.report_name("flossing") == "REPORT.md"

@@ -1,9 +1,10 @@
 """``python -m flossrepro.figures [--results results] [--only fig1 fig3 ...] [--dpi 150]``
 
-For each figure, read ``<results>/<experiment>/metrics.parquet`` and save
-``<experiment>.png`` and ``<experiment>.pdf`` beside it. A missing table is reported with the
-command that makes it, and the others are still drawn. Nothing is trained. Exits 0 unless a
-figure failed to draw (1) or the arguments are wrong (2).
+For each figure module (discovered), read the tables of its experiments
+(``<results>/<experiment>/metrics.parquet``, only the metrics it declares) and save
+``<figure>.png`` and ``<figure>.pdf`` beside the first one. A missing table is reported with
+the command that makes it, and the others are still drawn. Nothing is trained. Exits 0
+unless a figure failed to draw (1) or the arguments are wrong (2).
 """
 from __future__ import annotations
 
@@ -12,46 +13,60 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import FIGURES, plotter
-from .data import load
+from . import discover
+from .data import load_tables
+
+
+def run_hint(experiment: str) -> str:
+    return f"scripts/reproduce.sh {experiment} small"
+
+
+def output_paths(results: str | Path, name: str, module) -> list[Path]:
+    """``<results>/<first experiment>/<name>.png`` and ``.pdf``."""
+    out = Path(results) / module.EXPERIMENTS[0]
+    return [out / f"{name}.png", out / f"{name}.pdf"]
 
 
 def draw(results: str | Path, name: str, dpi: int = 150) -> list[Path] | None:
-    """Draw figure ``name`` from ``results/<name>/metrics.parquet``; None when the table is missing."""
-    metrics, _ = load(results, name)
-    if metrics is None or metrics.empty:
+    """Draw figure ``name`` from its tables; None when a table is missing."""
+    mod = discover()[name]
+    metrics, _, missing = load_tables(results, mod.EXPERIMENTS, mod.METRICS)
+    if missing:
         return None
-    fig = plotter(name)(metrics)
-    out = Path(results) / name
-    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    fig = mod.plot(metrics)
+    paths = output_paths(results, name, mod)
     fig.savefig(paths[0], dpi=dpi)
     fig.savefig(paths[1])
     return paths
 
 
 def main(argv=None) -> int:
+    figs = discover()
     ap = argparse.ArgumentParser(prog="python -m flossrepro.figures", description=__doc__.split("\n\n")[1].replace("\n", " "))
     ap.add_argument("--results", default="results", help="folder holding <experiment>/metrics.parquet (default: results)")
-    ap.add_argument("--only", nargs="+", metavar="FIG", help=f"draw only these ({', '.join(FIGURES)})")
+    ap.add_argument("--only", nargs="+", metavar="FIG", help=f"draw only these ({', '.join(figs)})")
     ap.add_argument("--dpi", type=int, default=150, help="PNG resolution (default 150)")
     a = ap.parse_args(argv)
-    names = a.only or list(FIGURES)
-    bad = [n for n in names if n not in FIGURES]
+    names = a.only or list(figs)
+    bad = [n for n in names if n not in figs]
     if bad:
-        print(f"figures: error: unknown figure(s) {', '.join(bad)}; have: {', '.join(FIGURES)}", file=sys.stderr)
+        print(f"figures: error: unknown figure(s) {', '.join(bad)}; have: {', '.join(figs)}", file=sys.stderr)
         return 2
     drawn, skipped, failed = [], [], []
     for name in names:
-        table = Path(a.results) / name / "metrics.parquet"
+        mod = figs[name]
         try:
             paths = draw(a.results, name, a.dpi)
         except Exception as e:  # one bad table must not stop the others
             traceback.print_exc()
-            print(f"{name}: FAILED to draw from {table}: {type(e).__name__}: {e}")
+            print(f"{name}: FAILED to draw from {', '.join(mod.EXPERIMENTS)}: {type(e).__name__}: {e}")
             failed.append(name)
             continue
         if paths is None:
-            print(f"{name}: no {table} (or it is empty); run: scripts/reproduce.sh {name} small")
+            _, _, missing = load_tables(a.results, mod.EXPERIMENTS, mod.METRICS)
+            for e in missing:
+                wanted = ", ".join(mod.METRICS or ["any metric"])
+                print(f"{name}: no {Path(a.results) / e / 'metrics.parquet'} (or no rows of {wanted}); run: {run_hint(e)}")
             skipped.append(name)
         else:
             print(f"{name}: wrote {paths[0]} and {paths[1]}")

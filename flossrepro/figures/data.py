@@ -18,30 +18,39 @@ import pandas as pd
 
 NET = ["run_id", "member"]
 
-#: chance level of each task's test metric: MSE of predicting the target's mean for the
-#: continuous tasks (copy: Var U(0,1) = 1/12; temporal XOR: Var|x1-x2| = 1/18), accuracy 0.5
-#: for the binary ones.
-CHANCE = {"copy": 1.0 / 12.0, "temporal_xor": 1.0 / 18.0, "lag_xor": 1.0 / 18.0,
-          "binary_xor": 0.5, "spatial_xor": 0.5}
 
-#: the order and colour of flossing schedules in every figure
-SCHEDULES = ["none", "pre", "during", "throughout"]
-SCHEDULE_LABEL = {"none": "baseline (no flossing)", "pre": "preflossing", "during": "flossing during training",
-                  "throughout": "flossing throughout"}
-
-
-def load(results: str | Path, experiment: str) -> tuple[pd.DataFrame | None, dict]:
-    """``(metrics or None, provenance dict)`` from ``results/<experiment>/``."""
+def load(results: str | Path, experiment: str, metrics: tuple[str, ...] | set[str] | None = None
+         ) -> tuple[pd.DataFrame | None, dict]:
+    """``(table or None, provenance dict)`` from ``results/<experiment>/``; with ``metrics``, only
+    the rows of those metrics are read (a figure module sees only what it declares)."""
     d = Path(results) / experiment
     mp, pp = d / "metrics.parquet", d / "provenance.json"
-    metrics = pd.read_parquet(mp) if mp.exists() else None
+    table = None
+    if mp.exists():
+        filters = [("metric", "in", sorted(metrics))] if metrics is not None else None
+        table = pd.read_parquet(mp, filters=filters)
     prov = {}
     if pp.exists():
         try:
             prov = json.loads(pp.read_text())
         except (OSError, json.JSONDecodeError):
             prov = {}
-    return metrics, prov
+    return table, prov
+
+
+def load_tables(results: str | Path, experiments, metrics=None) -> tuple[pd.DataFrame | None, dict, list[str]]:
+    """The tables of several experiments, concatenated: ``(table or None, {experiment:
+    provenance}, experiments whose table is missing or empty)``."""
+    frames, provs, missing = [], {}, []
+    for e in experiments:
+        t, prov = load(results, e, metrics)
+        provs[e] = prov
+        if t is None or t.empty:
+            missing.append(e)
+        else:
+            frames.append(t)
+    table = pd.concat(frames, ignore_index=True) if frames else None
+    return table, provs, missing
 
 
 def rows(df: pd.DataFrame, metric: str | None = None, **settings) -> pd.DataFrame:
@@ -111,6 +120,11 @@ def final(df: pd.DataFrame, metric: str, fail_value: float | None = None) -> pd.
     return r
 
 
+def network_values(df: pd.DataFrame) -> tuple[np.ndarray, list]:
+    """``(values, networks)``: one value per network (``df`` holds one row per network)."""
+    return df["value"].to_numpy(float), list(zip(df["run_id"], df["member"]))
+
+
 def final_medians(df: pd.DataFrame, metric: str, task: str, fail_value: float | None = None) -> pd.DataFrame:
     """Median over networks of the final ``metric`` for ``task``, per schedule and delay.
 
@@ -131,9 +145,14 @@ def first_setting(df: pd.DataFrame, col: str):
 
 
 def describe(df: pd.DataFrame) -> dict:
-    """Scale, N, members, epochs and (flossing) k as recorded in the table."""
+    """Scale, N, members, epochs and flossed k as recorded in the table (k of the flossed runs;
+    flossing epochs per episode only when the table holds ``floss_loss``)."""
     out = {"scale": first_setting(df, "scale.name"), "N": first_setting(df, "arch.n_hidden"),
            "members": first_setting(df, "members"), "epochs": first_setting(df, "epochs")}
+    if "flossing.schedule" in df.columns and "flossing.k" in df.columns:
+        ks = values(df[df["flossing.schedule"] != "none"], "flossing.k")
+        if ks:
+            out["k"] = ks
     fl = df[df["metric"] == "floss_loss"] if "metric" in df else df.iloc[0:0]
     if not fl.empty:
         out["k"] = sorted(fl["flossing.k"].dropna().unique().tolist()) if "flossing.k" in fl else None

@@ -1,12 +1,16 @@
 """Fig 1 (B-D): flossing alone drives the Lyapunov exponents of random tanh networks to a target.
 
 - **B**: lambda_1 (estimated on each flossing step, ``floss_lambda_1``) vs flossing epochs for
-  every target in the table, k=1: median over networks, 25-75% band, dashed target lines.
+  every target of the sweep, k=1: median over networks, 25-75% band, dashed target lines.
 - **C**: flossing loss (``floss_loss``) vs flossing epochs for every k at target 0, log y:
   median and 25-75% band.
 - **D**: the spectrum after flossing (``lyap_after_floss``, the last episode of each run) vs
   exponent index for every k at target 0: a dot per network, the median line, a dotted
   vertical marker at i=k, and the median spectrum before flossing in grey.
+
+Claims 1B, 1B+, 1C, 1D are defined below with their thresholds. Targets and k come from the
+table and from the sweep in ``conf/experiment/fig1.yaml`` (the planned values, to say what
+was not run).
 """
 from __future__ import annotations
 
@@ -15,11 +19,47 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from .data import NET, last_epoch_rows, rows, values
+from . import planned
+from .claims import Claim, Group, frac, g, part, rng_for, scale_of
+from .data import NET, band, first_setting, last_epoch_rows, rows, values
 from .plotting import STYLE, empty_panel, jitter, median_band, new_figure, note, palette, suptitle
 
-TARGETS = [-1.0, -0.5, 0.0, 0.5]
-TARGET_COLOR = {-1.0: "#08519c", -0.5: "#4eb3d3", 0.0: "#238b45", 0.5: "#e6550d"}
+EXPERIMENTS = ("fig1",)
+STUDY = "flossing"
+TITLE = "Fig 1: flossing drives Lyapunov exponents to a target"
+PANELS = {"B": "lambda_1 during flossing toward each target (k=1)",
+          "C": "flossing loss vs flossing epochs, each k (target 0)",
+          "D": "Lyapunov spectrum after flossing k exponents (target 0)"}
+METRICS = ("floss_lambda_1", "floss_loss", "lyap_before_floss", "lyap_after_floss")
+
+K_B = 1                # 1B, 1B+: lambda_1 is flossed alone
+TARGET_CD = 0.0        # 1C, 1D: flossing toward 0
+TOL_1B = 0.05          # |lambda_1 - target| counted as "reached"
+FRAC_1B = 0.9          # fraction of networks that must reach each non-positive target
+FRAC_1B_POS = 0.1      # a positive target counts as "not reached" below this fraction
+LOSS_DROP_1C = 0.1     # final median flossing loss below this fraction of the initial
+NEAR0_1D = 0.1         # median |lambda_i| for i <= k
+GAP_1D = 0.1           # median lambda_{k+1} < median lambda_k - GAP
+
+CLAIMS = {
+    "1B": f"lambda_1 reaches each non-positive target of the sweep ({{-1, -0.5, 0}}) within {TOL_1B} "
+          f"for >= {FRAC_1B:.0%} of networks (k={K_B})",
+    "1B+": f"a positive target (+0.5) is not reached (< {FRAC_1B_POS:.0%} of networks within {TOL_1B})",
+    "1C": f"the flossing loss falls: median final < {LOSS_DROP_1C:.0%} of median initial, for each k (target 0)",
+    "1D": f"after flossing k exponents (k < N), the first k sit near 0 (median abs(lambda_i) < {NEAR0_1D} for i <= k) "
+          f"and lambda_(k+1) is clearly below (median lambda_(k+1) < median lambda_k - {GAP_1D})",
+}
+
+
+def _plan(df: pd.DataFrame, key: str) -> list:
+    """The sweep's planned values of ``key`` at the table's scale."""
+    scales = scale_of(df)
+    return planned(EXPERIMENTS[0], key, scales[0] if scales else None)
+
+
+def _targets(df: pd.DataFrame) -> list[float]:
+    """Planned targets and those in the table."""
+    return sorted({float(t) for t in _plan(df, "flossing.target")} | {float(t) for t in values(df, "flossing.target")})
 
 
 def _k1(df: pd.DataFrame) -> tuple[int | None, str]:
@@ -47,13 +87,11 @@ def panel_b(ax, df: pd.DataFrame) -> None:
     ax.set_ylabel("$\\lambda_1$ (1/step)")
     k, msg = _k1(df)
     sub = rows(df, "floss_lambda_1", flossing__k=k)
-    present = values(sub, "flossing.target")
     if sub.empty:
         empty_panel(ax, "no floss_lambda_1 rows in the table")
         return
-    targets = sorted(set(TARGETS) | set(present))
-    extra = iter(palette(len(targets), "magma"))
-    cols = {t: TARGET_COLOR.get(float(t)) or next(extra) for t in targets}
+    targets = _targets(df)
+    cols = dict(zip(targets, palette(len(targets), "tab10")))
     missing = []
     for t in targets:
         d = rows(sub, flossing__target=float(t))
@@ -124,3 +162,120 @@ def plot(metrics: pd.DataFrame) -> Figure:
         panel_d(axes[0, 2], metrics)
         suptitle(fig, "Fig 1: gradient flossing of random tanh networks (no task training)", metrics, "no-k")
     return fig
+
+
+# ----------------------------------------------------------------------------- claims
+def _lambda1_after(df: pd.DataFrame, k: int, target: float) -> pd.Series:
+    """lambda_1 after the last flossing episode, one value per network."""
+    d = last_epoch_rows(rows(df, "lyap_after_floss", flossing__k=k, flossing__target=target))
+    d = d[d["index"] == 1]
+    return d.set_index(NET)["value"]
+
+
+def _first_within(df: pd.DataFrame, k: int, target: float, tol: float) -> int | None:
+    """First flossing epoch at which the median (over networks) of floss_lambda_1 is within ``tol``."""
+    b = band(rows(df, "floss_lambda_1", flossing__k=k, flossing__target=target))
+    hit = b[(b["median"] - target).abs() <= tol]
+    return None if hit.empty else int(hit["epoch"].iloc[0])
+
+
+def _reach(df: pd.DataFrame, cid: str, positive: bool) -> Claim:
+    """1B (non-positive targets reached by >= FRAC_1B) and 1B+ (positive targets reached by < FRAC_1B_POS)."""
+    c, rng = Claim(cid, CLAIMS[cid]), rng_for(cid)
+    op, thr = ("<", FRAC_1B_POS) if positive else (">=", FRAC_1B)
+    lost = []
+    c.detail = ["| target | networks | within 0.05 | median lambda_1 after | first flossing epoch median within 0.05 |",
+                "|---|---|---|---|---|"]
+    for t in [t for t in _targets(df) if (t > 0) == positive]:
+        lam = _lambda1_after(df, K_B, t)
+        if lam.empty:
+            lost.append(f"{t:g}")
+            continue
+        within = ((lam - t).abs() <= TOL_1B).to_numpy()
+        c.groups.append(Group(f"target {t:g}", [part(f"fraction of networks within {TOL_1B}", within, frac, op, thr,
+                                                     lam.index, rng)]))
+        first = _first_within(df, K_B, t, TOL_1B)
+        c.detail.append(f"| {t:g} | {len(lam)} | {within.mean():.0%} | {g(lam.median())} | "
+                        f"{first if first is not None else 'never'} |")
+    if lost:
+        c.missing = f"target(s) {', '.join(lost)} not run with k={K_B}"
+    if not positive:
+        c.detail += ["", "(paper: each target reached within < 100 flossing epochs)"]
+    if len(c.detail) == 2:
+        c.detail = []
+    return c
+
+
+def _ks(df: pd.DataFrame, metric: str) -> list[int]:
+    """Planned k and those in the table with ``metric`` rows at target 0."""
+    have = values(rows(df, metric, flossing__target=TARGET_CD), "flossing.k")
+    return sorted({int(k) for k in _plan(df, "flossing.k")} | {int(k) for k in have})
+
+
+def _claim_1c(df: pd.DataFrame) -> Claim:
+    c, rng = Claim("1C", CLAIMS["1C"]), rng_for("1C")
+    fl = rows(df, "floss_loss", flossing__target=TARGET_CD)
+    ratio = lambda x, axis: np.median(x[..., 1], axis=axis) / np.median(x[..., 0], axis=axis)  # noqa: E731
+    lost = []
+    c.detail = ["| k | networks | median initial loss | median final loss | ratio |", "|---|---|---|---|---|"]
+    for k in _ks(df, "floss_loss"):
+        d = rows(fl, flossing__k=k)
+        if d.empty:
+            lost.append(str(k))
+            continue
+        first = d[d["epoch"] == d.groupby("run_id")["epoch"].transform("min")].set_index(NET)["value"]
+        last = d[d["epoch"] == d.groupby("run_id")["epoch"].transform("max")].set_index(NET)["value"]
+        both = pd.concat([first, last], axis=1, keys=["first", "last"]).dropna(subset=["first"])
+        both["last"] = both["last"].where(np.isfinite(both["last"]), np.inf)   # diverged: the loss did not fall
+        x = both.to_numpy(float)
+        c.groups.append(Group(f"k={k}", [part("median final / median initial loss", x, ratio, "<", LOSS_DROP_1C,
+                                              both.index, rng)]))
+        c.detail.append(f"| {k} | {len(x)} | {g(np.median(x[:, 0]))} | {g(np.median(x[:, 1]))} | "
+                        f"{g(float(ratio(x[None], 1)[0]))} |")
+    if lost:
+        c.missing = f"k={', '.join(lost)} not run at target {TARGET_CD:g}"
+    if len(c.detail) == 2:
+        c.detail = []
+    return c
+
+
+def _claim_1d(df: pd.DataFrame) -> Claim:
+    c, rng = Claim("1D", CLAIMS["1D"]), rng_for("1D")
+    N = first_setting(df, "arch.n_hidden")
+    after = rows(df, "lyap_after_floss", flossing__target=TARGET_CD)
+    ks = [k for k in _ks(df, "lyap_after_floss") if not isinstance(N, (int, np.integer)) or k < N]
+    near = lambda x, axis: np.max(np.median(x, axis=axis), axis=-1)  # noqa: E731
+    gap = lambda x, axis: np.median(x[..., 0], axis=axis) - np.median(x[..., 1], axis=axis)  # noqa: E731
+    lost = []
+    c.detail = ["| k | networks | max over i<=k of median abs(lambda_i) | median lambda_k | median lambda_(k+1) |",
+                "|---|---|---|---|---|"]
+    for k in ks:
+        d = last_epoch_rows(rows(after, flossing__k=k))
+        if d.empty:
+            lost.append(f"k={k} not run at target {TARGET_CD:g}")
+            continue
+        spec = d.groupby(NET + ["index"])["value"].last().unstack("index")
+        if k + 1 not in spec.columns or k not in spec.columns:
+            lost.append(f"k={k}: spectrum recorded only to i={int(max(spec.columns))}")
+            continue
+        spec = spec[list(range(1, k + 2))].dropna()
+        a = np.abs(spec[list(range(1, k + 1))].to_numpy(float))
+        pair = spec[[k, k + 1]].to_numpy(float)
+        c.groups.append(Group(f"k={k}", [
+            part(f"max over i<={k} of median abs(lambda_i)", a, near, "<", NEAR0_1D, spec.index, rng),
+            part(f"median lambda_{k} - median lambda_{k + 1}", pair, gap, ">", GAP_1D, spec.index, rng)]))
+        med = np.median(pair, axis=0)
+        c.detail.append(f"| {k} | {len(spec)} | {g(float(near(a[None], 1)[0]))} | {g(med[0])} | {g(med[1])} |")
+    if lost:
+        c.missing = "; ".join(lost)
+    if not ks:
+        c.missing = f"no k < N at target {TARGET_CD:g} in the table"
+    if len(c.detail) == 2:
+        c.detail = []
+    return c
+
+
+def claims(metrics: pd.DataFrame) -> list[Claim]:
+    """Claims 1B, 1B+, 1C, 1D measured on the fig1 table."""
+    return [_reach(metrics, "1B", positive=False), _reach(metrics, "1B+", positive=True),
+            _claim_1c(metrics), _claim_1d(metrics)]

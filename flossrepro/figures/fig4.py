@@ -5,6 +5,9 @@
   training (``during``): median, 25-75% band and a thin line per realization; chance 0.5 dashed.
 - **C/D**: final test accuracy (last evaluation of each run) vs delay: a dot per realization
   and the median line; chance 0.5 dashed.
+
+Claims 4C and 4D are defined below with their thresholds; delays come from the table and the
+sweep in ``conf/experiment/fig4.yaml``.
 """
 from __future__ import annotations
 
@@ -12,30 +15,48 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from .common_task import vs_delay, vs_epochs
+from .claims import Claim, Group, rng_for
+from .common_task import (conditions, delays_text, diff_part, finals, leaves_chance, median_part, median_table,
+                          planned_delays, vs_delay, vs_epochs)
 from .data import values
 from .plotting import STYLE, new_figure, suptitle
 
-DELAY = 70
-DELAYS = [10, 20, 30, 40, 50, 60, 70]
+EXPERIMENTS = ("fig4",)
+STUDY = "flossing"
+TITLE = "Fig 4: flossing during training (binary temporal XOR, spatial XOR)"
+PANELS = {"A": "binary temporal XOR: test accuracy vs training epochs at d=70",
+          "B": "spatial XOR: test accuracy vs training epochs at d=70",
+          "C": "binary temporal XOR: final test accuracy vs delay",
+          "D": "spatial XOR: final test accuracy vs delay"}
+METRICS = ("test_accuracy", "lyap_after_floss")   # lyap_after_floss: the report checks each run's flossing episodes
+
+DELAY = 70             # panels A/B show this delay (the paper's)
 TASKS = [("binary_xor", "binary temporal XOR"), ("spatial_xor", "spatial XOR")]
+CONDS = ["none", "pre", "during"]
+LEAVE_4 = 0.6          # leaves chance (binary): median final accuracy > LEAVE_4
+SUCCEED_4 = 0.8        # succeeds (binary): median final accuracy > SUCCEED_4
+
+CLAIMS = {
+    "4C": "binary temporal XOR: median final accuracy none < pre < during at the two largest delays",
+    "4D": f"spatial XOR: flossing during training succeeds (median > {SUCCEED_4}) at a delay where "
+          f"preflossing fails (median < {LEAVE_4})",
+}
 
 
 def _schedules(df: pd.DataFrame) -> list[str]:
-    extra = [s for s in values(df, "flossing.schedule") if s not in ("none", "pre", "during")]
-    return ["none", "pre", "during"] + extra
+    extra = [s for s in values(df, "flossing.schedule") if s not in CONDS]
+    return CONDS + extra
 
 
 def plot(metrics: pd.DataFrame) -> Figure:
     """Fig 4A-D from the fig4 table (see the module docstring)."""
     sched = _schedules(metrics)
+    delays = planned_delays(EXPERIMENTS[0], metrics)
     with rc_context(STYLE):
         fig, axes = new_figure(2, 2, (11, 8))
         for j, (task, name) in enumerate(TASKS):
-            ax = axes[0, j]
-            vs_epochs(ax, metrics, task, "test_accuracy", sched, DELAY, f"{'AB'[j]}  {name}", log_y=False)
-            ax = axes[1, j]
-            vs_delay(ax, metrics, task, "test_accuracy", sched, DELAYS, f"{'CD'[j]}  {name}: final accuracy",
+            vs_epochs(axes[0, j], metrics, task, "test_accuracy", sched, DELAY, f"{'AB'[j]}  {name}", log_y=False)
+            vs_delay(axes[1, j], metrics, task, "test_accuracy", sched, delays, f"{'CD'[j]}  {name}: final accuracy",
                      log_y=False, fail_value=0.5)
         acc = metrics.loc[metrics["metric"] == "test_accuracy", "value"]
         low = min(0.3, float(acc.min()) - 0.02) if acc.notna().any() else 0.3
@@ -43,3 +64,50 @@ def plot(metrics: pd.DataFrame) -> Figure:
             ax.set_ylim(low, 1.02)
         suptitle(fig, "Fig 4: flossing during training and long delays (binary tasks)", metrics)
     return fig
+
+
+# ----------------------------------------------------------------------------- claims
+def _claim_4c(df: pd.DataFrame) -> Claim:
+    c, rng = Claim("4C", CLAIMS["4C"]), rng_for("4C")
+    f = finals(df, "test_accuracy", "binary_xor", 0.5)
+    full = conditions(f, CONDS)
+    top = sorted(planned_delays(EXPERIMENTS[0], df) or full)[-2:]
+    for d in top:
+        if d not in full:
+            continue
+        c.groups.append(Group(f"d={d:g}", [diff_part("median pre - none", f, "none", "pre", d, ">", 0.0, rng),
+                                           diff_part("median during - pre", f, "pre", "during", d, ">", 0.0, rng)]))
+    lost = [d for d in top if d not in full]
+    if lost or len(top) < 2:
+        c.missing = f"binary_xor: {delays_text(lost)} not run with all of {', '.join(CONDS)}" if lost else \
+            "binary_xor: fewer than two delays in the table"
+    c.detail = ["Median final test accuracy (binary temporal XOR; chance 0.5), networks in brackets. Paper: baseline "
+                "at chance for d >= 40, pre improves but is at chance at d=70, during > 0.8 at d=70.", ""
+                ] + median_table(f) + ["", f"Leaves chance (median > {LEAVE_4}): {leaves_chance(f, '>', LEAVE_4)}."]
+    return c
+
+
+def _claim_4d(df: pd.DataFrame) -> Claim:
+    c, rng = Claim("4D", CLAIMS["4D"], over="any"), rng_for("4D")
+    f = finals(df, "test_accuracy", "spatial_xor", 0.5)
+    lack = [s for s in ("pre", "during") if s not in values(f, "flossing.schedule")]
+    if lack:
+        c.missing = f"spatial_xor: condition(s) {', '.join(lack)} not in the table"
+        return c
+    both = conditions(f, ["pre", "during"])
+    for d in both:
+        c.groups.append(Group(f"d={d:g}", [
+            median_part("during median final accuracy", f, "during", d, ">", SUCCEED_4, rng),
+            median_part("pre median final accuracy", f, "pre", d, "<", LEAVE_4, rng)]))
+    lost = [d for d in planned_delays(EXPERIMENTS[0], df) if d not in both]
+    if lost:
+        c.missing = f"spatial_xor: {delays_text(lost)} not run with pre and during"
+    c.detail = ["Median final test accuracy (spatial XOR; chance 0.5), networks in brackets. Paper: pre fails for "
+                "d > 60, during succeeds.", ""] + median_table(f) + [
+        "", f"Leaves chance (median > {LEAVE_4}): {leaves_chance(f, '>', LEAVE_4)}."]
+    return c
+
+
+def claims(metrics: pd.DataFrame) -> list[Claim]:
+    """Claims 4C and 4D measured on the fig4 table."""
+    return [_claim_4c(metrics), _claim_4d(metrics)]

@@ -7,13 +7,14 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from ..constants import SCHEDULES
 from .data import NET, band, describe, fmt_setting
 
 STYLE = {"axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
          "grid.alpha": 0.3, "font.size": 9, "axes.titlesize": 10, "legend.fontsize": 7.5,
          "legend.frameon": False}
 
-SCHEDULE_COLOR = dict(zip(["none", "pre", "during", "throughout"], ["#555555", "#1f77b4", "#d62728", "#9467bd"]))
+SCHEDULE_COLOR = dict(zip(SCHEDULES, ["#555555", "#1f77b4", "#d62728", "#9467bd"]))
 
 
 def new_figure(nrows: int, ncols: int, size: tuple[float, float]) -> tuple[Figure, np.ndarray]:
