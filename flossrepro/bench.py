@@ -10,12 +10,12 @@ recorded too (on a loaded machine the two differ by the time the thread waited).
 
 Measured (``R`` ensemble members; times per member where ``R > 1``):
 
-- training epoch, as ``Trainer.train_step`` does it: VanillaRNN tanh ``N=80``, batch
+- training epoch, as the trainer runs it (:func:`flossrepro.steps.train_step`): VanillaRNN tanh ``N=80``, batch
   ``B=16``, ``T=300``, task ``binary_xor`` (delay 10), fresh data every epoch; forward,
   per-member loss, finite check, masked ``sum().backward()``, gradient mask, training
   accuracy, per-member gradient clipping at 0.03, Adam (lr 1e-3). (The trainer's periodic
   diagnostics, e.g. singular values of ``dW`` every few epochs, are not included.)
-- flossing epoch, as ``Trainer.floss_step`` does it (:func:`flossrepro.flossing.floss_step`):
+- flossing epoch, as every job runs it (:func:`flossrepro.flossing.floss_step`):
   ``N=80``, ``k=75``, batch 1, ``s_ons=1``, ``T_f in {300, 55}``, default transients
   (10 and ``ceil(T_f/10)``), inputs from ``Task.sample_inputs``.
 - the same for an ensemble of ``R=20`` members.
@@ -71,7 +71,9 @@ from torch import Tensor, nn
 
 from . import lyapunov as _lyap
 from . import native
-from .flossing import clip_grad_norm_per_member, floss_step, flossing_parameters
+from .flossing import floss_step, flossing_parameters
+from .job import adam
+from .steps import train_step
 from .init import initialize
 from .lyapunov import default_transients
 from .models import VanillaRNN
@@ -182,12 +184,6 @@ def _model(R: int, N: int, n_in: int = 1, n_out: int = 1, seed0: int = 0) -> Van
     return m.to(DEVICE)
 
 
-def _mask_grads(params, keep: Tensor) -> None:
-    for p in params:
-        if p.grad is not None:
-            p.grad.masked_fill_(~keep.view(-1, *([1] * (p.dim() - 1))), 0.0)
-
-
 def _pytorch_path(epoch):
     """The epoch with the native C kernels switched off (:func:`flossrepro.native.disabled`)."""
     def run():
@@ -197,25 +193,18 @@ def _pytorch_path(epoch):
 
 
 def engine_train_epoch(R: int = 1, N: int = 80, B: int = 16, T: int = 300):
-    """One ``Trainer.train_step`` of the engine (``fast=True``), minus its bookkeeping."""
+    """One training epoch as the trainer runs it (:func:`flossrepro.steps.train_step`, the
+    training accuracy), minus the trainer's recording and diagnostics."""
     task = make_task(TASK, delay=DELAY, seq_len=T, batch_size=B)
     model = _model(R, N, task.n_in, task.n_out)
     gens = member_generators(list(range(R)), "train")
     params = list(model.parameters())
-    opt = torch.optim.Adam(params, lr=LR, fused=True)  # as the trainer makes it
-    alive = torch.ones(R, dtype=torch.bool, device=DEVICE)
+    opt = adam(params, lr=LR)  # as the trainer makes it
 
     def epoch():
         batch = task.sample(gens, device=DEVICE)
-        opt.zero_grad(set_to_none=True)
-        out = model(batch.inputs)
-        loss = task.loss(out, batch)
-        alive.logical_and_(torch.isfinite(loss.detach()))
-        torch.where(alive, loss, torch.zeros_like(loss)).sum().backward()
-        _mask_grads(params, alive)
-        task.metric(out.detach(), batch)
-        clip_grad_norm_per_member(params, CLIP)
-        opt.step()
+        _, out = train_step(model, task, batch, opt, params, clip=CLIP)
+        task.metric(out, batch)
 
     return epoch
 
@@ -240,11 +229,11 @@ def eager_train_epoch(N: int = 80, B: int = 16, T: int = 300):
 
 
 def engine_floss_epoch(R: int = 1, N: int = 80, k: int = 75, T: int = 300):
-    """One ``Trainer.floss_step`` of the engine (:func:`flossrepro.flossing.floss_step`)."""
+    """One flossing epoch as the jobs run it (:func:`flossrepro.flossing.floss_step`)."""
     task = make_task(TASK, delay=DELAY, seq_len=max(T, DELAY + 1), batch_size=1)
     model = _model(R, N, task.n_in, task.n_out)
     gens = member_generators(list(range(R)), "floss")
-    opt = torch.optim.Adam(flossing_parameters(model), lr=LR, fused=True)
+    opt = adam(flossing_parameters(model), lr=LR)  # as the job makes it
 
     def epoch():
         x = task.sample_inputs(gens, batch_size=1, seq_len=T, device=DEVICE)[:, :, 0]
