@@ -6,8 +6,10 @@ from flossrepro import bench
 
 
 def test_eager_reference_matches_engine():
+    # float32, two independent implementations: measured |dlambda| 1.2e-6..1.3e-6 and
+    # gradient drift 1.3e-5..2.1e-5 (seeds 0, 1); a wrong gradient is off by O(1)
     c = bench.consistency(N=16, k=12, T=40)
-    assert c["eager_max_abs_dlambda"] < 1e-4 and c["eager_rel_dgradW"] < 1e-3
+    assert c["eager_max_abs_dlambda"] < 1e-5 and c["eager_rel_dgradW"] < 2e-4
 
 
 def test_flop_model_and_fit():

@@ -1,3 +1,4 @@
+import hashlib
 import math
 
 import pytest
@@ -17,20 +18,21 @@ from flossrepro.tasks import (
 )
 
 SETTINGS = settings(max_examples=30, deadline=None)
+SLOW_SETTINGS = settings(max_examples=400, deadline=None)
 NAMES = sorted(TASKS)
 
 
 @st.composite
-def task_setups(draw, names=tuple(NAMES)):
+def task_setups(draw, names=tuple(NAMES), max_delay=12, max_extra=20):
     name = draw(st.sampled_from(names))
     cls = TASKS[name]
-    delay = draw(st.integers(cls.min_delay, 12))
+    delay = draw(st.integers(cls.min_delay, max_delay))
     max_lag = 2 * delay if name == "lag_xor" else delay
-    seq_len = draw(st.integers(max_lag + 1, max_lag + 20))
+    seq_len = draw(st.integers(max_lag + 1, max_lag + max_extra))
     batch = draw(st.integers(1, 5))
     amp = draw(st.sampled_from([1.0, 0.5, 2.0, 0.3, 3.7]))
     R = draw(st.integers(1, 4))
-    seeds = draw(st.lists(st.integers(0, 10**6), min_size=R, max_size=R))
+    seeds = draw(st.lists(st.integers(-(2**63), 2**63 - 1), min_size=R, max_size=R))
     return make_task(name, delay=delay, seq_len=seq_len, batch_size=batch, amplitude=amp), seeds
 
 
@@ -54,9 +56,7 @@ def expected_target(task, x):
     return y
 
 
-@SETTINGS
-@given(task_setups())
-def test_targets_masks_shapes(setup):
+def _check_targets_masks_shapes(setup):
     task, seeds = setup
     gens = member_generators(seeds, "train")
     batch = task.sample(gens, dtype=torch.float64)
@@ -79,6 +79,20 @@ def test_targets_masks_shapes(setup):
 
 
 @SETTINGS
+@given(task_setups())
+def test_targets_masks_shapes(setup):
+    _check_targets_masks_shapes(setup)
+
+
+@pytest.mark.slow
+@SLOW_SETTINGS
+@given(task_setups(max_delay=150, max_extra=300))
+def test_targets_masks_shapes_long_delays(setup):
+    # the same oracle over the paper's delays (up to 150, sequences up to 2 * 150 + 300)
+    _check_targets_masks_shapes(setup)
+
+
+@SETTINGS
 @given(task_setups(), st.sampled_from([torch.float32, torch.float64]))
 def test_ensemble_member_equals_single_run(setup, dtype):
     task, seeds = setup
@@ -98,15 +112,18 @@ def test_ensemble_member_equals_single_run(setup, dtype):
 
 
 @SETTINGS
-@given(task_setups(names=("copy", "temporal_xor", "lag_xor")), st.sampled_from(["test", "floss", "init"]))
+@given(task_setups(), st.sampled_from(["test", "floss", "init"]))
 def test_streams_independent(setup, other):
+    # every task, the binary ones too: draws of >= 64 x 8 values, so two independent binary
+    # streams coincide with probability <= 2^-512 (the task's own short sequences could)
     task, seeds = setup
-    a = task.sample(member_generators(seeds, "train"))
-    b = task.sample(member_generators(seeds, other))
+    T = max(task.seq_len, 64)
+    a = task.sample(member_generators(seeds, "train"), seq_len=T, batch_size=8)
+    b = task.sample(member_generators(seeds, other), seq_len=T, batch_size=8)
     for r in range(len(seeds)):
         assert not torch.equal(a.inputs[:, r], b.inputs[:, r])
     # deterministic
-    c = task.sample(member_generators(seeds, "train"))
+    c = task.sample(member_generators(seeds, "train"), seq_len=T, batch_size=8)
     assert torch.equal(a.inputs, c.inputs)
 
 
@@ -114,10 +131,15 @@ def test_member_generators_distinct_seeds_and_stable():
     gens = member_generators([0, 1, 2], "train")
     draws = [torch.rand(8, generator=g) for g in gens]
     assert not torch.equal(draws[0], draws[1]) and not torch.equal(draws[1], draws[2])
-    # stable across calls (no salted hash)
-    assert [g.initial_seed() for g in member_generators([0, 1, 2], "train")] == [
-        g.initial_seed() for g in member_generators([0, 1, 2], "train")
-    ]
+    # stable across processes: the documented SHA-256 of "<seed>/<stream>", not Python's
+    # salted hash (comparing two calls in one process could not catch a salted hash)
+    for seed, stream in ((0, "train"), (2, "train"), (7, "floss_test"), (-5, "init")):
+        digest = hashlib.sha256(f"{seed}/{stream}".encode()).digest()
+        expected = int.from_bytes(digest[:8], "little") & (2**63 - 1)
+        assert member_generators([seed], stream)[0].initial_seed() == expected
+    assert [g.initial_seed() for g in gens] == [
+        int.from_bytes(hashlib.sha256(f"{s}/train".encode()).digest()[:8], "little") & (2**63 - 1)
+        for s in (0, 1, 2)]
     assert all(g.device.type == "cpu" for g in gens)
     assert member_generators([], "train") == []
 
@@ -156,6 +178,36 @@ def test_perfect_outputs(setup):
         assert torch.equal(m, torch.ones(R))
     else:
         assert (m.abs() < 1e-12).all()
+
+
+@SETTINGS
+@given(task_setups(), st.integers(0, 2**32 - 1))
+def test_loss_and_metric_equal_explicit_formula(setup, seed):
+    # arbitrary outputs (the other tests only use perfect or constant ones): per member, the
+    # mean over masked steps, batch and outputs of the squared error / BCE with logits, and
+    # the accuracy of sign(logit) against the target bits, written out with loops
+    task, seeds = setup
+    batch = task.sample(member_generators(seeds, "train"), dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    outputs = 2 * torch.randn(batch.targets.shape, generator=g, dtype=torch.float64)
+    T, R = batch.targets.shape[:2]
+    loss, metric = task.loss(outputs, batch), task.metric(outputs, batch)
+    assert loss.shape == metric.shape == (R,)
+    for r in range(R):
+        terms, hits, n = 0.0, 0, 0
+        for t in range(task.max_lag, T):
+            for o, y in zip(outputs[t, r].flatten().tolist(), batch.targets[t, r].flatten().tolist()):
+                if task.loss_kind == "mse":
+                    terms += (o - y) ** 2
+                else:  # -y log sigmoid(o) - (1 - y) log(1 - sigmoid(o))
+                    terms += math.log1p(math.exp(-abs(o))) + max(o, 0.0) - o * y
+                hits += (o > 0) == (y > 0.5)
+                n += 1
+        assert loss[r].item() == pytest.approx(terms / n, rel=1e-12, abs=1e-14)
+        if task.metric_name == "accuracy":
+            assert metric[r].item() == pytest.approx(hits / n, rel=1e-12)
+        else:
+            assert metric[r].item() == pytest.approx(terms / n, rel=1e-12, abs=1e-14)
 
 
 @pytest.mark.parametrize("name", NAMES)
