@@ -1,0 +1,1 @@
+"""The Hydra config tree (a package so that ``pkg://flossrepro.conf`` finds it when installed)."""
