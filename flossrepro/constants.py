@@ -21,3 +21,16 @@ CHANCE = {"copy": 1.0 / 12.0, "temporal_xor": 1.0 / 18.0, "lag_xor": 1.0 / 18.0,
           "binary_xor": 0.5, "spatial_xor": 0.5}
 
 METRICS_DIR = "metrics"
+
+# Run directories (flossrepro.rundir, flossrepro.cli, conf/config.yaml).
+# Command-line keys left out of run directory names: they do not change a run's results, so a
+# rerun with e.g. another device or progress style finds (and resumes) the same directory.
+# conf/config.yaml reads this list through the ``run_name_exclude_keys`` resolver; a sweep over
+# one of these keys keeps it in the names (flossrepro.cli), so no two jobs share a directory.
+RUN_NAME_EXCLUDE_KEYS = ("experiment", "scale", "hydra/launcher", "progress", "log_every", "device",
+                         "threads", "logger")
+# Top-level settings left out of a run's identity (the hash in run.json): how it runs, not what.
+IDENTITY_EXCLUDE_KEYS = ("progress", "log_every", "device", "threads", "logger", "checkpoint_every")
+RUN_RECORD = "run.json"      # a run directory's identity record: config hash, resolved config, command
+LOCK_FILE = ".lock"          # flock()ed by the process that owns a run directory
+DEFAULT_LEAF = "default"     # the leaf directory of a run without command-line overrides
