@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from hydra.experimental.callback import Callback
 
 from .constants import DONE_STATUSES, METRICS_DIR
-from .tables import part_files
+from .tables import metrics_sql, part_files
 
 #: per-epoch traces left out of a summary table unless a figure asks for them
 TRACES = ("train_loss", "train_accuracy", "grad_h0_norm", "grad_W_sv")
@@ -150,12 +150,13 @@ def _sql_list(xs) -> str:
 
 
 def query(files: list[Path], metrics: list[str] | None, exclude: tuple[str, ...] = TRACES) -> tuple[pd.DataFrame, list[str]]:
-    """Observation rows of ``metrics`` (None: all but ``exclude``) from table parts, read in place.
+    """Observation rows of ``metrics`` (None: all but ``exclude``; ``name[i:j]`` selects indices,
+    see :func:`flossrepro.tables.metric_specs`) from table parts, read in place.
 
     A part that fails to read is skipped and named (the query is retried part by part)."""
     if not files:
         return pd.DataFrame(), []
-    where = f"metric IN ({_sql_list(metrics)})" if metrics else (
+    where = metrics_sql(metrics) if metrics else (
         f"metric NOT IN ({_sql_list(exclude)})" if exclude else "TRUE")
     con = _duckdb()
     sql = "SELECT run_id, member, epoch, metric, \"index\", value FROM read_parquet({}) WHERE " + where

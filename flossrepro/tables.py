@@ -31,7 +31,7 @@ import torch
 from .constants import METRICS_DIR
 from .errors import TableError
 
-__all__ = ["Recorder", "SCHEMA", "read_run", "part_files"]
+__all__ = ["Recorder", "SCHEMA", "read_run", "part_files", "metric_specs", "metrics_sql", "select_metrics"]
 
 SCHEMA = pa.schema([
     ("run_id", pa.dictionary(pa.int32(), pa.string())),
@@ -42,6 +42,56 @@ SCHEMA = pa.schema([
     ("value", pa.float64()),
 ])
 _PART = re.compile(r"^part-(\d{5,})\.parquet$")
+
+
+_SPEC = re.compile(r"^([A-Za-z0-9_.]+)(?:\[(\d+)(?::(\d+))?\])?$")
+
+
+def metric_specs(specs) -> dict[str, tuple[int, int] | None]:
+    """Parse metric selections: ``"name"`` (every row) or ``"name[i]"`` / ``"name[i:j]"`` (only
+    ``index`` i..j, 1-based, inclusive: e.g. ``lyap_after_floss[1]`` keeps lambda_1 of each
+    spectrum). Several selections of one metric are merged (a plain name wins)."""
+    out: dict[str, tuple[int, int] | None] = {}
+    for spec in specs:
+        m = _SPEC.match(str(spec))
+        if m is None:
+            raise ValueError(f"metric selection {spec!r} is not 'name', 'name[i]' or 'name[i:j]'")
+        name, lo, hi = m.group(1), m.group(2), m.group(3)
+        rng = None if lo is None else (int(lo), int(hi or lo))
+        if name in out:
+            old = out[name]
+            out[name] = None if old is None or rng is None else (min(old[0], rng[0]), max(old[1], rng[1]))
+        else:
+            out[name] = rng
+    return out
+
+
+def metrics_sql(specs) -> str:
+    """A SQL condition on ``metric`` and ``index`` for :func:`metric_specs` selections."""
+    parts, plain = [], []
+    for name, rng in metric_specs(specs).items():
+        q = "'" + name.replace("'", "''") + "'"
+        if rng is None:
+            plain.append(q)
+        else:
+            parts.append(f'(metric = {q} AND "index" BETWEEN {rng[0]} AND {rng[1]})')
+    if plain:
+        parts.append(f"metric IN ({', '.join(plain)})")
+    return "(" + " OR ".join(parts) + ")" if parts else "FALSE"
+
+
+def select_metrics(df, specs):
+    """The rows of a tidy frame that :func:`metric_specs` selections keep."""
+    import pandas as pd
+
+    keep = pd.Series(False, index=df.index)
+    for name, rng in metric_specs(specs).items():
+        m = df["metric"] == name
+        if rng is not None:
+            idx = df["index"]
+            m &= idx.notna() & (idx >= rng[0]) & (idx <= rng[1])
+        keep |= m
+    return df[keep]
 
 
 def part_files(run_dir: str | Path) -> list[Path]:

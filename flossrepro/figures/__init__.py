@@ -9,8 +9,10 @@ A *figure module* is a module of this package with these attributes (helpers suc
   study ``s`` -> ``results/REPORT-s.md``);
 - ``TITLE``: one line for the report and the figure map;
 - ``PANELS``: ``{letter: what the panel shows}`` for the figure map;
-- ``METRICS``: the metric names its panels and claims read (``None``: all). Figure code is
-  handed only these rows, so the summary tables committed to git hold what figures need;
+- ``METRICS``: the metrics its panels and claims read (``None``: all), each a name or
+  ``name[i]`` / ``name[i:j]`` for some indices only (:func:`flossrepro.tables.metric_specs`).
+  Figure code is handed only these rows, so the summary tables committed to git hold what
+  figures need;
 - ``CLAIMS``: ``{claim id: claim text}`` (ids start with the figure number and panel letter);
 - ``plot(metrics) -> matplotlib Figure`` and ``claims(metrics) -> list[Claim]``.
 

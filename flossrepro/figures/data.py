@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..tables import metric_specs, select_metrics
+
 NET = ["run_id", "member"]
 
 
@@ -27,8 +29,11 @@ def load(results: str | Path, experiment: str, metrics: tuple[str, ...] | set[st
     mp, pp = d / "metrics.parquet", d / "provenance.json"
     table = None
     if mp.exists():
-        filters = [("metric", "in", sorted(metrics))] if metrics is not None else None
-        table = pd.read_parquet(mp, filters=filters)
+        if metrics is None:
+            table = pd.read_parquet(mp)
+        else:
+            names = sorted(metric_specs(metrics))
+            table = select_metrics(pd.read_parquet(mp, filters=[("metric", "in", names)]), metrics)
     prov = {}
     if pp.exists():
         try:

@@ -30,7 +30,7 @@ PANELS = {"A": "copy task: test MSE vs training epochs at d=40",
           "B": "continuous temporal XOR: test MSE vs training epochs at d=40",
           "C": "copy task: final test MSE vs delay",
           "D": "continuous temporal XOR: final test MSE vs delay"}
-METRICS = ("test_loss", "lyap_after_floss")   # lyap_after_floss: the report checks each run's flossing episodes
+METRICS = ("test_loss", "lyap_after_floss[1]")   # lambda_1 after each episode: the report checks each run's flossing episodes
 
 DELAY = 40             # panels A/B show this delay (the paper's)
 TASKS = [("copy", "copy task"), ("temporal_xor", "continuous temporal XOR")]

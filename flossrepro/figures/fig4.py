@@ -28,7 +28,7 @@ PANELS = {"A": "binary temporal XOR: test accuracy vs training epochs at d=70",
           "B": "spatial XOR: test accuracy vs training epochs at d=70",
           "C": "binary temporal XOR: final test accuracy vs delay",
           "D": "spatial XOR: final test accuracy vs delay"}
-METRICS = ("test_accuracy", "lyap_after_floss")   # lyap_after_floss: the report checks each run's flossing episodes
+METRICS = ("test_accuracy", "lyap_after_floss[1]")   # lambda_1 after each episode: the report checks each run's flossing episodes
 
 DELAY = 70             # panels A/B show this delay (the paper's)
 TASKS = [("binary_xor", "binary temporal XOR"), ("spatial_xor", "spatial XOR")]
