@@ -31,6 +31,8 @@ class FlossJob(Job):
     def starts(self) -> list[int]:
         return [0]
 
+    training_epochs = 0
+
     def progress_total(self) -> tuple[int, int]:
         return int(self.cfg.flossing.epochs), self.floss_epoch
 

@@ -277,6 +277,11 @@ class Job:
     def progress_info(self) -> dict[str, str]:
         return {}
 
+    @property
+    def training_epochs(self) -> int:
+        """Task-training epochs this job runs (0 for analyses)."""
+        return int(self.cfg.epochs)
+
     def final(self) -> dict[str, list[float]]:
         """Each member's final numbers for ``summary.json``."""
         return {"lambda_1": self.recorder.latest(("lyap_after_floss", "lyap"), 1)}
@@ -330,13 +335,15 @@ class Job:
 
     def summary(self, status: str) -> dict:
         final = self.final()
+        total, done = self.progress_total()
         members = [{"member": r, "seed": self.seeds[r], "g": float(self.gains[r]),
                     "status": "diverged" if self.diverged_at[r] is not None else "ok",
                     "diverged_epoch": self.diverged_at[r], "final": {k: v[r] for k, v in final.items()}}
                    for r in range(self.R)]
         return {
             "status": status, "job": str(self.cfg.job.name) if "job" in self.cfg else "train",
-            "run_id": self.run_id, "epochs_done": self.epoch, "epochs": int(self.cfg.epochs),
+            "run_id": self.run_id, "epochs_done": self.epoch, "epochs": self.training_epochs,
+            "progress": {"unit": self.unit, "done": done, "total": total},
             "floss_epochs_done": self.floss_epoch, "table_parts": self.recorder.parts,
             "columns": self.columns, "members": members, "final_mean": {k: nanmean(v) for k, v in final.items()},
             "timings": self.timings, "device": str(self.device), "dtype": self.cfg.dtype,
