@@ -198,13 +198,31 @@ def _remove_unstarted(run_dir: Path, ctrl: "SW.Control | None") -> None:
     """A job that never started leaves no directory behind when this sweep made it."""
     if ctrl is None or not ctrl.is_new(run_dir):
         return
-    lock = run_dir / RD.LOCK_FILE
-    if lock.exists():
-        lock.unlink()
-    try:
-        run_dir.rmdir()
-    except OSError:
-        pass
+    for name in (RD.LOCK_FILE, RD.RUN_RECORD, ".hydra/config.yaml", ".hydra/overrides.yaml"):
+        p = run_dir / name
+        if p.is_file():
+            p.unlink()
+    for d in (run_dir / ".hydra", run_dir):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+
+
+_stop_seen: int | None = None
+
+
+def _hold_stop_signals() -> None:
+    """In a sweep worker: SIGTERM/SIGINT outside a running job only raise a flag (the job installs
+    its own handlers, which checkpoint, while it runs)."""
+    import signal
+
+    def flag(signum, frame):
+        global _stop_seen
+        _stop_seen = signum
+
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, flag)
 
 
 def task(cfg: DictConfig):
@@ -230,10 +248,12 @@ def task(cfg: DictConfig):
         return {"status": status or "refused", "run_id": run_id, "error": msg}
 
     if ctrl is not None:
+        _hold_stop_signals()  # a SIGTERM before the job's own handler is installed must not kill the worker
+        ctrl.register()
         if ctrl.stopped():
+            ctrl.unregister()
             _remove_unstarted(run_dir, ctrl)
             return {"status": "not started", "run_id": run_id}
-        ctrl.register()
     lock = None
     try:
         try:
@@ -261,7 +281,8 @@ def task(cfg: DictConfig):
             print(f"[flossrepro] already complete, skipping: {run_id} ({run_dir}); "
                   f"to run it again, give it another directory (hydra.run.dir=...)", flush=True)
             return done
-        if ctrl is not None and ctrl.stopped():
+        if ctrl is not None and (ctrl.stopped() or _stop_seen):
+            _remove_unstarted(run_dir, ctrl)
             return {"status": "not started", "run_id": run_id}
         RD.write_record(run_dir, ident, overrides)
         _write_hydra_record(run_dir, cfg, overrides)
@@ -272,6 +293,9 @@ def task(cfg: DictConfig):
             if multirun:
                 _update_summary(run_dir, status="invalid", run_id=run_id, error=str(e))
             return refuse(str(e), "invalid")
+        if ctrl is not None and (ctrl.stopped() or _stop_seen):
+            _remove_unstarted(run_dir, ctrl)
+            return {"status": "not started", "run_id": run_id}
         try:
             summary = job.run()
         except StopRequested:
@@ -415,7 +439,7 @@ def _multi(loader, probe: DictConfig, overrides: list[str], dry: bool) -> int:
             except RD.RunDirError as e:
                 raise UsageError(f"sweep job {i} ({name}): {e}") from None
         if state == "new" and not (run_dir.exists() and any(run_dir.iterdir())):
-            new_dirs.append(str(run_dir.resolve()) if run_dir.exists() else str(run_dir))
+            new_dirs.append(os.path.realpath(run_dir))
         if ok is not None:
             counts["invalid"] += 1
             invalid.append((name, ok))

@@ -84,7 +84,7 @@ class Control:
     def is_new(self, run_dir: Path) -> bool:
         """Whether this sweep created ``run_dir`` (it did not exist when the sweep was checked)."""
         try:
-            return str(Path(run_dir).resolve()) in json.loads((self.path / "new_dirs.json").read_text())
+            return os.path.realpath(run_dir) in json.loads((self.path / "new_dirs.json").read_text())
         except (OSError, ValueError):
             return False
 
@@ -144,6 +144,9 @@ def outcome(run_dirs: list[Path]) -> dict[str, list[str]]:
     """Run directories grouped by status (``missing``: no summary.json was written)."""
     out: dict[str, list[str]] = {}
     for d in run_dirs:
+        if not Path(d).exists():
+            out.setdefault("not started", []).append(str(d))
+            continue
         st = None
         try:
             st = json.loads((Path(d) / "summary.json").read_text()).get("status")
@@ -185,8 +188,9 @@ def finish(sweep_dirs: list[Path], run_dirs: list[Path], stopped: bool, print_fn
     return 0
 
 
-def wait_children_gone(timeout_s: float = 10.0) -> None:
-    """Wait until this process has no child processes left (loky workers shutting down)."""
+def wait_children_gone(timeout_s: float = 10.0, marker: str = "loky") -> None:
+    """Wait until this process has no child processes whose command line holds ``marker`` left
+    (joblib's workers shutting down; its resource trackers end with this process)."""
     end = time.time() + timeout_s
     me = str(os.getpid())
     while time.time() < end:
@@ -197,7 +201,12 @@ def wait_children_gone(timeout_s: float = 10.0) -> None:
             except OSError:
                 continue
             if fields[1] == me and fields[0] != "Z":
-                kids.append(p.parent.name)
+                try:
+                    cmd = (p.parent / "cmdline").read_bytes().decode(errors="replace")
+                except OSError:
+                    continue
+                if marker in cmd and "resource_tracker" not in cmd:
+                    kids.append(p.parent.name)
         if not kids:
             return
         time.sleep(0.2)
