@@ -246,3 +246,13 @@ def test_aggregator_reports_failed_and_lost_runs(tmp_path):
     assert "RuntimeError: boom" in p.stdout
     metrics, runs, _ = collect(sweep)
     assert set(metrics["seed"]) == {1, 2}
+
+
+def test_all_members_diverging_at_initialisation_is_recorded_not_a_crash(tmp_path):
+    d = tmp_path / "run"
+    p = run(["scale=smoke", *QUIET, f"hydra.run.dir={d}", "arch=linear", "init.g=1e30"])
+    s = json.loads((d / "summary.json").read_text())
+    assert s["status"] == "diverged" and all(m["status"] == "diverged" for m in s["members"]), p.stdout
+    assert "Traceback" not in p.stderr
+    df = read_run(d)  # the diagnostics at epoch 0 recorded NaN for the diverged members
+    assert df[df.metric == "dW_sv"]["value"].isna().all()
