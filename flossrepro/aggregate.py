@@ -14,7 +14,8 @@ queried where they lie with DuckDB (:func:`connect` gives views ``observations``
 ``runs`` over a whole sweep), never concatenated in memory. Runs that failed, were lost,
 are partial or unreadable are listed; an unreadable table part is named with the fix and
 skipped, and the rest of the sweep still aggregates. A configuration that ran twice keeps
-one result (the most advanced) and says so. Multiruns call this at their end.
+one result (the most advanced) and says so. Sweeps call this at their end
+(:func:`flossrepro.sweep.finish`).
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
-from hydra.experimental.callback import Callback
 
 from .constants import DONE_STATUSES, METRICS_DIR
 from .tables import metrics_sql, part_files
@@ -232,14 +232,6 @@ def write(sweep_dir: str | Path, out_dir: str | Path | None = None,
         summary.to_parquet(out / "metrics.parquet", index=False)
     report.append(f"tables written to {out} (metrics.parquet: {len(summary)} summary rows, runs.csv: {len(runs)} runs)")
     return report
-
-
-class AggregateOnMultirunEnd(Callback):
-    """Hydra callback: aggregate the sweep directory when a multirun ends."""
-
-    def on_multirun_end(self, config, **kwargs) -> None:
-        for line in write(config.hydra.sweep.dir):
-            print(f"[flossrepro.aggregate] {line}", flush=True)
 
 
 def main(argv=None) -> int:
