@@ -43,16 +43,6 @@ HYDRA_FLAGS = {"--hydra-help", "--version", "--cfg", "-c", "--info", "-i", "--sh
                "--config-dir", "-cd", "--experimental-rerun"}
 
 
-def _register_resolvers() -> None:
-    if not OmegaConf.has_resolver("run_leaf"):
-        OmegaConf.register_new_resolver("run_leaf", lambda name: RD.leaf(name))
-    if not OmegaConf.has_resolver("run_name_exclude_keys"):
-        OmegaConf.register_new_resolver("run_name_exclude_keys", lambda: list(RUN_NAME_EXCLUDE_KEYS))
-
-
-_register_resolvers()
-
-
 class UsageError(FlossreproError):
     pass
 
@@ -447,6 +437,10 @@ def _multi(loader, probe: DictConfig, overrides: list[str], dry: bool) -> int:
             counts["skip"] += 1
         else:
             counts["resume" if state == "same" else "start"] += 1
+    if invalid and len(invalid) == len(jobs):  # nothing would run: refuse the sweep, make nothing
+        msgs = sorted({m for _, m in invalid})
+        raise UsageError(f"{msgs[0]}" + (f" (and {len(msgs) - 1} other problems)" if len(msgs) > 1 else "")
+                         + f" [every job of the sweep: {len(jobs)}]")
     where = ", ".join(sorted({str(s) for s in sweep_dirs}))
     print(f"[flossrepro] sweep of {len(jobs)} jobs into {where}: {counts['start']} to start, "
           f"{counts['resume']} to resume, {counts['skip']} finished (skipped), {counts['invalid']} invalid"

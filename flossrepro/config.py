@@ -78,7 +78,7 @@ def episode_starts(cfg: DictConfig) -> list[int]:
     if f.schedule == "throughout":
         every = f.every
         if every is None or int(every) < 1:
-            raise ConfigError(f"flossing.every={every} must be a positive number of epochs for flossing=throughout")
+            raise ConfigError(f"flossing.every={every} must be a positive number of epochs for flossing=throughout; e.g. flossing.every=100")
         return list(range(0, int(cfg.epochs), int(every)))
     return sorted({int(e) for e in f.episodes_at})
 
@@ -94,15 +94,15 @@ def validate(cfg: DictConfig, choices: dict | None = None) -> None:
     """
     check_settings(cfg, choices)
     if int(cfg.members) < 1:
-        raise ConfigError(f"members={cfg.members} must be >= 1")
+        raise ConfigError(f"members={cfg.members} must be >= 1; e.g. members=4")
     if int(cfg.epochs) < 0:
-        raise ConfigError(f"epochs={cfg.epochs} must be >= 0")
+        raise ConfigError(f"epochs={cfg.epochs} must be >= 0; e.g. epochs=1000")
     resolve_dtype(cfg.dtype)
     resolve_device(cfg.device)
     task = build_task(cfg)
     n = int(cfg.arch.n_hidden) * (2 if cfg.arch.nonlinearity == "lstm" else 1)
     if int(cfg.arch.n_hidden) < 1:
-        raise ConfigError(f"arch.n_hidden={cfg.arch.n_hidden} must be >= 1")
+        raise ConfigError(f"arch.n_hidden={cfg.arch.n_hidden} must be >= 1; e.g. arch.n_hidden=32")
     if cfg.arch.nonlinearity not in ("tanh", "relu", "identity", "lstm"):
         raise ConfigError(f"arch.nonlinearity={cfg.arch.nonlinearity!r} is not known; allowed: tanh, relu, identity, lstm")
     f = cfg.flossing
@@ -113,7 +113,7 @@ def validate(cfg: DictConfig, choices: dict | None = None) -> None:
             raise ConfigError(f"flossing.k={f.k} but the state dimension is {n}; allowed: 1 <= flossing.k <= {n} "
                               f"(lower flossing.k or raise arch.n_hidden)")
         if int(f.epochs) < 1:
-            raise ConfigError(f"flossing.epochs={f.epochs} must be >= 1 for flossing={f.schedule}")
+            raise ConfigError(f"flossing.epochs={f.epochs} must be >= 1 for flossing={f.schedule}; e.g. flossing.epochs=100, or flossing=none")
         starts = episode_starts(cfg)
         bad = [e for e in starts if not 0 <= e <= int(cfg.epochs)]
         if bad:
@@ -125,7 +125,7 @@ def validate(cfg: DictConfig, choices: dict | None = None) -> None:
         if f.reduction not in ("sum", "mean"):
             raise ConfigError(f"flossing.reduction={f.reduction!r} is not known; allowed: sum, mean")
         if int(f.s_ons) < 1:
-            raise ConfigError(f"flossing.s_ons={f.s_ons} must be >= 1")
+            raise ConfigError(f"flossing.s_ons={f.s_ons} must be >= 1; e.g. flossing.s_ons=1")
     d = cfg.diagnostics
     if d.lyap_every or f.schedule != "none":
         _check_transients("diagnostics", int(d.lyap_seq_len), 10, None, name="lyap_seq_len")

@@ -48,7 +48,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 log = logging.getLogger(__name__)
 
-DONE = ("complete", "complete_partial", "diverged")
+from . import rundir as _rundir  # noqa: F401,E402  (registers the run_leaf resolver for job configs)
+from .constants import DONE_STATUSES as DONE
 # our yaml files share the plugin's config names on purpose (see conf/hydra/launcher/)
 warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/(submitit_slurm|submitit_local|joblib)' is validated against ConfigStore schema")
 
@@ -69,6 +70,8 @@ class SlurmQueueConf(_PluginSlurmQueueConf):
     lost_after_s: float = 120.0
     # seconds between polls of the result files and squeue
     poll_s: float = 5.0
+    # seconds between progress lines (pending/running/done counts) while nothing changes
+    report_every_s: float = 30.0
 
 
 def register_configs() -> None:
@@ -124,10 +127,11 @@ def mark_run(run_dir: Path, status: str, error: str, slurm_job_id: str | None, r
     os.replace(tmp, sp)
 
 
-def _queued_job_ids() -> set[str] | None:
-    """Ids (``123`` / ``123_4``) of this user's jobs that SLURM still holds; None when squeue fails."""
+def _queued_job_ids() -> dict[str, str] | None:
+    """State (PENDING, RUNNING, ...) of each of this user's jobs that SLURM still holds, by id
+    (``123`` / ``123_4``); None when squeue fails."""
     try:
-        out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i"],
+        out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i %T"],
                              capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError) as e:
         log.warning("squeue failed (%s); keep waiting", e)
@@ -135,15 +139,29 @@ def _queued_job_ids() -> set[str] | None:
     if out.returncode != 0:
         log.warning("squeue failed (exit %d: %s); keep waiting", out.returncode, out.stderr.strip()[-300:])
         return None
-    return {line.strip() for line in out.stdout.splitlines() if line.strip()}
+    states: dict[str, str] = {}
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if parts:
+            states[parts[0]] = parts[1] if len(parts) > 1 else "UNKNOWN"
+    return states
+
+
+def progress_line(states: dict[str, int], total: int, waited_s: float) -> str:
+    """``SLURM sweep: 3 pending, 2 running, 5 done (1 failed, 0 lost) of 10; waited 2m05s``."""
+    m, s = divmod(int(waited_s), 60)
+    extra = ", ".join(f"{states.get(k, 0)} {k}" for k in ("failed", "lost"))
+    return (f"SLURM sweep: {states.get('pending', 0)} pending, {states.get('running', 0)} running, "
+            f"{states.get('done', 0)} done ({extra}) of {total}; waited {m}m{s:02d}s")
 
 
 class SlurmLauncher(_PluginSlurmLauncher):
     """Hydra's submitit SLURM launcher that skips finished runs and never waits forever."""
 
     def __init__(self, max_wait_min: float | None = None, lost_after_s: float = 120.0, poll_s: float = 5.0,
-                 **params: Any) -> None:
+                 report_every_s: float = 30.0, **params: Any) -> None:
         super().__init__(**params)
+        self.report_every_s = float(report_every_s)
         self.max_wait_min = None if max_wait_min is None else float(max_wait_min)
         self.lost_after_s = float(lost_after_s)
         self.poll_s = max(0.2, float(poll_s))
@@ -159,7 +177,7 @@ class SlurmLauncher(_PluginSlurmLauncher):
     def _describe(cfg: DictConfig) -> tuple[Path, str, DictConfig]:
         """``(run_dir, run_id, task_cfg)`` of a job config; needs HydraConfig set to it."""
         out = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir"))) / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
-        name = cfg.hydra.job.override_dirname or "default"
+        name = _rundir.leaf(cfg.hydra.job.override_dirname)
         run_id = f"{OmegaConf.select(cfg, 'experiment_name')}/{OmegaConf.select(cfg, 'scale.name')}/{name}"
         task_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
         with read_write(task_cfg), open_dict(task_cfg):
@@ -261,6 +279,27 @@ class SlurmLauncher(_PluginSlurmLauncher):
                 inf["task_cfg"])
             pending.discard(i)
 
+        last_report = [0.0, None]
+
+        def report(queued: dict | None, now: float) -> None:
+            counts = {"pending": 0, "running": 0, "done": 0, "failed": 0, "lost": 0}
+            for i in jobs:
+                if i not in pending:
+                    st = getattr(results[i], "_return_value", None)
+                    st = st.get("status") if isinstance(st, dict) else None
+                    counts["done"] += 1
+                    if st in ("failed", "lost", "invalid"):
+                        counts["failed" if st != "lost" else "lost"] += 1
+                    continue
+                state = None
+                if queued is not None:
+                    state = queued.get(jobs[i].job_id) or queued.get(jobs[i].job_id.split("_")[0])
+                counts["running" if state in ("RUNNING", "COMPLETING") else "pending"] += 1
+            key = tuple(sorted(counts.items()))
+            if key != last_report[1] or now - last_report[0] >= self.report_every_s:
+                log.info(progress_line(counts, len(jobs), now - t0))
+                last_report[0], last_report[1] = now, key
+
         while pending:
             for i in sorted(pending):
                 job = jobs[i]
@@ -274,6 +313,7 @@ class SlurmLauncher(_PluginSlurmLauncher):
                 break
             queued = _queued_job_ids()
             now = time.time()
+            report(queued, now)
             if queued is not None:
                 for i in sorted(pending):
                     job = jobs[i]
@@ -299,6 +339,7 @@ class SlurmLauncher(_PluginSlurmLauncher):
                 continue  # collect the results of jobs that finished meanwhile
             if pending:
                 time.sleep(self.poll_s)
+        report(None, time.time()) if last_report[1] is not None else None
         lost = [i for i in jobs if isinstance(results[i]._return_value, dict)
                 and results[i]._return_value.get("status") in ("lost", "failed")]
         if lost:

@@ -22,7 +22,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .constants import DEFAULT_LEAF, DONE_STATUSES, IDENTITY_EXCLUDE_KEYS, LOCK_FILE, RUN_RECORD
+from .constants import (DEFAULT_LEAF, DONE_STATUSES, IDENTITY_EXCLUDE_KEYS, LOCK_FILE, RUN_NAME_EXCLUDE_KEYS,
+                        RUN_RECORD)
 from .errors import FlossreproError
 
 MAX_LEAF = 200  # longest run directory name; longer override lists get a hash suffix
@@ -41,6 +42,14 @@ def leaf(override_dirname: str | None) -> str:
     if len(name) > MAX_LEAF:
         name = name[:MAX_LEAF - 17] + "-" + hashlib.sha1(name.encode()).hexdigest()[:16]
     return name
+
+
+# conf/config.yaml: hydra.run.dir / hydra.sweep.subdir use ${run_leaf:...}, and the keys left out
+# of run names come from constants.RUN_NAME_EXCLUDE_KEYS through ${run_name_exclude_keys:}
+if not OmegaConf.has_resolver("run_leaf"):
+    OmegaConf.register_new_resolver("run_leaf", lambda name: leaf(name))
+if not OmegaConf.has_resolver("run_name_exclude_keys"):
+    OmegaConf.register_new_resolver("run_name_exclude_keys", lambda: list(RUN_NAME_EXCLUDE_KEYS))
 
 
 # -- identity -----------------------------------------------------------------------------------
