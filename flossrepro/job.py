@@ -301,6 +301,9 @@ class Job:
                 raise ckpt.restore_error(self.ckpt_path, e) from e
             log.info("resuming %s from epoch %d (flossing epoch %d)", self.run_dir, self.epoch, self.floss_epoch)
         else:
+            # parts left by an earlier attempt of this run that crashed before its first checkpoint
+            for p in Recorder(self.run_dir, self.run_id, self.R).load_state_dict({"parts": 0, "latest": {}}):
+                log.info("removed %s, left by an earlier attempt of this run without a checkpoint", p)
             self.fresh_state()
         if cfg.logger.name == "wandb":
             self.wandb = WandbSink(cfg, self.run_dir, self.run_id, self.wandb_id)
@@ -316,6 +319,16 @@ class Job:
             self._finish("interrupted", progress)
             log.warning("stopped by %s at epoch %d; rerun the same command to resume", s, self.epoch)
             self.signals.chain()
+            raise
+        except BaseException:
+            # a crash: keep the rows recorded so far (a rerun resumes from the last checkpoint
+            # and replaces them), hand the signals back, and let the caller record the failure
+            progress.close()
+            self.signals.restore()
+            try:
+                self.recorder.flush()
+            except Exception as e:  # the original error matters more
+                log.error("could not write the last table rows: %s", e)
             raise
         return self._finish(status, progress)
 
