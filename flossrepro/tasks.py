@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .constants import CHANCE
+
 __all__ = [
     "Batch",
     "Task",
@@ -255,7 +257,7 @@ class CopyTask(Task):
     name = "copy"
     n_in, n_out = 1, 1
     loss_kind, metric_name = "mse", "mse"
-    chance = 1.0 / 12.0
+    chance = CHANCE["copy"]
 
     def _draw(self, gen, T, B):
         return _uniform(gen, T, B, 1)
@@ -270,7 +272,7 @@ class TemporalXORTask(Task):
     name = "temporal_xor"
     n_in, n_out = 1, 1
     loss_kind, metric_name = "mse", "mse"
-    chance = 1.0 / 18.0
+    chance = CHANCE["temporal_xor"]
     min_delay = 2
 
     def _draw(self, gen, T, B):
@@ -286,7 +288,7 @@ class BinaryXORTask(Task):
     name = "binary_xor"
     n_in, n_out = 1, 1
     loss_kind, metric_name = "bce", "accuracy"
-    chance = 0.5
+    chance = CHANCE["binary_xor"]
     min_delay = 2
 
     def _draw(self, gen, T, B):
@@ -302,7 +304,7 @@ class SpatialXORTask(Task):
     name = "spatial_xor"
     n_in, n_out = 3, 1
     loss_kind, metric_name = "bce", "accuracy"
-    chance = 0.5
+    chance = CHANCE["spatial_xor"]
 
     def _draw(self, gen, T, B):
         return _bits(gen, T, B, 3)
@@ -318,7 +320,7 @@ class LagXORTask(Task):
     name = "lag_xor"
     n_in, n_out = 1, 1
     loss_kind, metric_name = "mse", "mse"
-    chance = 1.0 / 18.0
+    chance = CHANCE["lag_xor"]
     _lag_expr = "2*delay"
 
     @property

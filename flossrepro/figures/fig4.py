@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
+from ..constants import SCHEDULES
 from .claims import Claim, Group, rng_for
 from .common_task import (conditions, delays_text, diff_part, finals, leaves_chance, median_part, median_table,
                           planned_delays, vs_delay, vs_epochs)
@@ -32,7 +33,7 @@ METRICS = ("test_accuracy", "lyap_after_floss[1]")   # lambda_1 after each episo
 
 DELAY = 70             # panels A/B show this delay (the paper's)
 TASKS = [("binary_xor", "binary temporal XOR"), ("spatial_xor", "spatial XOR")]
-CONDS = ["none", "pre", "during"]
+CONDS = list(SCHEDULES[:3])  # none, pre, during
 LEAVE_4 = 0.6          # leaves chance (binary): median final accuracy > LEAVE_4
 SUCCEED_4 = 0.8        # succeeds (binary): median final accuracy > SUCCEED_4
 
