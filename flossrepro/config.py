@@ -16,6 +16,7 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+from . import rundir as _rundir  # noqa: F401  (registers the run_leaf / run_name_exclude_keys resolvers)
 from .lyapunov import default_transients
 from .tasks import Task
 
