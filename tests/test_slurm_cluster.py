@@ -272,3 +272,48 @@ def test_failed_and_killed_jobs_are_reported_and_the_others_kept(slurm_cluster: 
     metrics = pd.read_parquet(sweep / "metrics.parquet")
     tl = metrics[(metrics.path == "epochs=30") & (metrics.metric == "train_loss")]
     assert len(tl) == 30 * 2, len(tl)
+
+
+def test_waiting_prints_pending_running_done_counts(tmp_path: Path, monkeypatch, caplog) -> None:
+    """No cluster needed: squeue and the jobs are stand-ins; the launcher's wait loop reports counts."""
+    import logging
+    from types import SimpleNamespace
+
+    from flossrepro import launcher as L
+
+    class FakeJob:
+        def __init__(self, i: int):
+            self.job_id = f"100_{i}"
+            self.paths = SimpleNamespace(result_pickle=tmp_path / f"result_{i}.pkl", stderr=tmp_path / f"{i}.err")
+
+        def results(self):
+            return [SimpleNamespace(_return_value={"status": "complete"})]
+
+        def cancel(self, check=False):
+            pass
+
+    jobs = {i: FakeJob(i) for i in range(3)}
+    polls = iter([{"100_0": "RUNNING", "100_1": "PENDING", "100_2": "PENDING"},
+                  {"100_1": "RUNNING", "100_2": "PENDING"},
+                  {"100_2": "RUNNING"}, {}])
+
+    def squeue():
+        st = next(polls, {})
+        # a job that left the queue has written its result
+        for i, job in jobs.items():
+            if job.job_id not in st:
+                job.paths.result_pickle.write_text("x")
+        return st
+
+    monkeypatch.setattr(L, "_queued_job_ids", squeue)
+    launcher = object.__new__(L.SlurmLauncher)
+    launcher.max_wait_min, launcher.lost_after_s, launcher.poll_s, launcher.report_every_s = None, 60.0, 0.01, 30.0
+    results: list = [None] * 3
+    info = [{"run_id": f"r{i}", "run_dir": tmp_path / f"r{i}", "cfg": None, "task_cfg": None} for i in range(3)]
+    with caplog.at_level(logging.INFO, logger=L.log.name):
+        launcher._wait(jobs, info, [[]] * 3, results)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("SLURM sweep:")]
+    assert lines[0].startswith("SLURM sweep: 2 pending, 1 running, 0 done (0 failed, 0 lost) of 3"), lines
+    assert any("1 pending, 1 running, 1 done" in x for x in lines), lines
+    assert lines[-1].startswith("SLURM sweep: 0 pending, 0 running, 3 done"), lines
+    assert all(r is not None for r in results)
