@@ -219,3 +219,20 @@ def test_sigterm_to_a_sweep_stops_its_workers_which_checkpoint_and_the_sweep_res
     p = run(args[:-1] + [f"hydra.sweep.dir={sweep}"], tmp_path, timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
     assert {status(sweep / f"epochs=1500,seed={s}")["status"] for s in (1, 2, 3)} == {"complete"}
+
+
+def test_a_sweep_over_a_key_left_out_of_run_names_gives_each_job_its_own_directory(tmp_path, monkeypatch, capsys):
+    """`-m device=cpu,cuda` (device is left out of run names): two jobs, two directories."""
+    from flossrepro import cli
+
+    monkeypatch.chdir(tmp_path)
+    rc = cli.main(["-m", "scale=smoke", "logger=none", "device=cpu,auto", "threads=1,2", "--dry-run"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    dirs = [line.split("]", 1)[1].strip() for line in out.splitlines() if line.startswith("[flossrepro]   /")]
+    assert len(dirs) == 4 and len(set(dirs)) == 4, out
+    assert any(d.endswith("/device=cpu,threads=2") for d in dirs), dirs
+    assert not (tmp_path / "multirun").exists()
+    # a single run leaves those keys out of its name (a rerun on another device resumes it)
+    rc = cli.main(["scale=smoke", "logger=none", "device=cpu", "--dry-run"])
+    assert rc == 0 and "outputs/default/smoke/default" in capsys.readouterr().out
