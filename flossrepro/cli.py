@@ -437,6 +437,9 @@ def _multi(loader, probe: DictConfig, overrides: list[str], dry: bool) -> int:
             counts["skip"] += 1
         else:
             counts["resume" if state == "same" else "start"] += 1
+    unsafe = [m for _, m in invalid if m.startswith("experiment_name=")]
+    if unsafe:  # its run directory's name is not safe to make: refuse the sweep, make nothing
+        raise UsageError(unsafe[0])
     if invalid and len(invalid) == len(jobs):  # nothing would run: refuse the sweep, make nothing
         msgs = sorted({m for _, m in invalid})
         raise UsageError(f"{msgs[0]}" + (f" (and {len(msgs) - 1} other problems)" if len(msgs) > 1 else "")

@@ -160,7 +160,8 @@ def test_a_sweep_that_does_not_compose_is_refused_before_it_starts(workdir, monk
     # a job that does not compose refuses the sweep; so do settings that no job of the sweep can run with
     # (a sweep where only some jobs are invalid runs the others and records those: tests/test_faults.py)
     for args, needle in ((["-m", "arch=tanh,gru"], "arch=gru"), (["-m", "seed=1,2", "+task.dealy=5"], "task.dealy"),
-                         (["-m", "seed=1,2", "members=2.5"], "members"), (["+experiment=fig4", "optim.lr=0"], "optim.lr")):
+                         (["-m", "seed=1,2", "members=2.5"], "members"), (["+experiment=fig4", "optim.lr=0"], "optim.lr"),
+                         (["-m", "experiment_name=ok,../../x"], "experiment_name")):
         rc = cli.main([*BASE, *args])
         _check(rc, capsys.readouterr().err, needle, before, _snapshot(workdir))
 
