@@ -38,6 +38,9 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name!r} but CUDA is not available here; use device=cpu or device=auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device={name!r} but this machine has {torch.cuda.device_count()} CUDA device(s); "
+                          f"use device=cuda:0 .. cuda:{torch.cuda.device_count() - 1}, or device=auto")
     return dev
 
 
