@@ -184,9 +184,14 @@ def _write_hydra_record(run_dir: Path, cfg: DictConfig, overrides: list[str]) ->
     OmegaConf.save(OmegaConf.create(list(overrides)), d / "overrides.yaml")
 
 
+_created_run_dir: str | None = None  # the run directory a single run's checks found missing (Hydra makes it)
+
+
 def _remove_unstarted(run_dir: Path, ctrl: "SW.Control | None") -> None:
-    """A job that never started leaves no directory behind when this sweep made it."""
-    if ctrl is None or not ctrl.is_new(run_dir):
+    """A job that never started leaves no directory behind when this command made it (a sweep's
+    new directory, or a single run's directory that did not exist before its checks)."""
+    made = ctrl.is_new(run_dir) if ctrl is not None else os.path.realpath(run_dir) == _created_run_dir
+    if not made:
         return
     for name in (RD.LOCK_FILE, RD.RUN_RECORD, ".hydra/config.yaml", ".hydra/overrides.yaml"):
         p = run_dir / name
@@ -252,6 +257,8 @@ def task(cfg: DictConfig):
             RD.check_identity(run_dir, ident, "hydra.sweep.dir=<another dir>" if multirun else
                               "hydra.run.dir=<another dir>")
         except RD.RunDirError as e:
+            if not multirun and lock is not None:
+                _remove_unstarted(run_dir, None)
             return refuse(str(e))
         invalid = None
         try:
@@ -265,6 +272,7 @@ def task(cfg: DictConfig):
                     _write_hydra_record(run_dir, cfg, overrides)
                     _update_summary(run_dir, status="invalid", run_id=run_id, error=invalid)
                 return refuse(invalid, "invalid")
+            _remove_unstarted(run_dir, None)
             return refuse(invalid)
         done = RD.finished(run_dir)
         if done is not None and (run_dir / "checkpoint.pt").exists():
@@ -274,18 +282,23 @@ def task(cfg: DictConfig):
         if ctrl is not None and (ctrl.stopped() or _stop_seen):
             _remove_unstarted(run_dir, ctrl)
             return {"status": "not started", "run_id": run_id}
-        RD.write_record(run_dir, ident, overrides)
-        _write_hydra_record(run_dir, cfg, overrides)
-        native.tune_allocator()  # reuse the epochs' large buffers instead of faulting them in again
         try:
             job = make_job(cfg, run_dir, run_id=run_id, columns=run_columns(cfg, hc))
         except ConfigError as e:
             if multirun:
-                _update_summary(run_dir, status="invalid", run_id=run_id, error=str(e))
+                if RD.status(run_dir) is None:
+                    RD.write_record(run_dir, ident, overrides)
+                    _write_hydra_record(run_dir, cfg, overrides)
+                    _update_summary(run_dir, status="invalid", run_id=run_id, error=str(e))
+            else:
+                _remove_unstarted(run_dir, None)
             return refuse(str(e), "invalid")
         if ctrl is not None and (ctrl.stopped() or _stop_seen):
             _remove_unstarted(run_dir, ctrl)
             return {"status": "not started", "run_id": run_id}
+        RD.write_record(run_dir, ident, overrides)
+        _write_hydra_record(run_dir, cfg, overrides)
+        native.tune_allocator()  # reuse the epochs' large buffers instead of faulting them in again
         try:
             summary = job.run()
         except StopRequested:
@@ -388,6 +401,8 @@ def _single(loader, overrides: list[str], dry: bool) -> int:
         print(f"[flossrepro] dry run: settings valid; would {'resume' if state == 'same' else 'start'} "
               f"a run in {run_dir}")
         return 0
+    global _created_run_dir
+    _created_run_dir = None if run_dir.exists() else os.path.realpath(run_dir)
     _run_hydra(overrides)
     return 0
 
