@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import config as C
 from . import rundir as RD
 from . import sweep as SW
-from .constants import DONE_STATUSES, RUN_NAME_EXCLUDE_KEYS
+from .constants import RUN_NAME_EXCLUDE_KEYS
 from .errors import ConfigError, FlossreproError
 
 log = logging.getLogger("flossrepro")
