@@ -116,3 +116,17 @@ def test_aggregate_names_and_skips_corrupt_tables_and_summaries(tmp_path):
     runs = pd.read_csv(out / "runs.csv")
     assert set(runs.status) == {"complete", "unreadable"}
     assert int(runs.loc[runs.path == "truncated", "table_errors"].iloc[0]) == 1
+
+
+def test_bench_tables_writes_and_aggregates_a_small_synthetic_sweep(tmp_path):
+    from flossrepro import bench_tables
+
+    out = tmp_path / "res.json"
+    assert bench_tables.main(["--runs", "3", "--members", "2", "--epochs", "1000", "--dir", str(tmp_path),
+                              "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    # per member: 2 traces x 1000 + dh0 x 100 + dL/dW sv 5 x 80 + test 10 x 2 + lyap/dW at 1000
+    # + 5 episodes (500 epochs x 2 + 2 x 75 exponents)
+    per_member = 2000 + 100 + 400 + 20 + (75 + 80 + 6) + 5 * (1000 + 150)
+    assert res["rows"] == 3 * 2 * per_member
+    assert res["summary_rows"] > 0 and (tmp_path / "aggregated" / "runs.csv").exists()
