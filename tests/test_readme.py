@@ -64,19 +64,25 @@ def test_readme_lists_the_commands_we_check():
 
 
 @pytest.mark.parametrize("c", [c for c in COMMANDS if _flossrepro_args(c) is not None and c not in OWN_SWEEP])
-def test_flossrepro_command_as_written(c, tmp_path):
+def test_flossrepro_command_as_written(c, tmp_path, monkeypatch, capsys):
+    """Checked in this process through the command's entry point (--dry-run at the scale written);
+    single jobs also run as a real command at smoke scale."""
+    from flossrepro import cli
+
+    monkeypatch.chdir(tmp_path)
     args = _flossrepro_args(c)
     py = [sys.executable, "-m", "flossrepro"]
     if {"--cfg", "--help", "-h"} & set(args):
         p = sh(py + args, tmp_path)
         assert p.returncode == 0 and p.stdout.strip(), p.stdout[-1000:] + p.stderr[-1000:]
         return
-    p = sh(py + [a for a in args if a != "--dry-run"] + ["--dry-run"], tmp_path)
-    assert p.returncode == 0, f"{c}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}"
+    rc = cli.main([a for a in args if a != "--dry-run"] + ["--dry-run"])
+    out = capsys.readouterr()
+    assert rc == 0, f"{c}\n{out.out[-2000:]}\n{out.err[-2000:]}"
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
     sweep = "-m" in args or any(a.startswith("+experiment=") for a in args)
     small = [a for a in args if not a.startswith("scale=")] + ["scale=smoke", "logger=none", "progress=none"]
-    if not sweep and sh(py + small + ["--dry-run"], tmp_path).returncode == 0:
+    if not sweep and cli.main(small + ["--dry-run"]) == 0:
         # the job itself, at smoke scale (where its settings fit smoke sizes: task.delay=70 does not)
         p = sh(py + small, tmp_path)
         assert p.returncode == 0 and "[flossrepro] complete" in p.stdout, f"{c}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}"
