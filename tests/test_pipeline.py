@@ -256,3 +256,21 @@ def test_all_members_diverging_at_initialisation_is_recorded_not_a_crash(tmp_pat
     assert "Traceback" not in p.stderr
     df = read_run(d)  # the diagnostics at epoch 0 recorded NaN for the diverged members
     assert df[df.metric == "dW_sv"]["value"].isna().all()
+
+
+def test_flossing_only_job_resumes_to_the_same_numbers(tmp_path):
+    """job=floss (Fig 1's runs) shares the run directory, tables, checkpoints and resume."""
+    args = ["scale=smoke", *QUIET, "job=floss", "flossing=pre", "flossing.input=gaussian", "flossing.epochs=40",
+            "checkpoint_every=10", "log_every=10"]
+    ref = tmp_path / "ref"
+    run([*args, f"hydra.run.dir={ref}"])
+    s = json.loads((ref / "summary.json").read_text())
+    assert s["job"] == "floss" and s["epochs"] == 0 and s["progress"] == {"unit": "floss-ep", "done": 40, "total": 40}
+    df = read_run(ref)
+    assert set(df.metric) == {"init_g", "lyap_before_floss", "lyap_after_floss", "floss_loss", "floss_lambda_1"}
+    assert df[df.metric == "floss_loss"].epoch.max() == 39
+    d = tmp_path / "stopped"
+    _stop_at(args, d, 25, signal.SIGTERM)
+    assert json.loads((d / "summary.json").read_text())["status"] == "interrupted"
+    run([*args, f"hydra.run.dir={d}"])
+    pd.testing.assert_frame_equal(_final_numbers(ref), _final_numbers(d))
