@@ -331,7 +331,9 @@ def _print_summary(s: dict, run_dir: Path) -> None:
         fm = " ".join(f"{k}={v:.4g}" for k, v in (s.get("final_mean") or {}).items())
         t = s.get("timings") or {}
         members = s.get("members") or []
-        print(f"[flossrepro] {s['status']}: {s['run_id']} epochs {s.get('epochs_done')}/{s.get('epochs')} "
+        pr = s.get("progress") or {"unit": "ep", "done": s.get("epochs_done"), "total": s.get("epochs")}
+        unit = "epochs" if pr.get("unit") == "ep" else ("flossing epochs" if pr.get("unit") == "floss-ep" else pr.get("unit"))
+        print(f"[flossrepro] {s['status']}: {s['run_id']} {unit} {pr.get('done')}/{pr.get('total')} "
               f"members {len(members)} ({sum(m.get('status') == 'ok' for m in members)} ok) | "
               f"mean over members: {fm} | train {t.get('train_s', 0):.1f}s floss {t.get('floss_s', 0):.1f}s "
               f"total {t.get('total_s', 0):.1f}s | {run_dir}", flush=True)

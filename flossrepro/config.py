@@ -509,7 +509,7 @@ def _check_ranges(c: dict) -> None:
     names = _param_names(str(_dig(c, "arch._target_")))
     if names:
         flossable = sorted(set(names) | ({"W"} if "U" in names else set()))
-        for path, allowed in (("optim.params", names), ("flossing.params", flossable)):
+        for path, allowed in (("optim.params", flossable), ("flossing.params", flossable)):
             ps = _dig(c, path)
             if ps is _MISSING:
                 continue

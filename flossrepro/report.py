@@ -128,7 +128,7 @@ def _cell(text: str) -> str:
 def _section(results: Path, name: str, mod, draw: bool) -> tuple[list[str], list[str], list[str]]:
     """``(summary rows, section lines, warnings)`` of one figure."""
     metrics, provs, missing = load_tables(results, mod.EXPERIMENTS, mod.METRICS)
-    hint = "; ".join(f"no {e}/metrics.parquet: run `{run_hint(e)}`" for e in missing)
+    hint = "; ".join(f"no {e}/metrics.parquet: run `{run_hint(e, results)}`" for e in missing)
     claims = evaluate(mod, None if missing else metrics, hint)
     ran = not missing
     if ran:

@@ -17,6 +17,7 @@ import torch
 
 from . import config as C
 from .checkpoint import StopRequested  # noqa: F401  (re-exported)
+from .flossing import flossing_parameters
 from .job import Job, adam
 from .outputs import Progress, git_commit, nanmean  # noqa: F401  (git_commit re-exported)
 from .steps import train_step
@@ -31,11 +32,10 @@ class Trainer(Job):
 
     def make_optimizers(self) -> None:
         o = self.cfg.optim
-        names = dict(self.model.named_parameters())
-        bad = [p for p in o.params if p not in names]
-        if bad:
-            raise C.ConfigError(f"optim.params has {bad}, which the model does not have; allowed: {sorted(names)}")
-        self.train_params = [names[p] for p in o.params]
+        try:  # the same names as flossing.params (U stands in for W in an LSTM)
+            self.train_params = flossing_parameters(self.model, o.params)
+        except ValueError as e:
+            raise C.ConfigError(str(e).replace("flossing.params", "optim.params")) from e
         if o.name == "adam":
             self.opt = adam(self.train_params, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
         else:

@@ -146,12 +146,12 @@ def test_sigkill_between_checkpoints_loses_nothing_and_corrupts_nothing(tmp_path
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["arch=gru"], "Could not find 'arch/gru'"),
+    (["arch=gru"], "arch=gru"),
     (["flossing=pre", "flossing.k=99"], "flossing.k=99"),
     (["task.delay=50", "task.seq_len=40"], "task.seq_len=40"),
     (["flossing=during", "flossing.episodes_at=[0,100]"], "flossing.episodes_at"),
-    (["+experiment=fig99"], "experiment/fig99"),
-    (["dtype=float16"], "dtype='float16'"),
+    (["+experiment=fig99"], "experiment=fig99"),
+    (["dtype=float16"], "dtype=float16"),
     (["device=cuda:7"] if not __import__("torch").cuda.is_available() else ["device=bogus"], "device="),
 ])
 def test_bad_settings_fail_before_compute(tmp_path, args, needle):

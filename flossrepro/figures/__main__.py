@@ -17,8 +17,12 @@ from . import discover
 from .data import load_tables
 
 
-def run_hint(experiment: str) -> str:
-    return f"scripts/reproduce.sh {experiment} small"
+def run_hint(experiment: str, results: str | Path = "results") -> str:
+    """The command that makes ``<results>/<experiment>/``: into the committed ``results/`` only
+    when that is the folder asked for, otherwise into ``results`` itself (``RESULTS=``)."""
+    if Path(results).resolve() == (Path(__file__).resolve().parents[2] / "results"):
+        return f"scripts/reproduce.sh {experiment} small"
+    return f"RESULTS={results} scripts/reproduce.sh {experiment} small"
 
 
 def output_paths(results: str | Path, name: str, module) -> list[Path]:
@@ -66,7 +70,7 @@ def main(argv=None) -> int:
             _, _, missing = load_tables(a.results, mod.EXPERIMENTS, mod.METRICS)
             for e in missing:
                 wanted = ", ".join(mod.METRICS or ["any metric"])
-                print(f"{name}: no {Path(a.results) / e / 'metrics.parquet'} (or no rows of {wanted}); run: {run_hint(e)}")
+                print(f"{name}: no {Path(a.results) / e / 'metrics.parquet'} (or no rows of {wanted}); run: {run_hint(e, a.results)}")
             skipped.append(name)
         else:
             print(f"{name}: wrote {paths[0]} and {paths[1]}")
