@@ -7,7 +7,7 @@ ARGS    ?=
 PYTEST_ARGS ?=
 NATIVE  := $(BIN)/python -c "from flossrepro.native import main; raise SystemExit(main())"
 
-.PHONY: setup native run test test-slow bench figures report clean
+.PHONY: setup native run test test-slow bench bench-tables figures report clean
 .DEFAULT_GOAL := run
 
 $(STAMP): pyproject.toml
@@ -33,6 +33,9 @@ test-slow: $(STAMP)        ## the long science checks only
 
 bench: $(STAMP)            ## speed benchmark, writes results/bench.json
 	$(BIN)/python -m flossrepro.bench $(ARGS)
+
+bench-tables: $(STAMP)     ## a paper-scale Fig 4 sweep's tables written and aggregated, writes results/bench_tables.json
+	$(BIN)/python -m flossrepro.bench_tables --json results/bench_tables.json
 
 figures: $(STAMP)          ## rebuild every figure from results/ (no training)
 	$(BIN)/python -m flossrepro.figures $(ARGS)
