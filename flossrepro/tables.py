@@ -44,37 +44,47 @@ SCHEMA = pa.schema([
 _PART = re.compile(r"^part-(\d{5,})\.parquet$")
 
 
-_SPEC = re.compile(r"^([A-Za-z0-9_.]+)(?:\[(\d+)(?::(\d+))?\])?$")
+_SPEC = re.compile(r"^([A-Za-z0-9_.]+)(?:\[(\d+)(?::(\d+))?\])?(?:@(\d+))?$")
 
 
-def metric_specs(specs) -> dict[str, tuple[int, int] | None]:
-    """Parse metric selections: ``"name"`` (every row) or ``"name[i]"`` / ``"name[i:j]"`` (only
-    ``index`` i..j, 1-based, inclusive: e.g. ``lyap_after_floss[1]`` keeps lambda_1 of each
-    spectrum). Several selections of one metric are merged (a plain name wins)."""
-    out: dict[str, tuple[int, int] | None] = {}
+def metric_specs(specs) -> dict[str, tuple[tuple[int, int] | None, int | None]]:
+    """Parse metric selections into ``{name: (index range or None, epoch block or None)}``.
+
+    ``"name"`` keeps every row; ``"name[i]"`` / ``"name[i:j]"`` only ``index`` i..j (1-based,
+    inclusive: ``lyap_after_floss[1]`` keeps lambda_1 of each spectrum); ``"name@s"`` only the
+    first and the last epoch of every block of ``s`` epochs (0, s-1, s, 2s-1, ...: the first and
+    the last epoch of a trace whose length is a multiple of ``s``, at 2/s of the rows). Several
+    selections of one metric are merged (the wider one wins)."""
+    out: dict[str, tuple[tuple[int, int] | None, int | None]] = {}
     for spec in specs:
         m = _SPEC.match(str(spec))
         if m is None:
-            raise ValueError(f"metric selection {spec!r} is not 'name', 'name[i]' or 'name[i:j]'")
-        name, lo, hi = m.group(1), m.group(2), m.group(3)
+            raise ValueError(f"metric selection {spec!r} is not 'name', 'name[i]', 'name[i:j]' or 'name@s'")
+        name, lo, hi, every = m.group(1), m.group(2), m.group(3), m.group(4)
         rng = None if lo is None else (int(lo), int(hi or lo))
+        block = None if every is None or int(every) <= 1 else int(every)
         if name in out:
-            old = out[name]
-            out[name] = None if old is None or rng is None else (min(old[0], rng[0]), max(old[1], rng[1]))
-        else:
-            out[name] = rng
+            r0, b0 = out[name]
+            rng = None if r0 is None or rng is None else (min(r0[0], rng[0]), max(r0[1], rng[1]))
+            block = block if b0 == block else None
+        out[name] = (rng, block)
     return out
 
 
 def metrics_sql(specs) -> str:
-    """A SQL condition on ``metric`` and ``index`` for :func:`metric_specs` selections."""
+    """A SQL condition on ``metric``, ``index`` and ``epoch`` for :func:`metric_specs` selections."""
     parts, plain = [], []
-    for name, rng in metric_specs(specs).items():
+    for name, (rng, block) in metric_specs(specs).items():
         q = "'" + name.replace("'", "''") + "'"
-        if rng is None:
+        if rng is None and block is None:
             plain.append(q)
-        else:
-            parts.append(f'(metric = {q} AND "index" BETWEEN {rng[0]} AND {rng[1]})')
+            continue
+        cond = [f"metric = {q}"]
+        if rng is not None:
+            cond.append(f'"index" BETWEEN {rng[0]} AND {rng[1]}')
+        if block is not None:
+            cond.append(f"(epoch % {block} = 0 OR epoch % {block} = {block - 1})")
+        parts.append("(" + " AND ".join(cond) + ")")
     if plain:
         parts.append(f"metric IN ({', '.join(plain)})")
     return "(" + " OR ".join(parts) + ")" if parts else "FALSE"
@@ -85,11 +95,14 @@ def select_metrics(df, specs):
     import pandas as pd
 
     keep = pd.Series(False, index=df.index)
-    for name, rng in metric_specs(specs).items():
+    for name, (rng, block) in metric_specs(specs).items():
         m = df["metric"] == name
         if rng is not None:
             idx = df["index"]
             m &= idx.notna() & (idx >= rng[0]) & (idx <= rng[1])
+        if block is not None:
+            e = df["epoch"] % block
+            m &= (e == 0) | (e == block - 1)
         keep |= m
     return df[keep]
 

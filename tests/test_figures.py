@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from flossrepro.tables import select_metrics
 from matplotlib.figure import Figure
 
 from flossrepro import report
@@ -255,7 +257,7 @@ def test_figure_modules_declare_what_they_own():
             assert cid.startswith(num) and cid[len(num)] in mod.PANELS and text, (name, cid)
     assert not hasattr(sys.modules["flossrepro.figures"], "FIGURES")
     assert metrics_needed("fig4") == {"test_accuracy", "lyap_after_floss[1]"}
-    assert metrics_needed("fig1") == {"floss_lambda_1", "floss_loss", "lyap_before_floss", "lyap_after_floss"}
+    assert metrics_needed("fig1") == {"floss_lambda_1@10", "floss_loss@10", "lyap_before_floss", "lyap_after_floss"}
     assert metrics_needed("no_such_experiment") == set()
 
 
@@ -273,7 +275,7 @@ def test_sweep_values_come_from_the_experiment_yaml():
                                         (fig4, lambda: fig4_table())])
 def test_figure_modules_read_only_their_declared_metrics(mod, table):
     full = table()
-    only = full[full["metric"].isin(mod.METRICS)]
+    only = select_metrics(full, mod.METRICS)
     a, b = mod.claims(full), mod.claims(only)
     assert [(c.id, c.verdict, c.measured()) for c in a] == [(c.id, c.verdict, c.measured()) for c in b]
     assert isinstance(mod.plot(only), Figure)

@@ -130,3 +130,26 @@ def test_bench_tables_writes_and_aggregates_a_small_synthetic_sweep(tmp_path):
     per_member = 2000 + 100 + 400 + 20 + (75 + 80 + 6) + 5 * (1000 + 150)
     assert res["rows"] == 3 * 2 * per_member
     assert res["summary_rows"] > 0 and (tmp_path / "aggregated" / "runs.csv").exists()
+
+
+def test_metric_selections_pick_indices_and_epoch_blocks():
+    from flossrepro.tables import metric_specs, select_metrics
+
+    df = pd.DataFrame({"metric": ["a"] * 20 + ["s"] * 6, "epoch": list(range(20)) + [0, 0, 0, 5, 5, 5],
+                       "index": pd.array([None] * 20 + [1, 2, 3, 1, 2, 3], dtype="Int64"), "value": 0.0})
+    assert list(select_metrics(df, ["a@10"]).epoch) == [0, 9, 10, 19]   # first and last of each block of 10
+    assert list(select_metrics(df, ["s[2:3]"])["index"]) == [2, 3, 2, 3]
+    assert len(select_metrics(df, ["a@10", "a"])) == 20                   # the wider selection wins
+    assert metric_specs(["s[1]", "s[3]"]) == {"s": ((1, 3), None)}
+    with pytest.raises(ValueError, match="not 'name'"):
+        metric_specs(["a[x]"])
+    # the aggregator's SQL keeps the same rows as the pandas filter
+    import duckdb
+
+    from flossrepro.tables import metrics_sql
+    con = duckdb.connect()
+    con.register("t", df)
+    for spec in (["a@10"], ["s[2:3]"], ["a@10", "s[1]"]):
+        got = con.execute(f"SELECT metric, epoch, \"index\" FROM t WHERE {metrics_sql(spec)} ORDER BY ALL").df()
+        want = select_metrics(df, spec)[["metric", "epoch", "index"]].sort_values(["metric", "epoch", "index"])
+        assert got.values.tolist() == want.values.tolist(), spec

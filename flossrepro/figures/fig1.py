@@ -30,7 +30,7 @@ TITLE = "Fig 1: flossing drives Lyapunov exponents to a target"
 PANELS = {"B": "lambda_1 during flossing toward each target (k=1)",
           "C": "flossing loss vs flossing epochs, each k (target 0)",
           "D": "Lyapunov spectrum after flossing k exponents (target 0)"}
-METRICS = ("floss_lambda_1", "floss_loss", "lyap_before_floss", "lyap_after_floss")
+METRICS = ("floss_lambda_1@10", "floss_loss@10", "lyap_before_floss", "lyap_after_floss")  # @10: epochs 0, 9, 10, 19, ..., 499
 
 K_B = 1                # 1B, 1B+: lambda_1 is flossed alone
 TARGET_CD = 0.0        # 1C, 1D: flossing toward 0
