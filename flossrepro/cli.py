@@ -216,7 +216,11 @@ def _hold_stop_signals() -> None:
         global _stop_seen
         _stop_seen = signum
 
+    from .checkpoint import _is_submitit_bypass
+
     for s in (signal.SIGTERM, signal.SIGINT):
+        if _is_submitit_bypass(signal.getsignal(s)):
+            continue  # a SLURM job: submitit's handler stays (the job checkpoints on it and goes on)
         signal.signal(s, flag)
 
 
