@@ -244,15 +244,20 @@ class Job:
         """Called after every flossing step of an episode (a kind may checkpoint or report here)."""
 
     def maybe_pause(self, n: int) -> None:
-        """Fault injection for tests and debugging: with ``FLOSSREPRO_PAUSE_AT=n`` in the
-        environment the job stops at step boundary ``n`` (training epoch, or flossing epoch
-        for analyses), says so on stderr, and waits for a signal (SIGTERM checkpoints and
-        stops as usual; SIGKILL tests the loss of the rows since the last checkpoint)."""
+        """Fault injection for tests and debugging: with ``FLOSSREPRO_PAUSE_AT=n`` (or ``n:text``:
+        only runs whose id contains ``text``) in the environment the job stops at step boundary
+        ``n`` (training epoch, or flossing epoch for analyses), says so on stderr, and waits for
+        a signal that stops it (SIGTERM checkpoints and stops as usual; in a submitit job, where
+        SIGTERM only checkpoints, it waits for the USR2 that requeues; SIGKILL tests the loss of
+        the rows since the last checkpoint)."""
         at = os.environ.get("FLOSSREPRO_PAUSE_AT")
-        if not at or int(at) != n:
+        if not at:
+            return
+        step, _, only = at.partition(":")
+        if int(step) != n or (only and only not in self.run_id):
             return
         print(f"[flossrepro] paused at {n} (FLOSSREPRO_PAUSE_AT), waiting for a signal", file=sys.stderr, flush=True)
-        while not self.signals.pending:
+        while self.signals.hard is None:
             time.sleep(0.01)
 
     def check_stop(self) -> None:

@@ -131,7 +131,9 @@ def _queued_job_ids() -> dict[str, str] | None:
     """State (PENDING, RUNNING, ...) of each of this user's jobs that SLURM still holds, by id
     (``123`` / ``123_4``); None when squeue fails."""
     try:
-        out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i %T"],
+        # %i is 123_4 for an array task, but a requeued task can show its own job id instead:
+        # %F_%K (array job id, task id) names it the way submitit does either way
+        out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i %T %F %K"],
                              capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError) as e:
         log.warning("squeue failed (%s); keep waiting", e)
@@ -143,7 +145,10 @@ def _queued_job_ids() -> dict[str, str] | None:
     for line in out.stdout.splitlines():
         parts = line.split()
         if parts:
-            states[parts[0]] = parts[1] if len(parts) > 1 else "UNKNOWN"
+            state = parts[1] if len(parts) > 1 else "UNKNOWN"
+            states[parts[0]] = state
+            if len(parts) >= 4 and parts[3].isdigit():
+                states.setdefault(f"{parts[2]}_{parts[3]}", state)
     return states
 
 

@@ -114,8 +114,9 @@ def _finish(proc: subprocess.Popen, sweep: Path, t0: float, expect_rc: int = 0) 
     return out
 
 
-def _start(args: list[str], sweep: Path) -> tuple[subprocess.Popen, float]:
-    proc = subprocess.Popen(args, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _start(args: list[str], sweep: Path, env: dict | None = None) -> tuple[subprocess.Popen, float]:
+    proc = subprocess.Popen(args, cwd=REPO, env={**_env(), **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     return proc, time.time()
 
 
@@ -142,8 +143,8 @@ def _wait_for(what: str, pred, timeout: float, proc: subprocess.Popen, sweep: Pa
 
 
 def _job_log(sweep: Path, index: int, needle: str):
-    """The job id of array task ``index`` once its stdout log contains ``needle``."""
-    for p in (sweep / ".submitit").glob(f"*_{index}/*_{index}_0_log.out") if (sweep / ".submitit").is_dir() else []:
+    """The job id of array task ``index`` once its stdout or stderr log contains ``needle``."""
+    for p in (sweep / ".submitit").glob(f"*_{index}/*_{index}_0_log.*") if (sweep / ".submitit").is_dir() else []:
         if needle in p.read_text(errors="replace"):
             return p.parent.name
     return None
@@ -205,8 +206,9 @@ def test_preempted_job_is_requeued_resumes_and_ends_like_an_uninterrupted_one(sl
                # a requeued job can be out of squeue for a few seconds while SLURM requeues it
                "hydra/launcher=submitit_slurm", f"hydra.sweep.dir={sweep}", "hydra.launcher.poll_s=1",
                "hydra.launcher.lost_after_s=30")
-    proc, t0 = _start(cmd, sweep)
-    jid = _wait_for("job 0 to train", lambda: _job_log(sweep, 0, "epoch 50/300"), 150, proc, sweep)
+    # job 0 waits at epoch 50 until it is preempted (a condition, not a race with a 300-epoch run)
+    proc, t0 = _start(cmd, sweep, env={"FLOSSREPRO_PAUSE_AT": "50:checkpoint_every=1000,"})
+    jid = _wait_for("job 0 to train", lambda: _job_log(sweep, 0, "paused at 50"), 150, proc, sweep)
     run0 = next(sweep.glob("checkpoint_every=1000,*"))
     before = json.loads((run0 / "summary.json").read_text())
     assert before["status"] == "running"
