@@ -28,6 +28,7 @@ from . import rundir as RD
 from . import sweep as SW
 from .constants import RUN_NAME_EXCLUDE_KEYS
 from .errors import ConfigError, FlossreproError
+from .outputs import update_summary
 
 log = logging.getLogger("flossrepro")
 PROG = "flossrepro"
@@ -158,21 +159,6 @@ def run_columns(cfg: DictConfig, hc) -> dict:
     return cols
 
 
-def _update_summary(run_dir: Path, **fields) -> None:
-    """Merge ``fields`` into ``summary.json`` (atomically; the run's own record)."""
-    p = run_dir / "summary.json"
-    s: dict = {}
-    if p.exists():
-        try:
-            s = json.loads(p.read_text())
-        except (OSError, ValueError):
-            s = {}
-    s.update(fields)
-    tmp = p.with_name(f"summary.json.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(s, indent=2, default=str))
-    os.replace(tmp, p)
-
-
 def _write_hydra_record(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> None:
     """``.hydra/config.yaml`` and ``overrides.yaml`` of a new run (an existing record is kept)."""
     d = run_dir / ".hydra"
@@ -274,7 +260,7 @@ def task(cfg: DictConfig):
                 if RD.status(run_dir) is None:  # record it (a new run: nothing of another run is touched)
                     RD.write_record(run_dir, ident, overrides)
                     _write_hydra_record(run_dir, cfg, overrides)
-                    _update_summary(run_dir, status="invalid", run_id=run_id, error=invalid)
+                    update_summary(run_dir, status="invalid", run_id=run_id, error=invalid)
                 return refuse(invalid, "invalid")
             _remove_unstarted(run_dir, None)
             return refuse(invalid)
@@ -293,7 +279,7 @@ def task(cfg: DictConfig):
                 if RD.status(run_dir) is None:
                     RD.write_record(run_dir, ident, overrides)
                     _write_hydra_record(run_dir, cfg, overrides)
-                    _update_summary(run_dir, status="invalid", run_id=run_id, error=str(e))
+                    update_summary(run_dir, status="invalid", run_id=run_id, error=str(e))
             else:
                 _remove_unstarted(run_dir, None)
             return refuse(str(e), "invalid")
@@ -310,11 +296,11 @@ def task(cfg: DictConfig):
                 sys.exit(143)
             return {"status": "interrupted", "run_id": run_id}
         except FlossreproError as e:  # a corrupt checkpoint, an unreadable table: one line, the fix
-            _update_summary(run_dir, status="failed", run_id=run_id, error=str(e))
+            update_summary(run_dir, status="failed", run_id=run_id, error=str(e))
             return refuse(str(e), "failed")
         except Exception as e:  # a crashed run is recorded; in a sweep the other runs go on
             err = "".join(traceback.format_exception_only(type(e), e)).strip()
-            _update_summary(run_dir, status="failed", run_id=run_id, error=err, traceback=traceback.format_exc(),
+            update_summary(run_dir, status="failed", run_id=run_id, error=err, traceback=traceback.format_exc(),
                             columns=getattr(job, "columns", None),
                             slurm_job_id=os.environ.get("SLURM_JOB_ID"))
             log.error("run %s failed: %s", run_id, err)

@@ -27,7 +27,6 @@ Hydra composes anything.
 from __future__ import annotations
 
 import getpass
-import json
 import logging
 import os
 import subprocess
@@ -48,8 +47,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 log = logging.getLogger(__name__)
 
-from . import rundir as _rundir  # noqa: F401,E402  (registers the run_leaf resolver for job configs)
+from . import rundir as _rundir  # noqa: E402  (also registers the run_leaf resolver for job configs)
 from .constants import DONE_STATUSES as DONE
+from .outputs import read_json, write_json
 # our yaml files share the plugin's config names on purpose (see conf/hydra/launcher/)
 warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/(submitit_slurm|submitit_local|joblib)' is validated against ConfigStore schema")
 
@@ -87,30 +87,11 @@ def register_configs() -> None:
                                  provider="flossrepro")
 
 
-def finished_summary(run_dir: str | Path) -> dict | None:
-    """The run's summary when it finished (complete, partial or diverged), else None."""
-    run_dir = Path(run_dir)
-    p = run_dir / "summary.json"
-    if p.exists() and (run_dir / "checkpoint.pt").exists():
-        try:
-            s = json.loads(p.read_text())
-        except (OSError, ValueError):
-            return None
-        if s.get("status") in DONE:
-            return s
-    return None
-
-
 def mark_run(run_dir: Path, status: str, error: str, slurm_job_id: str | None, run_id: str | None,
              task_cfg: DictConfig | None = None) -> None:
     """Record ``status``/``error`` in a run's ``summary.json`` unless the run recorded an outcome itself."""
     sp = run_dir / "summary.json"
-    s: dict[str, Any] = {}
-    if sp.exists():
-        try:
-            s = json.loads(sp.read_text())
-        except (OSError, ValueError):
-            s = {}
+    s: dict[str, Any] = read_json(sp) or {}
     if s.get("status") in DONE or s.get("status") == "failed":
         return
     s.update(previous_status=s.get("status"), status=status, error=error)
@@ -122,9 +103,7 @@ def mark_run(run_dir: Path, status: str, error: str, slurm_job_id: str | None, r
         # the job never started: write its config so that the aggregator lists it
         hydra_dir.mkdir(exist_ok=True)
         OmegaConf.save(task_cfg, hydra_dir / "config.yaml")
-    tmp = sp.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(s, indent=2, default=str))
-    os.replace(tmp, sp)
+    write_json(sp, s)
 
 
 def _queued_job_ids() -> dict[str, str] | None:
@@ -219,7 +198,7 @@ class SlurmLauncher(_PluginSlurmLauncher):
                 hc.set_config(cfg)
                 run_dir, run_id, task_cfg = self._describe(cfg)
                 jobs_info.append(dict(cfg=cfg, run_dir=run_dir, run_id=run_id, task_cfg=task_cfg))
-                done = finished_summary(run_dir)
+                done = _rundir.finished(run_dir)
                 if done is not None:
                     results[i] = self._return(cfg, overrides, done, task_cfg)
         finally:

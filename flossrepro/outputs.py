@@ -24,11 +24,29 @@ log = logging.getLogger("flossrepro")
 
 
 def write_json(path: str | Path, obj: dict) -> None:
-    """Write ``obj`` as JSON atomically (temporary name, then rename)."""
+    """Write ``obj`` as JSON atomically (a temporary name of this process, then rename)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
     os.replace(tmp, path)
+
+
+def read_json(path: str | Path) -> dict | None:
+    """The JSON object in ``path``; None when it is missing, unreadable or not an object."""
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def update_summary(run_dir: str | Path, **fields) -> dict:
+    """Merge ``fields`` into the run's ``summary.json`` (atomically); returns the result."""
+    p = Path(run_dir) / "summary.json"
+    s = read_json(p) or {}
+    s.update(fields)
+    write_json(p, s)
+    return s
 
 
 @functools.lru_cache(maxsize=1)

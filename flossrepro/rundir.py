@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from .constants import (DEFAULT_LEAF, DONE_STATUSES, IDENTITY_EXCLUDE_KEYS, LOCK_FILE, RUN_NAME_EXCLUDE_KEYS,
                         RUN_RECORD)
 from .errors import FlossreproError
+from .outputs import read_json, write_json
 
 MAX_LEAF = 200  # longest run directory name; longer override lists get a hash suffix
 
@@ -141,29 +142,20 @@ def write_record(run_dir: Path, ident: dict, overrides: list[str] | None = None)
     data = {"config_hash": config_hash(ident), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": " ".join(["flossrepro", *(overrides or [])]), "argv": sys.argv,
             "overrides": list(overrides or []), "config": ident}
-    tmp = rec.with_name(rec.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, rec)
+    write_json(rec, data)
 
 
 def finished(run_dir: Path) -> dict | None:
     """The summary of a finished run (complete, partial or diverged, with its checkpoint), else None."""
-    p = Path(run_dir) / "summary.json"
-    if not p.exists():
-        return None
-    try:
-        s = json.loads(p.read_text())
-    except (OSError, ValueError):
+    s = read_json(Path(run_dir) / "summary.json")
+    if s is None or not (Path(run_dir) / "checkpoint.pt").exists():
         return None
     return s if s.get("status") in DONE_STATUSES else None
 
 
 def status(run_dir: Path) -> str | None:
-    p = Path(run_dir) / "summary.json"
-    try:
-        return json.loads(p.read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
+    s = read_json(Path(run_dir) / "summary.json")
+    return None if s is None else s.get("status")
 
 
 # -- locks --------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from . import config as C
 from .checkpoint import StopRequested  # noqa: F401  (re-exported)
 from .flossing import flossing_parameters
 from .job import Job, adam
-from .outputs import Progress, git_commit, nanmean  # noqa: F401  (git_commit re-exported)
+from .outputs import Progress, nanmean
 from .steps import train_step
 
 log = logging.getLogger("flossrepro")
