@@ -75,24 +75,25 @@ def frac(x, axis=None):
 
 
 # ----------------------------------------------------------------------------- verdicts
-def _all(verdicts: list[str]) -> str:
+def _combine(verdicts: list[str], decisive: str, needs_all: str) -> str:
+    """``decisive`` wins outright, then inconclusive; ``needs_all`` only when every part has it."""
     if not verdicts:
         return NOT_RUN
-    if NOT_REPRODUCED in verdicts:
-        return NOT_REPRODUCED
+    if decisive in verdicts:
+        return decisive
     if INCONCLUSIVE in verdicts:
         return INCONCLUSIVE
-    return REPRODUCED if all(v == REPRODUCED for v in verdicts) else NOT_RUN
+    return needs_all if all(v == needs_all for v in verdicts) else NOT_RUN
+
+
+def _all(verdicts: list[str]) -> str:
+    """Every part must hold: one failure decides."""
+    return _combine(verdicts, NOT_REPRODUCED, REPRODUCED)
 
 
 def _any(verdicts: list[str]) -> str:
-    if not verdicts:
-        return NOT_RUN
-    if REPRODUCED in verdicts:
-        return REPRODUCED
-    if INCONCLUSIVE in verdicts:
-        return INCONCLUSIVE
-    return NOT_REPRODUCED if all(v == NOT_REPRODUCED for v in verdicts) else NOT_RUN
+    """One part suffices: one success decides."""
+    return _combine(verdicts, REPRODUCED, NOT_REPRODUCED)
 
 
 @dataclass
