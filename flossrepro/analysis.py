@@ -43,7 +43,7 @@ class FlossJob(Job):
     def after_floss_step(self, progress: Progress | None) -> None:
         n, total = self.floss_epoch, int(self.cfg.flossing.epochs)
         if progress is not None:
-            progress.update(n, self.progress_info(), f" alive {int(self.alive.sum())}/{self.R}")
+            progress.update(n, self.describe)
             if progress.due(n):
                 self.log_wandb(n)
         every = int(self.cfg.checkpoint_every or 0)

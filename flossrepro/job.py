@@ -76,6 +76,7 @@ class Job:
         self.task = self.build_task()
         shapes = self.task if self.task is not None else SimpleNamespace(n_in=int(cfg.job.n_in), n_out=int(cfg.job.n_out))
         self.model = C.build_model(cfg, shapes, device=self.device, dtype=self.dtype)
+        self.n_in = int(shapes.n_in)
         self.R = int(cfg.members)
         self.seeds = [int(cfg.seed) + r for r in range(self.R)]
         self.signals = ckpt.StopSignals()
@@ -165,8 +166,7 @@ class Job:
         input distribution, or ``gaussian`` x ~ N(0, 1) (Fig 1). Used by flossing and by the
         Lyapunov diagnostics, so both see the same input statistics."""
         if self.cfg.flossing.input == "gaussian" or self.task is None:
-            n_in = self.model.V.shape[-1] if hasattr(self.model, "V") else int(self.cfg.job.n_in)
-            x = torch.stack([torch.randn(T, n_in, generator=g, dtype=torch.float64) for g in gens], 1)
+            x = torch.stack([torch.randn(T, self.n_in, generator=g, dtype=torch.float64) for g in gens], 1)
             return x.to(device=self.device, dtype=self.dtype)
         return self.task.sample_inputs(gens, batch_size=1, seq_len=T, device=self.device, dtype=self.dtype)[:, :, 0]
 
@@ -281,6 +281,10 @@ class Job:
 
     def progress_info(self) -> dict[str, str]:
         return {}
+
+    def describe(self) -> tuple[dict[str, str], str]:
+        """``(progress_info(), " alive a/R")`` for a progress line."""
+        return self.progress_info(), f" alive {int(self.alive.sum())}/{self.R}"
 
     @property
     def training_epochs(self) -> int:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from omegaconf import OmegaConf
@@ -101,14 +102,17 @@ class Progress:
     def due(self, n: int) -> bool:
         return bool(self.every) and (n % self.every == 0 or n == self.total)
 
-    def update(self, n: int, info: dict[str, str], extra: str = "") -> None:
+    def update(self, n: int, describe: Callable[[], tuple[dict[str, str], str]]) -> None:
+        """Unit ``n`` is done; ``describe() -> (info, extra)`` is called only when a line or the
+        bar is written (nothing is formatted on the other steps)."""
         if self.bar is not None:
             if n % 10 == 0 or n == self.total:
                 self.bar.update(n - self.bar.n)
-                self.bar.set_postfix(info, refresh=False)
+                self.bar.set_postfix(describe()[0], refresh=False)
             return
         if self.quiet or not self.due(n):
             return
+        info, extra = describe()
         r = self.rate(n)
         left = (self.total - n) / r if r and math.isfinite(r) and r > 0 else float("nan")
         log.info("%s %d/%d %s%s | %.3g %s/s, %s left", "epoch" if self.unit == "ep" else self.unit, n, self.total,

@@ -76,7 +76,7 @@ class Trainer(Job):
             self.timings["train_s"] += time.perf_counter() - t0
             self.epoch += 1
             self.diag.after_epoch(self.epoch, E)
-            progress.update(self.epoch, self.progress_info(), f" alive {int(self.alive.sum())}/{self.R}")
+            progress.update(self.epoch, self.describe)
             if progress.due(self.epoch):
                 self.log_wandb(self.epoch)
             if every and self.epoch % every == 0:

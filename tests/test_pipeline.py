@@ -274,3 +274,11 @@ def test_flossing_only_job_resumes_to_the_same_numbers(tmp_path):
     assert json.loads((d / "summary.json").read_text())["status"] == "interrupted"
     run([*args, f"hydra.run.dir={d}"])
     pd.testing.assert_frame_equal(_final_numbers(ref), _final_numbers(d))
+
+
+def test_lstm_flosses_on_gaussian_inputs(tmp_path):
+    """flossing.input=gaussian sizes its inputs from the network (an LSTM has no V)."""
+    d = tmp_path / "run"
+    run(["scale=smoke", *QUIET, f"hydra.run.dir={d}", "arch=lstm", "flossing=pre", "flossing.input=gaussian"])
+    df = read_run(d)
+    assert df[df.metric == "floss_loss"]["value"].notna().all()
