@@ -156,7 +156,6 @@ class Recorder:
         self.parts = 0                       # parts written so far
         self._latest: dict[tuple[str, str | None], np.ndarray] = {}  # (metric, None | 'vector')
         self._buf: list[tuple[int, str, bool, np.ndarray]] = []   # (epoch, metric, vector?, values)
-        self._rows = 0
         self.listeners: list[Callable] = []
 
     # -- recording ------------------------------------------------------------------
@@ -170,7 +169,6 @@ class Recorder:
         """``values: [R]``, one per member."""
         v = self._np(values).reshape(self.R)
         self._buf.append((int(epoch), metric, False, v))
-        self._rows += self.R
         self._latest[(metric, None)] = v
         for fn in self.listeners:
             fn(int(epoch), metric, None, v)
@@ -179,7 +177,6 @@ class Recorder:
         """``values: [R, n]``, recorded with ``index`` 1..n."""
         v = self._np(values).reshape(self.R, -1)
         self._buf.append((int(epoch), metric, True, v))
-        self._rows += v.size
         self._latest[(metric, "vector")] = v
         for fn in self.listeners:
             fn(int(epoch), metric, 1, v)
@@ -195,10 +192,6 @@ class Recorder:
             if v is not None and v.shape[1] >= index:
                 return v[:, index - 1].tolist()
         return [float("nan")] * self.R
-
-    @property
-    def buffered_rows(self) -> int:
-        return self._rows
 
     # -- writing --------------------------------------------------------------------
     def table(self) -> pa.Table:
@@ -247,7 +240,6 @@ class Recorder:
         os.replace(tmp, path)
         self.parts += 1
         self._buf.clear()
-        self._rows = 0
         return path
 
     # -- checkpoint state -------------------------------------------------------------
@@ -262,7 +254,6 @@ class Recorder:
         self.parts = int(state["parts"])
         self._latest = dict(state["latest"])
         self._buf.clear()
-        self._rows = 0
         dropped = [p for p in part_files(self.dir.parent) if int(_PART.match(p.name).group(1)) >= self.parts]
         for p in dropped:
             p.unlink()

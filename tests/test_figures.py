@@ -23,7 +23,8 @@ from flossrepro.constants import CHANCE
 from flossrepro.figures import claims as cl
 from flossrepro.figures import discover, experiments, fig1, fig3, fig4, metrics_needed, planned
 from flossrepro.figures.__main__ import main as figures_main
-from flossrepro.figures.data import final, final_medians, pick_delay
+from flossrepro.figures.common_task import finals
+from flossrepro.figures.data import final, pick_delay
 
 ROOT = Path(__file__).resolve().parents[1]
 VERDICTS = set(cl.VERDICTS)
@@ -208,7 +209,7 @@ def test_final_is_the_last_evaluation_and_failures_count():
     f = final(df, "test_loss")
     assert (f["epoch"] == 100).all() and len(f) == 2 * 2 * 6 * 3
     df.loc[(df["epoch"] == 100) & (df["member"] == 0), "value"] = np.nan
-    m = final_medians(df, "test_loss", "copy", fail_value=np.inf)
+    m = finals(df, "test_loss", "copy", fail_value=np.inf).groupby(["task.delay", "flossing.schedule"])["value"].median()
     assert np.isfinite(m.values).all()      # 2 of 3 members finite: the median stays finite
     assert pick_delay([10, 30], 40) == 30 and pick_delay([10, 50], 30) == 50 and pick_delay([10, 20], None) == 20
 

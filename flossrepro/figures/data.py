@@ -130,17 +130,6 @@ def network_values(df: pd.DataFrame) -> tuple[np.ndarray, list]:
     return df["value"].to_numpy(float), list(zip(df["run_id"], df["member"]))
 
 
-def final_medians(df: pd.DataFrame, metric: str, task: str, fail_value: float | None = None) -> pd.DataFrame:
-    """Median over networks of the final ``metric`` for ``task``, per schedule and delay.
-
-    Returns a frame indexed by ``task.delay`` with one column per schedule present.
-    """
-    f = final(rows(df, task__name=task), metric, fail_value)
-    if f.empty:
-        return pd.DataFrame()
-    return f.groupby(["task.delay", "flossing.schedule"])["value"].median().unstack("flossing.schedule").sort_index()
-
-
 def first_setting(df: pd.DataFrame, col: str):
     """The value of a settings column when it is the same everywhere, a list otherwise, None if absent."""
     v = values(df, col)
