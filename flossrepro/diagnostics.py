@@ -3,6 +3,8 @@
 Intervals come from the ``diagnostics`` config group (0 or null: never):
 
 - ``eval_every``: ``test_loss`` (and ``test_accuracy``) on a fresh batch of ``eval_batch_size``;
+  also right after every flossing episode of a training job (``test_loss_after_floss``,
+  ``test_accuracy_after_floss``, Fig 12: the drop is brief);
 - ``lyap_every``: the first ``lyap_k`` Lyapunov exponents (``lyap``; also ``lyap_before_floss``
   and ``lyap_after_floss`` around every flossing episode) on a fixed input sequence;
 - ``grad_h0_every``: the norm of dL/dh0 (``grad_h0_norm``, Fig 8), read from the raw gradients;
@@ -115,14 +117,16 @@ class Diagnostics:
 
     @torch.no_grad()
     @_timed
-    def evaluate(self, epoch: int) -> None:
+    def evaluate(self, epoch: int, suffix: str = "") -> None:
+        """``test_loss`` (and ``test_accuracy``) on a fresh test batch; ``suffix`` names a second
+        measurement at the same epoch (``_after_floss``: right after a flossing episode)."""
         job = self.job
         batch = job.task.sample(job.gens["test"], batch_size=int(self.cfg.eval_batch_size),
                                 device=job.device, dtype=job.dtype)
         out = job.model(batch.inputs)
-        job.recorder.add(epoch, "test_loss", job.task.loss(out, batch))
+        job.recorder.add(epoch, f"test_loss{suffix}", job.task.loss(out, batch))
         if job.task.metric_name == "accuracy":
-            job.recorder.add(epoch, "test_accuracy", job.task.metric(out, batch))
+            job.recorder.add(epoch, f"test_accuracy{suffix}", job.task.metric(out, batch))
 
     @torch.no_grad()
     @_timed

@@ -235,6 +235,8 @@ class Job:
                 t0 = time.perf_counter()
         self.timings["floss_s"] += time.perf_counter() - t0
         self.diag.lyapunov(self.epoch, "lyap_after_floss")
+        if self.task is not None and self.cfg.diagnostics.eval_every:
+            self.diag.evaluate(self.epoch, "_after_floss")
         self.next_episode += 1
         self.episode_step = 0
         log.info("flossing episode at epoch %d done: lambda_1 = [%s]", self.epoch,
