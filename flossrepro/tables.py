@@ -47,27 +47,40 @@ _PART = re.compile(r"^part-(\d{5,})\.parquet$")
 _SPEC = re.compile(r"^([A-Za-z0-9_.]+)(?:\[(\d+)(?::(\d+))?\])?(?:@(\d+))?$")
 
 
-def metric_specs(specs) -> dict[str, tuple[tuple[int, int] | None, int | None]]:
-    """Parse metric selections into ``{name: (index range or None, epoch block or None)}``.
+def _union(ranges) -> tuple[tuple[int, int], ...]:
+    """Sorted, merged index ranges (overlapping or adjacent ranges become one)."""
+    out: list[list[int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return tuple((lo, hi) for lo, hi in out)
+
+
+def metric_specs(specs) -> dict[str, tuple[tuple[tuple[int, int], ...] | None, int | None]]:
+    """Parse metric selections into ``{name: (index ranges or None, epoch block or None)}``.
 
     ``"name"`` keeps every row; ``"name[i]"`` / ``"name[i:j]"`` only ``index`` i..j (1-based,
     inclusive: ``lyap_after_floss[1]`` keeps lambda_1 of each spectrum); ``"name@s"`` only the
     first and the last epoch of every block of ``s`` epochs (0, s-1, s, 2s-1, ...: the first and
     the last epoch of a trace whose length is a multiple of ``s``, at 2/s of the rows). Several
-    selections of one metric are merged (the wider one wins)."""
-    out: dict[str, tuple[tuple[int, int] | None, int | None]] = {}
+    selections of one metric are merged: the union of their indices (``s[1]``, ``s[20]`` keep
+    indices 1 and 20 only; a selection without indices keeps all), and the epoch block only
+    when they agree."""
+    out: dict[str, tuple[tuple[tuple[int, int], ...] | None, int | None]] = {}
     for spec in specs:
         m = _SPEC.match(str(spec))
         if m is None:
             raise ValueError(f"metric selection {spec!r} is not 'name', 'name[i]', 'name[i:j]' or 'name@s'")
         name, lo, hi, every = m.group(1), m.group(2), m.group(3), m.group(4)
-        rng = None if lo is None else (int(lo), int(hi or lo))
+        rng = None if lo is None else ((int(lo), int(hi or lo)),)
         block = None if every is None or int(every) <= 1 else int(every)
         if name in out:
             r0, b0 = out[name]
-            rng = None if r0 is None or rng is None else (min(r0[0], rng[0]), max(r0[1], rng[1]))
+            rng = None if r0 is None or rng is None else r0 + rng
             block = block if b0 == block else None
-        out[name] = (rng, block)
+        out[name] = (None if rng is None else _union(rng), block)
     return out
 
 
@@ -81,7 +94,7 @@ def metrics_sql(specs) -> str:
             continue
         cond = [f"metric = {q}"]
         if rng is not None:
-            cond.append(f'"index" BETWEEN {rng[0]} AND {rng[1]}')
+            cond.append("(" + " OR ".join(f'"index" BETWEEN {lo} AND {hi}' for lo, hi in rng) + ")")
         if block is not None:
             cond.append(f"(epoch % {block} = 0 OR epoch % {block} = {block - 1})")
         parts.append("(" + " AND ".join(cond) + ")")
@@ -99,7 +112,10 @@ def select_metrics(df, specs):
         m = df["metric"] == name
         if rng is not None:
             idx = df["index"]
-            m &= idx.notna() & (idx >= rng[0]) & (idx <= rng[1])
+            inside = pd.Series(False, index=df.index)
+            for lo, hi in rng:
+                inside |= (idx >= lo) & (idx <= hi)
+            m &= idx.notna() & inside
         if block is not None:
             e = df["epoch"] % block
             m &= (e == 0) | (e == block - 1)

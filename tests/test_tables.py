@@ -140,7 +140,10 @@ def test_metric_selections_pick_indices_and_epoch_blocks():
     assert list(select_metrics(df, ["a@10"]).epoch) == [0, 9, 10, 19]   # first and last of each block of 10
     assert list(select_metrics(df, ["s[2:3]"])["index"]) == [2, 3, 2, 3]
     assert len(select_metrics(df, ["a@10", "a"])) == 20                   # the wider selection wins
-    assert metric_specs(["s[1]", "s[3]"]) == {"s": ((1, 3), None)}
+    assert metric_specs(["s[1]", "s[3]"]) == {"s": (((1, 1), (3, 3)), None)}   # the union of the indices
+    assert list(select_metrics(df, ["s[1]", "s[3]"])["index"]) == [1, 3, 1, 3]
+    assert metric_specs(["s[1:2]", "s[3]", "s[7]"]) == {"s": (((1, 3), (7, 7)), None)}
+    assert metric_specs(["s[1]", "s"]) == {"s": (None, None)}
     with pytest.raises(ValueError, match="not 'name'"):
         metric_specs(["a[x]"])
     # the aggregator's SQL keeps the same rows as the pandas filter
@@ -149,7 +152,7 @@ def test_metric_selections_pick_indices_and_epoch_blocks():
     from flossrepro.tables import metrics_sql
     con = duckdb.connect()
     con.register("t", df)
-    for spec in (["a@10"], ["s[2:3]"], ["a@10", "s[1]"]):
+    for spec in (["a@10"], ["s[2:3]"], ["a@10", "s[1]"], ["s[1]", "s[3]"]):
         got = con.execute(f"SELECT metric, epoch, \"index\" FROM t WHERE {metrics_sql(spec)} ORDER BY ALL").df()
         want = select_metrics(df, spec)[["metric", "epoch", "index"]].sort_values(["metric", "epoch", "index"])
         assert got.values.tolist() == want.values.tolist(), spec
