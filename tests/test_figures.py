@@ -264,7 +264,7 @@ def test_figure_modules_declare_what_they_own():
 
 def test_sweep_values_come_from_the_experiment_yaml():
     assert planned("fig4", "task.delay", "paper") == [10, 20, 30, 40, 50, 60, 70]
-    assert planned("fig4", "task.delay", "small") == [10, 30, 50, 70]
+    assert planned("fig4", "task.delay", "small") == [10, 40, 70]
     assert planned("fig1", "flossing.k", "smoke") == [1, 4, 8]
     assert planned("fig1", "flossing.target", "small") == [-1.0, -0.5, 0.0, 0.5]
     assert planned("fig3", "no.such.key") == [] and planned("nope", "task.delay") == []
@@ -357,9 +357,13 @@ def test_fig3_fig4_verdicts():
     c = {x.id: x for x in fig3.claims(fig3_table(ok=True))}
     assert [gr.label for gr in c["3C"].groups if gr.verdict == "reproduced"] == ["d=30", "d=40", "d=50"]
     assert "pre d=50" in c["3D"].measured() and c["3D"].n == 36
-    # 4C reads the two largest delays of the sweep (fig4.yaml at small scale: 50, 70)
+    # 4C reads the largest delay of the sweep and the baseline at every planned delay >= 40
+    # (fig4.yaml at small scale: 10, 40, 70)
     c4 = {x.id: x for x in fig4.claims(fig4_table(ok=True))}
-    assert [gr.label for gr in c4["4C"].groups] == ["d=50", "d=70"]
+    assert [gr.label for gr in c4["4C"].groups] == ["d=70", "baseline d=40", "baseline d=70"]
+    pre_wins = task_table("fig4", lambda t, s, d: 0.95 if s == "pre" else 0.9 if s == "during" else 0.5,
+                          ("none", "pre", "during"), ["binary_xor", "spatial_xor"], (10, 40, 70))
+    assert _verdicts(fig4.claims(pre_wins))["4C"] == "not reproduced"   # during must beat pre at d=70
     lacking = fig4_table(delays=(10, 30, 50))
     assert _verdicts(fig4.claims(lacking))["4C"] == "not run"
 
@@ -396,7 +400,10 @@ def test_report_cli_writes_report_with_intervals_and_not_run(tmp_path, fig1_smok
     assert "| Fig 4C |" in capsys.readouterr().out
     text = (res / "REPORT.md").read_text()
     lines = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ") and "**" in line}
-    assert set(lines) == {"1B", "1B+", "1C", "1D", "3C", "3D", "4C", "4D"}
+    from flossrepro.figures import discover
+    want = {cid for m in discover().values() if m.STUDY == "flossing" for cid in m.CLAIMS}
+    assert {"1B", "1B+", "1C", "1D", "3C", "3D", "4C", "4D"} <= want
+    assert set(lines) == want   # every claim of the study has its row, measured or not
     assert lines["3C"].endswith("**reproduced** |") and lines["3D"].endswith("**reproduced** |")
     assert all(lines[c].endswith("**not run** |") for c in ("4C", "4D", "1B", "1B+", "1C", "1D"))
     assert all(line.rsplit("**", 2)[-2] in VERDICTS for line in lines.values())
