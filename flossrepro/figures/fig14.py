@@ -1,0 +1,110 @@
+"""Fig 14 (A-D): Fig 4 with orthogonal initialisation (W = g Q, g=1).
+
+Drawn exactly like Fig 4 from ``conf/experiment/fig14.yaml``: baseline (``none``),
+preflossing (``pre``) and flossing during training (``during``), binary temporal XOR and
+spatial XOR.
+
+- **A/B**: test accuracy vs training epochs at d=70 (or the largest delay present): median,
+  25-75% band and a thin line per network; chance 0.5 dashed.
+- **C/D**: final test accuracy (last evaluation; diverged -> 0.5) vs delay: a dot per network
+  and the median line.
+
+Claim 14CD is defined below.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib import rc_context
+from matplotlib.figure import Figure
+
+from ..constants import SCHEDULES
+from .claims import Claim, Group, part_from_reps, replicates, rng_for
+from .common_task import delays_text, finals, median_table, planned_delays, vs_delay, vs_epochs
+from .data import network_values, values
+from .plotting import STYLE, new_figure, suptitle
+
+EXPERIMENTS = ("fig14",)
+STUDY = "flossing"
+TITLE = "Fig 14: Fig 4 with orthogonal initialisation (binary temporal XOR, spatial XOR)"
+PANELS = {"A": "binary temporal XOR: test accuracy vs training epochs at d=70 (orthogonal init)",
+          "B": "spatial XOR: test accuracy vs training epochs at d=70 (orthogonal init)",
+          "C": "binary temporal XOR: final test accuracy vs delay (orthogonal init)",
+          "D": "spatial XOR: final test accuracy vs delay (orthogonal init)"}
+METRICS = ("test_accuracy",)
+
+DELAY = 70
+TASKS = [("binary_xor", "binary temporal XOR"), ("spatial_xor", "spatial XOR")]
+CONDS = list(SCHEDULES[:3])  # none, pre, during
+
+CLAIMS = {
+    "14CD": "with orthogonal init the ordering none < pre < during of mean final accuracy holds at long delays "
+            "(networks of the sweep's two largest delays pooled), for both tasks",
+}
+
+
+def _schedules(df: pd.DataFrame) -> list[str]:
+    return CONDS + [s for s in values(df, "flossing.schedule") if s not in CONDS]
+
+
+def plot(metrics: pd.DataFrame) -> Figure:
+    """Fig 14A-D from the fig14 table (see the module docstring)."""
+    sched = _schedules(metrics)
+    delays = planned_delays(EXPERIMENTS[0], metrics)
+    with rc_context(STYLE):
+        fig, axes = new_figure(2, 2, (11, 8))
+        for j, (task, name) in enumerate(TASKS):
+            vs_epochs(axes[0, j], metrics, task, "test_accuracy", sched, DELAY, f"{'AB'[j]}  {name}", log_y=False)
+            vs_delay(axes[1, j], metrics, task, "test_accuracy", sched, delays, f"{'CD'[j]}  {name}: final accuracy",
+                     log_y=False, fail_value=0.5)
+        acc = metrics.loc[metrics["metric"] == "test_accuracy", "value"]
+        low = min(0.3, float(acc.min()) - 0.02) if acc.notna().any() else 0.3
+        for ax in axes.flat:
+            ax.set_ylim(low, 1.02)
+        suptitle(fig, "Fig 14: Fig 4 with orthogonal initialisation", metrics)
+    return fig
+
+
+# ----------------------------------------------------------------------------- claims
+def _pooled(f: pd.DataFrame, schedule: str, delays: list) -> tuple[np.ndarray, list]:
+    """Final values and networks of ``schedule`` pooled over ``delays``."""
+    sub = f[(f["flossing.schedule"] == schedule) & f["task.delay"].isin(delays)]
+    return network_values(sub)
+
+
+def _claim_14(df: pd.DataFrame) -> Claim:
+    cid = "14CD"
+    c, rng = Claim(cid, CLAIMS[cid]), rng_for(cid)
+    missing, detail = [], []
+    for task, name in TASKS:
+        f = finals(df, "test_accuracy", task, 0.5)
+        plan = sorted(planned_delays(EXPERIMENTS[0], df) or values(f, "task.delay"))
+        top = plan[-2:]
+        detail += [f"**{name}** (median final test accuracy, networks in brackets; chance 0.5):", ""]
+        detail += (median_table(f) or ["(no runs)"]) + [""]
+        have = f.groupby("task.delay")["flossing.schedule"].agg(set) if not f.empty else pd.Series(dtype=object)
+        lost = [d for d in top if d not in have.index or not set(CONDS) <= have[d]]
+        if lost or len(top) < 2:
+            missing.append(f"{task}: {delays_text(lost)} not run with all of {', '.join(CONDS)}" if lost else
+                           f"{task}: fewer than two delays")
+            continue
+        mean, reps, nets = {}, {}, {}
+        for s in CONDS:
+            x, nets[s] = _pooled(f, s, top)
+            mean[s], reps[s] = float(np.mean(x)), replicates(x, np.mean, rng)
+        parts = [part_from_reps(f"mean {b} - mean {a}", mean[b] - mean[a], reps[b] - reps[a], ">", 0.0,
+                                list(nets[a]) + list(nets[b]))
+                 for a, b in (("none", "pre"), ("pre", "during"))]
+        c.groups.append(Group(f"{name}, {delays_text(top)} pooled", parts))
+        detail += [f"Mean final accuracy, {delays_text(top)} pooled: "
+                   + ", ".join(f"{s} {mean[s]:.3f} (n={len(nets[s])})" for s in CONDS) + ".", ""]
+    c.missing = "; ".join(missing)
+    c.detail = ["Networks of the sweep's two largest delays pooled per condition; each condition resampled "
+                "independently. Paper (Fig 14, spatial XOR): the same ordering as Fig 4, during > pre > none.",
+                ""] + detail
+    return c
+
+
+def claims(metrics: pd.DataFrame) -> list[Claim]:
+    """Claim 14CD measured on the fig14 table."""
+    return [_claim_14(metrics)]
