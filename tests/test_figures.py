@@ -228,7 +228,7 @@ def test_figures_cli_writes_png_pdf_and_reports_missing(tmp_path, capsys):
     assert "fig3: wrote" in out
     assert "fig4: no" in out and "scripts/reproduce.sh fig4 small" in out and "skipped 1 (fig4)" in out
     assert not (res / "fig4").exists()
-    assert figures_main(["--results", str(res), "--only", "fig9"]) == 2
+    assert figures_main(["--results", str(res), "--only", "fig99"]) == 2   # no such figure
     # a table that cannot be drawn fails loudly (exit 1) but does not stop the others
     (res / "fig4").mkdir()
     pd.DataFrame({"x": [1]}).to_parquet(res / "fig4" / "metrics.parquet")
