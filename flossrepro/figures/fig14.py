@@ -20,6 +20,8 @@ from matplotlib.figure import Figure
 
 from ..constants import SCHEDULES
 from .claims import Claim, Group, part_from_reps, replicates, rng_for
+from . import planned
+from .claims import scale_of
 from .common_task import delays_text, finals, median_table, planned_delays, vs_delay, vs_epochs
 from .data import network_values, values
 from .plotting import STYLE, new_figure, suptitle
@@ -76,7 +78,9 @@ def _claim_14(df: pd.DataFrame) -> Claim:
     cid = "14CD"
     c, rng = Claim(cid, CLAIMS[cid]), rng_for(cid)
     missing, detail = [], []
-    for task, name in TASKS:
+    scales = scale_of(df)
+    swept = planned(EXPERIMENTS[0], "task", scales[0] if scales else None)   # small: spatial XOR only (SPEC)
+    for task, name in [(t, n) for t, n in TASKS if not swept or t in swept]:
         f = finals(df, "test_accuracy", task, 0.5)
         plan = sorted(planned_delays(EXPERIMENTS[0], df) or values(f, "task.delay"))
         top = plan[-2:]
