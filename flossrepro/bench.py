@@ -76,7 +76,7 @@ from .job import adam
 from .steps import train_step
 from .init import initialize
 from .lyapunov import default_transients
-from .models import VanillaRNN
+from .models import GRU, LSTM, VanillaRNN
 from .tasks import make_task, member_generators
 
 __all__ = ["main", "EagerRNN", "train_flops", "floss_flops", "run_benchmark", "TARGETS"]
@@ -178,8 +178,12 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def _model(R: int, N: int, n_in: int = 1, n_out: int = 1, seed0: int = 0) -> VanillaRNN:
-    m = VanillaRNN(R, N, n_in, n_out)
+def _model(R: int, N: int, n_in: int = 1, n_out: int = 1, seed0: int = 0, arch: str = "tanh"):
+    """An initialised R-member network: ``arch`` tanh (default), relu, linear, lstm or gru."""
+    if arch in ("lstm", "gru"):
+        m = (LSTM if arch == "lstm" else GRU)(R, N, n_in, n_out)
+    else:
+        m = VanillaRNN(R, N, n_in, n_out, nonlinearity={"linear": "identity"}.get(arch, arch))
     initialize(m, list(range(seed0, seed0 + R)))
     return m.to(DEVICE)
 
@@ -192,11 +196,11 @@ def _pytorch_path(epoch):
     return run
 
 
-def engine_train_epoch(R: int = 1, N: int = 80, B: int = 16, T: int = 300):
+def engine_train_epoch(R: int = 1, N: int = 80, B: int = 16, T: int = 300, arch: str = "tanh"):
     """One training epoch as the trainer runs it (:func:`flossrepro.steps.train_step`, the
     training accuracy), minus the trainer's recording and diagnostics."""
     task = make_task(TASK, delay=DELAY, seq_len=T, batch_size=B)
-    model = _model(R, N, task.n_in, task.n_out)
+    model = _model(R, N, task.n_in, task.n_out, arch=arch)
     gens = member_generators(list(range(R)), "train")
     params = list(model.parameters())
     opt = adam(params, lr=LR)  # as the trainer makes it
@@ -228,16 +232,17 @@ def eager_train_epoch(N: int = 80, B: int = 16, T: int = 300):
     return epoch
 
 
-def engine_floss_epoch(R: int = 1, N: int = 80, k: int = 75, T: int = 300):
-    """One flossing epoch as the jobs run it (:func:`flossrepro.flossing.floss_step`)."""
+def engine_floss_epoch(R: int = 1, N: int = 80, k: int = 75, T: int = 300, arch: str = "tanh", s_ons: int = 1):
+    """One flossing epoch as the jobs run it (:func:`flossrepro.flossing.floss_step`; default
+    transients, reorthonormalization every ``s_ons`` steps)."""
     task = make_task(TASK, delay=DELAY, seq_len=max(T, DELAY + 1), batch_size=1)
-    model = _model(R, N, task.n_in, task.n_out)
+    model = _model(R, N, task.n_in, task.n_out, arch=arch)
     gens = member_generators(list(range(R)), "floss")
     opt = adam(flossing_parameters(model), lr=LR)  # as the job makes it
 
     def epoch():
         x = task.sample_inputs(gens, batch_size=1, seq_len=T, device=DEVICE)[:, :, 0]
-        floss_step(model, opt, x, k)
+        floss_step(model, opt, x, k, s_ons=s_ons)
 
     return epoch
 

@@ -1,0 +1,287 @@
+"""The cost of training and flossing epochs (paper Table 1), measured, and the model built on it.
+
+Measurement (``job=cost``, :class:`CostJob`; the sweep ``conf/experiment/table1.yaml``): one
+process times, on one thread, a training epoch (:func:`flossrepro.steps.train_step`) and a
+flossing epoch (:func:`flossrepro.flossing.floss_step`) with the same epoch functions
+``make bench`` times (:func:`flossrepro.bench.engine_train_epoch`,
+:func:`~flossrepro.bench.engine_floss_epoch`), one factor at a time around a base point:
+
+- training: ``N``, batch ``B``, sequence length ``T``;
+- flossing: ``N`` at fixed ``k``, ``N`` with ``k = N``, ``k`` at fixed ``N``, ``T_f``, ``s_ons``;
+- per architecture (``job.archs``): the training epoch and two flossing epochs at the base
+  point, relative to the tanh network (for the planner).
+
+Rows (one member, ``epoch`` = repeat): ``cost_<train|floss>_ms_<factor>_<value>`` (factor ``N``,
+``B``, ``T``, ``k``, ``Tf``, ``sons``, ``NkN`` for ``k = N``; e.g. ``cost_floss_ms_k_32``), and
+``cost_<train|floss|floss1>_ms_arch_<arch>_1`` (``floss1``: k = 1). Times are wall milliseconds per
+epoch; each timed epoch follows an untimed one (:func:`flossrepro.bench.time_round_robin`).
+
+Cost model (:class:`CostModel`, used by the planner ``flossrepro ... --plan`` and the SLURM
+launcher): per member, seconds per training epoch ``T (a0 + a1 N B + a2 N^2 B)`` and per
+flossing epoch ``b0 T_f + b1 N^2 T_f + b2 N^2 k T_q + b3 N k^2 T_q / s_ons`` (``T_q = T_f -
+transient_h``), least squares in relative error on the measured rows, coefficients >= 0.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .job import Job
+from .outputs import Progress
+
+log = logging.getLogger("flossrepro")
+
+__all__ = ["CostJob", "CostModel", "fit_exponent", "load_model", "FACTORS"]
+
+#: factor -> (kind, the setting it varies, the paper's exponent: Table 1, then main text / SPEC)
+FACTORS = {
+    "train_N": ("train", "N", {"table1": 2.0}),
+    "train_B": ("train", "B", {"table1": 1.0}),
+    "train_T": ("train", "T", {"table1": 1.0}),
+    "floss_N": ("floss", "N", {"table1": 2.0, "text": 1.0}),
+    "floss_NkN": ("floss", "N (k = N)", {"table1": 3.0, "text": 3.0}),
+    "floss_k": ("floss", "k", {"table1": 1.0, "text": 2.0}),
+    "floss_Tf": ("floss", "T_f", {"table1": 1.0, "text": 1.0}),
+    "floss_sons": ("floss", "s_ons", {}),   # Table 1: (1 + k/s_ons + k): a local slope, see table1.py
+}
+
+
+def fit_exponent(xs, ys) -> float:
+    """Least-squares slope of ``log y`` on ``log x``."""
+    lx, ly = np.log(np.asarray(xs, float)), np.log(np.asarray(ys, float))
+    lx = lx - lx.mean()
+    return float((lx * (ly - ly.mean())).sum() / (lx * lx).sum())
+
+
+class CostJob(Job):
+    """Times training and flossing epochs over the grid of ``job`` (see the module docstring)."""
+
+    unit = "point"
+    training_epochs = 0
+
+    def build_task(self):
+        return None
+
+    @property
+    def starts(self) -> list[int]:
+        return []
+
+    def grid(self) -> list[tuple[str, str, dict]]:
+        """``(kind, factor, value, epoch kwargs)`` of every point, in order."""
+        j = self.cfg.job
+        base = dict(j.base)
+        pts = []
+        kinds = {"both": ("train", "floss"), "train": ("train",), "floss": ("floss",)}[str(j.measure)]
+        for N in j.train_N:
+            pts.append(("train", "N", int(N), dict(N=int(N), B=base["B"], T=base["T"])))
+        for B in j.train_B:
+            pts.append(("train", "B", int(B), dict(N=base["N"], B=int(B), T=base["T"])))
+        for T in j.train_T:
+            pts.append(("train", "T", int(T), dict(N=base["N"], B=base["B"], T=int(T))))
+        for N in j.floss_N:
+            pts.append(("floss", "N", int(N), dict(N=int(N), k=min(base["k"], int(N)), T=base["T_f"])))
+        for N in j.floss_NkN:
+            pts.append(("floss", "NkN", int(N), dict(N=int(N), k=int(N), T=base["T_f"])))
+        for k in j.floss_k:
+            pts.append(("floss", "k", int(k), dict(N=base["N"], k=int(k), T=base["T_f"])))
+        for Tf in j.floss_Tf:
+            pts.append(("floss", "Tf", int(Tf), dict(N=base["N"], k=base["k"], T=int(Tf))))
+        for s in j.floss_sons:
+            pts.append(("floss", "sons", int(s), dict(N=base["N"], k=base["k_sons"], T=base["T_sons"], s_ons=int(s))))
+        for arch in j.archs:
+            pts.append(("train", f"arch_{arch}", 1, dict(N=base["N"], B=base["B"], T=base["T"], arch=arch)))
+            pts.append(("floss", f"arch_{arch}", 1, dict(N=base["N"], k=base["k"], T=base["T_f"], arch=arch)))
+            pts.append(("floss1", f"arch_{arch}", 1, dict(N=base["N"], k=1, T=base["T_sons"], arch=arch)))
+        return [p for p in pts if p[0].rstrip("1") in kinds]
+
+    def progress_total(self) -> tuple[int, int]:
+        return len(self.grid()), self.epoch
+
+    def loop(self, progress: Progress, fresh: bool) -> None:
+        import torch
+
+        from . import bench
+
+        bench.DEVICE = self.device
+        torch.set_num_threads(1)
+        reps = int(self.cfg.job.repeats)
+        pts = self.grid()
+        budget = float(self.cfg.job.budget_s)
+        while self.epoch < len(pts):
+            kind, factor, value, kw = pts[self.epoch]
+            fn = (bench.engine_train_epoch if kind != "floss" and kind != "floss1" else bench.engine_floss_epoch)(1, **kw)
+            fn()  # warm-up
+            ts, t_start = [], time.perf_counter()
+            for i in range(reps):  # each timed epoch follows an untimed one (as in a training loop)
+                fn()
+                bench._sync()
+                t0 = time.perf_counter()
+                fn()
+                bench._sync()
+                ts.append(1e3 * (time.perf_counter() - t0))
+                if i + 1 >= 3 and time.perf_counter() - t_start > budget:
+                    break
+            metric = f"cost_{kind}_ms_{factor}_{value}"
+            for i, v in enumerate(ts):
+                self.recorder.add(i, metric, [v])
+            self.recorder.add_vectors(0, f"costpt_{kind}_{factor}_{value}", [coords(kind, kw)])
+            self.epoch += 1
+            med = float(np.median(ts))
+            progress.update(self.epoch, lambda: ({"point": metric, "ms": f"{med:.2f}"}, ""))
+            self.check_stop()
+
+    def final(self) -> dict[str, list[float]]:
+        return {}
+
+
+def coords(kind: str, kw: dict) -> list[float]:
+    """A point's ``[N, B, T, k, T_f, s_ons]`` (the entries its kind does not use are 0)."""
+    if kind == "train":
+        return [kw["N"], kw["B"], kw["T"], 0, 0, 0]
+    return [kw["N"], 1, 0, kw["k"], kw["T"], kw.get("s_ons", 1)]
+
+
+# ----------------------------------------------------------------------------- the model
+TRAIN_FEATURES = ("T", "N B T", "N^2 B T")
+FLOSS_FEATURES = ("T_f", "N^2 T_f", "N^2 k T_q", "N k^2 T_q / s_ons")
+
+
+def train_features(N, B, T) -> np.ndarray:
+    return np.array([T, N * B * T, N * N * B * T], float)
+
+
+def floss_features(N, k, T_f, s_ons=1, transient_h=10) -> np.ndarray:
+    Tq = max(T_f - transient_h, 1)
+    return np.array([T_f, N * N * T_f, N * N * k * Tq, N * k * k * Tq / s_ons], float)
+
+
+def _nnls_rel(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares in relative error (rows divided by ``y``) with coefficients >= 0 (active set:
+    drop the most negative coefficient and refit)."""
+    A = X / y[:, None]
+    b = np.ones(len(y))
+    keep = list(range(X.shape[1]))
+    while keep:
+        coef, *_ = np.linalg.lstsq(A[:, keep], b, rcond=None)
+        if (coef >= 0).all():
+            out = np.zeros(X.shape[1])
+            out[keep] = coef
+            return out
+        keep.pop(int(np.argmin(coef)))
+    return np.zeros(X.shape[1])
+
+
+@dataclass
+class CostModel:
+    """Seconds per epoch of one member (see the module docstring); ``arch_ratio[arch]``:
+    ``{"train", "floss", "floss1"}`` measured time relative to tanh at the base point."""
+    train_coef: np.ndarray
+    floss_coef: np.ndarray
+    arch_ratio: dict = field(default_factory=dict)
+    source: str = ""
+    transient_h: int = 10
+
+    def train_s(self, N, B, T, arch="tanh") -> float:
+        return float(self.train_coef @ train_features(N, B, T)) * self.ratio(arch, "train")
+
+    def floss_s(self, N, k, T_f, s_ons=1, arch="tanh", transient_h=None) -> float:
+        th = self.transient_h if transient_h is None else transient_h
+        kind = "floss1" if k <= 2 else "floss"
+        return float(self.floss_coef @ floss_features(N, k, T_f, s_ons, th)) * self.ratio(arch, kind)
+
+    def ratio(self, arch: str, kind: str) -> float:
+        if arch in ("tanh", "relu", "linear", "identity"):
+            return 1.0
+        r = self.arch_ratio.get(arch, {})
+        return float(r.get(kind, r.get("floss", np.nan)))
+
+    def known(self, arch: str) -> bool:
+        return arch in ("tanh", "relu", "linear", "identity") or arch in self.arch_ratio
+
+    @classmethod
+    def fit(cls, df, source: str = "") -> "CostModel":
+        """From a table of ``cost_*`` rows (the aggregated ``table1`` table, or runs' rows)."""
+        med, pts = medians(df), points(df)
+        tr, fl = [], []
+        for key, t in med.items():
+            kind, factor, _ = key
+            c = pts.get(key)
+            if c is None or factor.startswith("arch_"):
+                continue
+            N, B, T, k, Tf, s_ons = c
+            if kind == "train":
+                tr.append((train_features(N, B, T), t))
+            elif kind == "floss":
+                fl.append((floss_features(N, k, Tf, s_ons), t))
+        zero = lambda n: np.zeros(n)  # noqa: E731
+        tc = _nnls_rel(np.array([x for x, _ in tr]), 1e-3 * np.array([t for _, t in tr])) if tr else zero(3)
+        fc = _nnls_rel(np.array([x for x, _ in fl]), 1e-3 * np.array([t for _, t in fl])) if fl else zero(4)
+        ratios = {}
+        for (kind, f, v), t in med.items():
+            if f.startswith("arch_") and f != "arch_tanh":
+                ref = med.get((kind, "arch_tanh", v))
+                if ref:
+                    ratios.setdefault(f[5:], {})[kind] = t / ref
+        return cls(tc, fc, ratios, source)
+
+
+def parse_metric(metric: str) -> tuple[str, str, int] | None:
+    """``cost_<kind>_ms_<factor>_<value>`` -> ``(kind, factor, value)`` (None for other metrics)."""
+    if not metric.startswith("cost_") or "_ms_" not in metric:
+        return None
+    kind, rest = metric[len("cost_"):].split("_ms_", 1)
+    factor, _, value = rest.rpartition("_")
+    try:
+        return kind, factor, int(value)
+    except ValueError:
+        return None
+
+
+def medians(df) -> dict:
+    """``{(kind, factor, value): median ms}`` over the repeats of each point in ``cost_*`` rows."""
+    out = {}
+    for metric, g in df[df["metric"].str.startswith("cost_")].groupby("metric"):
+        key = parse_metric(metric)
+        if key is not None:
+            out[key] = float(np.median(g["value"].to_numpy(float)))
+    return out
+
+
+def points(df) -> dict:
+    """``{(kind, factor, value): (N, B, T, k, T_f, s_ons)}`` from the ``costpt_*`` rows."""
+    out = {}
+    for metric, g in df[df["metric"].str.startswith("costpt_")].groupby("metric"):
+        key = parse_metric("cost_" + metric[len("costpt_"):].replace("_", "_ms_", 1))
+        if key is not None:
+            v = g.sort_values("index")["value"].to_numpy(float)
+            out[key] = tuple(int(round(x)) for x in v[:6])
+    return out
+
+
+def load_model(results: str | Path = "results") -> CostModel | None:
+    """The cost model of the measured table ``<results>/table1/metrics.parquet`` (None when absent)."""
+    import pandas as pd
+
+    p = Path(results) / "table1" / "metrics.parquet"
+    if not p.exists():
+        return None
+    df = pd.read_parquet(p)
+    src = p
+    prov = Path(results) / "table1" / "provenance.json"
+    if prov.exists():
+        import json
+        try:
+            pr = json.loads(prov.read_text())
+            src = f"{p} (measured {pr.get('started', '?')}, commit {str(pr.get('git_commit', '?'))[:12]})"
+        except (OSError, ValueError):
+            pass
+    return CostModel.fit(df, str(src))
+
+
+def hours(s: float) -> str:
+    return f"{s / 3600:.3g} h" if s >= 3600 else (f"{s / 60:.3g} min" if s >= 60 else f"{s:.3g} s")
+
