@@ -8,12 +8,13 @@ flossing epoch (:func:`flossrepro.flossing.floss_step`) with the same epoch func
 
 - training: ``N``, batch ``B``, sequence length ``T``;
 - flossing: ``N`` at fixed ``k``, ``N`` with ``k = N``, ``k`` at fixed ``N``, ``T_f``, ``s_ons``;
-- per architecture (``job.archs``): the training epoch and two flossing epochs at the base
-  point, relative to the tanh network (for the planner).
+- per architecture (``job.archs``, over ``job.arch_N``): the training epoch and flossing epochs
+  with ``k = base.k`` and ``k = 1`` (the planner fits each architecture to its own points).
 
 Rows (one member, ``epoch`` = repeat): ``cost_<train|floss>_ms_<factor>_<value>`` (factor ``N``,
 ``B``, ``T``, ``k``, ``Tf``, ``sons``, ``NkN`` for ``k = N``; e.g. ``cost_floss_ms_k_32``), and
-``cost_<train|floss|floss1>_ms_arch_<arch>_1`` (``floss1``: k = 1). Times are wall milliseconds per
+``cost_<train|floss|floss1>_ms_arch-<arch>_<N>`` (``floss1``: k = 1); ``costpt_<kind>_<factor>_<value>``
+holds each point's ``[N, B, T, k, T_f, s_ons]`` (``index`` 1..6). Times are wall milliseconds per
 epoch; each timed epoch follows an untimed one (:func:`flossrepro.bench.time_round_robin`).
 
 Cost model (:class:`CostModel`, used by the planner ``flossrepro ... --plan`` and the SLURM
@@ -93,9 +94,11 @@ class CostJob(Job):
         for s in j.floss_sons:
             pts.append(("floss", "sons", int(s), dict(N=base["N"], k=base["k_sons"], T=base["T_sons"], s_ons=int(s))))
         for arch in j.archs:
-            pts.append(("train", f"arch_{arch}", 1, dict(N=base["N"], B=base["B"], T=base["T"], arch=arch)))
-            pts.append(("floss", f"arch_{arch}", 1, dict(N=base["N"], k=base["k"], T=base["T_f"], arch=arch)))
-            pts.append(("floss1", f"arch_{arch}", 1, dict(N=base["N"], k=1, T=base["T_sons"], arch=arch)))
+            for N in j.arch_N:
+                N = int(N)
+                pts.append(("train", f"arch-{arch}", N, dict(N=N, B=base["B"], T=base["T"], arch=arch)))
+                pts.append(("floss", f"arch-{arch}", N, dict(N=N, k=min(base["k"], N), T=base["T_f"], arch=arch)))
+                pts.append(("floss1", f"arch-{arch}", N, dict(N=N, k=1, T=base["T_sons"], arch=arch)))
         return [p for p in pts if p[0].rstrip("1") in kinds]
 
     def progress_total(self) -> tuple[int, int]:
@@ -177,56 +180,50 @@ def _nnls_rel(X: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 @dataclass
 class CostModel:
-    """Seconds per epoch of one member (see the module docstring); ``arch_ratio[arch]``:
-    ``{"train", "floss", "floss1"}`` measured time relative to tanh at the base point."""
-    train_coef: np.ndarray
-    floss_coef: np.ndarray
-    arch_ratio: dict = field(default_factory=dict)
+    """Seconds per epoch of one member (see the module docstring): ``coef[arch] = (train
+    coefficients, flossing coefficients)``, each architecture fitted to its own points (tanh:
+    the one-factor grid and its ``arch-tanh`` points; relu and linear use tanh's)."""
+    coef: dict
     source: str = ""
     transient_h: int = 10
 
+    def _c(self, arch: str):
+        return self.coef.get({"relu": "tanh", "linear": "tanh", "identity": "tanh"}.get(arch, arch))
+
     def train_s(self, N, B, T, arch="tanh") -> float:
-        return float(self.train_coef @ train_features(N, B, T)) * self.ratio(arch, "train")
+        return float(self._c(arch)[0] @ train_features(N, B, T))
 
     def floss_s(self, N, k, T_f, s_ons=1, arch="tanh", transient_h=None) -> float:
+        """``N``: hidden units (the state dimension is 2N for an LSTM; its coefficients absorb it)."""
         th = self.transient_h if transient_h is None else transient_h
-        kind = "floss1" if k <= 2 else "floss"
-        return float(self.floss_coef @ floss_features(N, k, T_f, s_ons, th)) * self.ratio(arch, kind)
-
-    def ratio(self, arch: str, kind: str) -> float:
-        if arch in ("tanh", "relu", "linear", "identity"):
-            return 1.0
-        r = self.arch_ratio.get(arch, {})
-        return float(r.get(kind, r.get("floss", np.nan)))
+        return float(self._c(arch)[1] @ floss_features(N, k, T_f, s_ons, th))
 
     def known(self, arch: str) -> bool:
-        return arch in ("tanh", "relu", "linear", "identity") or arch in self.arch_ratio
+        return self._c(arch) is not None
 
     @classmethod
     def fit(cls, df, source: str = "") -> "CostModel":
         """From a table of ``cost_*`` rows (the aggregated ``table1`` table, or runs' rows)."""
         med, pts = medians(df), points(df)
-        tr, fl = [], []
+        rows: dict = {}
         for key, t in med.items():
             kind, factor, _ = key
             c = pts.get(key)
-            if c is None or factor.startswith("arch_"):
+            if c is None:
                 continue
+            arch = factor[5:] if factor.startswith("arch-") else "tanh"
             N, B, T, k, Tf, s_ons = c
+            tr, fl = rows.setdefault(arch, ([], []))
             if kind == "train":
                 tr.append((train_features(N, B, T), t))
-            elif kind == "floss":
+            else:
                 fl.append((floss_features(N, k, Tf, s_ons), t))
-        zero = lambda n: np.zeros(n)  # noqa: E731
-        tc = _nnls_rel(np.array([x for x, _ in tr]), 1e-3 * np.array([t for _, t in tr])) if tr else zero(3)
-        fc = _nnls_rel(np.array([x for x, _ in fl]), 1e-3 * np.array([t for _, t in fl])) if fl else zero(4)
-        ratios = {}
-        for (kind, f, v), t in med.items():
-            if f.startswith("arch_") and f != "arch_tanh":
-                ref = med.get((kind, "arch_tanh", v))
-                if ref:
-                    ratios.setdefault(f[5:], {})[kind] = t / ref
-        return cls(tc, fc, ratios, source)
+        coef = {}
+        for arch, (tr, fl) in rows.items():
+            if tr and fl:
+                coef[arch] = (_nnls_rel(np.array([x for x, _ in tr]), 1e-3 * np.array([t for _, t in tr])),
+                              _nnls_rel(np.array([x for x, _ in fl]), 1e-3 * np.array([t for _, t in fl])))
+        return cls(coef, source)
 
 
 def parse_metric(metric: str) -> tuple[str, str, int] | None:
