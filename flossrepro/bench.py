@@ -29,6 +29,9 @@ Measured (``R`` ensemble members; times per member where ``R > 1``):
   the engine uses: the native kernel's, else ``torch.linalg.qr``), timed round-robin with
   it: the QR share of the epoch.
 - single-thread matmul rate (1024^3 float32) and the small ``[80,80]x[80,75]`` matmul rate.
+- LSTM and GRU flossing and training epochs next to the tanh network (:func:`gated_section`:
+  Fig 6's shape N = 32, k = 1, T_f = 300; k = 32, T_f = 55; training B = 16, T = 300), with
+  time ratios and time per FLOP relative to tanh (:func:`gated_floss_flops`).
 
 FLOP model (multiply-add = 2 flops; elementwise work and the optimizer ignored)
 -------------------------------------------------------------------------------
@@ -111,6 +114,34 @@ def floss_flops(N: int, k: int, T: int, transient_h: int | None = None) -> float
     Tq = T - th
     per_step = 6.0 * N * N * k + 9.0 * N * k * k - 4.0 * k ** 3 / 3
     return Tq * per_step + 6.0 * N * N * T
+
+GATES = {"tanh": 1, "relu": 1, "lstm": 4, "gru": 3}
+
+
+def state_dim(arch: str, N: int) -> int:
+    return 2 * N if arch == "lstm" else N
+
+
+def gated_floss_flops(arch: str, N: int, k: int, T: int, transient_h: int | None = None) -> float:
+    """FLOPs of one flossing epoch of an LSTM/GRU on the gated fast path (:mod:`flossrepro.gated`),
+    state dimension ``n``, ``G`` gate blocks: the tangent loop as the vanilla one (``6 n^2 k`` for
+    ``D Q``, ``Dbar = Abar Q^T`` and ``D^T Abar``; ``9 n k^2 - 4k^3/3`` for the QR and its pullback
+    per step), the state adjoint ``2 n^2`` per step, and the gate products ``U h`` of the state
+    loop, its recomputation and its VJP, ``8 G N^2`` per step (forming ``D`` and its VJP,
+    ``~10 n^2`` elementwise per step, is not counted)."""
+    if arch not in ("lstm", "gru"):
+        return floss_flops(N, k, T, transient_h)
+    th = default_transients(T)[0] if transient_h is None else transient_h
+    n, G, Tq = state_dim(arch, N), GATES[arch], T - th
+    return Tq * (6.0 * n * n * k + 9.0 * n * k * k - 4.0 * k ** 3 / 3) + T * (2.0 * n * n + 8.0 * G * N * N)
+
+
+def gated_train_flops(arch: str, N: int, B: int, T: int, S: int = 1, O: int = 1) -> float:
+    """Training FLOPs with ``G`` gate blocks: ``6 G N^2 B T`` for the recurrence (forward and
+    backward), the input and readout terms as :func:`train_flops`."""
+    G = GATES.get(arch, 1)
+    return 6.0 * G * N * N * B * T + 4.0 * G * N * S * B * T + 6.0 * N * O * B * T
+
 
 # ---------------------------------------------------------------------------- eager reference
 class EagerRNN(nn.Module):
@@ -578,6 +609,10 @@ def run_benchmark(quick: bool = False, threads: int = 1, log=print) -> dict:
         "paper_table1": {"train": "N^2 B T (exponent 2 in N)",
                          "floss": "N k^2 T_f (exponent 3 in N at k = N; 2 in k at fixed N)"},
     }
+    # -- gated networks (LSTM, GRU) against the vanilla network, round-robin ------------------
+    section("scaling")
+    res["gated"] = gated_section(quick, BUD)
+    section("gated")
     # the issue's anchors were measured on another core: the same-run eager versions give the
     # ratio of the two machines' speed, which scales the absolute targets to this one
     res["anchor"] = dict(ANCHOR)
@@ -589,6 +624,29 @@ def run_benchmark(quick: bool = False, threads: int = 1, log=print) -> dict:
     res["machine"]["loadavg_at_end"] = _loadavg()
     res["total_benchmark_s"] = time.perf_counter() - t_all
     return res
+
+
+def gated_section(quick: bool, budget: float) -> dict:
+    """LSTM and GRU flossing and training epochs next to the tanh network: at the Fig 6 shape
+    (N = 32 hidden units, k = 1, T_f = 300), with k = 32 (T_f = 55), and training (B = 16, T = 300);
+    time ratios to tanh (paired, round-robin) and GFLOP/s under each engine's FLOP model."""
+    rows = []
+    archs = ("tanh", "lstm", "gru")
+    for label, kind, N, k, T in (("floss N=32 k=1 T_f=300 (Fig 6)", "floss", 32, 1, 300),
+                                 ("floss N=32 k=32 T_f=55", "floss", 32, 32, 55),
+                                 ("train N=32 B=16 T=300", "train", 32, None, 300)):
+        fns = {a: (engine_floss_epoch(1, N, k, T, arch=a) if kind == "floss" else engine_train_epoch(1, N, 16, T, arch=a))
+               for a in archs}
+        t = time_round_robin(fns, 1, 3 if quick else 9, budget)
+        for a in archs:
+            fl = (gated_floss_flops(a, N, k, T) if kind == "floss" else gated_train_flops(a, N, 16, T))
+            rows.append({"label": label, "kind": kind, "arch": a, "N": N, "n": state_dim(a, N), "k": k, "T": T,
+                         "ms": t[a]["median_ms"], "ratio_to_tanh": t[a]["paired_ratio_to_tanh"],
+                         "flops": fl, "gflops_per_s": fl / (t[a]["median_ms"] * 1e-3) / 1e9})
+    for r in rows:
+        base = next(x for x in rows if x["label"] == r["label"] and x["arch"] == "tanh")
+        r["time_per_flop_vs_tanh"] = base["gflops_per_s"] / r["gflops_per_s"]
+    return {"rows": rows}
 
 
 def check_targets(res: dict) -> dict:
@@ -707,6 +765,14 @@ def format_report(res: dict) -> str:
              f"{sc['floss_exponent_N_flop_model']:.2f}   (paper: N k^2 T_f -> 3)")
     L.append(f"  floss vs k (N=160): {sc['floss_exponent_k_at_N160']:.2f} / {sc['floss_exponent_k_top2']:.2f} / "
              f"{sc['floss_exponent_k_flop_model']:.2f}   (paper: k^2 -> 2; Jacobian products add N^2 k)")
+    if res.get("gated"):
+        L.append("")
+        L.append("gated networks vs tanh (1 member, 1 thread; LSTM state 2N; time ratio paired round-robin; "
+                 "time per FLOP under each engine's FLOP model)")
+        L.append(f"{'epoch':32s} {'arch':>5s} {'ms':>9s} {'x tanh':>7s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'time/FLOP x tanh':>17s}")
+        for r in res["gated"]["rows"]:
+            L.append(f"{r['label']:32s} {r['arch']:>5s} {r['ms']:9.2f} {r['ratio_to_tanh']:7.2f} {r['flops'] / 1e9:7.3f} "
+                     f"{r['gflops_per_s']:8.2f} {r['time_per_flop_vs_tanh']:17.2f}")
     L.append("")
     L.append(f"total benchmark time {res['total_benchmark_s']:.0f} s ("
              + ", ".join(f"{k} {v:.1f}" for k, v in res.get("section_s", {}).items()) + ")")

@@ -18,9 +18,11 @@ holds each point's ``[N, B, T, k, T_f, s_ons]`` (``index`` 1..6). Times are wall
 epoch; each timed epoch follows an untimed one (:func:`flossrepro.bench.time_round_robin`).
 
 Cost model (:class:`CostModel`, used by the planner ``flossrepro ... --plan`` and the SLURM
-launcher): per member, seconds per training epoch ``T (a0 + a1 N B + a2 N^2 B)`` and per
-flossing epoch ``b0 T_f + b1 N^2 T_f + b2 N^2 k T_q + b3 N k^2 T_q / s_ons`` (``T_q = T_f -
-transient_h``), least squares in relative error on the measured rows, coefficients >= 0.
+launcher): seconds per epoch of an ``R``-member ensemble, training ``T (a0 + R (a1 + a2 N B +
+a3 N^2 B))`` and flossing ``T_f (b0 + R (b1 + b2 N^2)) + R T_q (b3 N^2 k + b4 N k^2 / s_ons)``
+(``T_q = T_f - transient_h``; ``a0``, ``b0``: per-step costs the members of a batched ensemble
+share), least squares in relative error on the measured rows, coefficients >= 0, one set per
+architecture (``job.ensemble_R`` measures the ensembles).
 """
 from __future__ import annotations
 
@@ -93,7 +95,15 @@ class CostJob(Job):
             pts.append(("floss", "Tf", int(Tf), dict(N=base["N"], k=base["k"], T=int(Tf))))
         for s in j.floss_sons:
             pts.append(("floss", "sons", int(s), dict(N=base["N"], k=base["k_sons"], T=base["T_sons"], s_ons=int(s))))
+        for R in j.ensemble_R:  # ensembles: members share the per-step op dispatch
+            pts.append(("train", "R", int(R), dict(N=base["N"], B=base["B"], T=base["T"], R=int(R))))
+            pts.append(("floss", "R", int(R), dict(N=base["N"], k=base["k"], T=base["T_f"], R=int(R))))
         for arch in j.archs:
+            for R in j.ensemble_R:
+                if int(R) > 1:
+                    N = int(j.arch_N_ensemble)
+                    pts.append(("train", f"archR-{arch}", int(R), dict(N=N, B=base["B"], T=base["T"], arch=arch, R=int(R))))
+                    pts.append(("floss1", f"archR-{arch}", int(R), dict(N=N, k=1, T=base["T_sons"], arch=arch, R=int(R))))
             for N in j.arch_N:
                 N = int(N)
                 pts.append(("train", f"arch-{arch}", N, dict(N=N, B=base["B"], T=base["T"], arch=arch)))
@@ -116,7 +126,8 @@ class CostJob(Job):
         budget = float(self.cfg.job.budget_s)
         while self.epoch < len(pts):
             kind, factor, value, kw = pts[self.epoch]
-            fn = (bench.engine_train_epoch if kind != "floss" and kind != "floss1" else bench.engine_floss_epoch)(1, **kw)
+            args = dict(kw)
+            fn = (bench.engine_train_epoch if kind == "train" else bench.engine_floss_epoch)(args.pop("R", 1), **args)
             fn()  # warm-up
             ts, t_start = [], time.perf_counter()
             for i in range(reps):  # each timed epoch follows an untimed one (as in a training loop)
@@ -142,24 +153,24 @@ class CostJob(Job):
 
 
 def coords(kind: str, kw: dict) -> list[float]:
-    """A point's ``[N, B, T, k, T_f, s_ons]`` (the entries its kind does not use are 0)."""
+    """A point's ``[N, B, T, k, T_f, s_ons, R]`` (the entries its kind does not use are 0)."""
     if kind == "train":
-        return [kw["N"], kw["B"], kw["T"], 0, 0, 0]
-    return [kw["N"], 1, 0, kw["k"], kw["T"], kw.get("s_ons", 1)]
+        return [kw["N"], kw["B"], kw["T"], 0, 0, 0, kw.get("R", 1)]
+    return [kw["N"], 1, 0, kw["k"], kw["T"], kw.get("s_ons", 1), kw.get("R", 1)]
 
 
 # ----------------------------------------------------------------------------- the model
-TRAIN_FEATURES = ("T", "N B T", "N^2 B T")
-FLOSS_FEATURES = ("T_f", "N^2 T_f", "N^2 k T_q", "N k^2 T_q / s_ons")
+TRAIN_FEATURES = ("T", "R T", "R N B T", "R N^2 B T")
+FLOSS_FEATURES = ("T_f", "R T_f", "R N^2 T_f", "R N^2 k T_q", "R N k^2 T_q / s_ons")
 
 
-def train_features(N, B, T) -> np.ndarray:
-    return np.array([T, N * B * T, N * N * B * T], float)
+def train_features(N, B, T, R=1) -> np.ndarray:
+    return np.array([T, R * T, R * N * B * T, R * N * N * B * T], float)
 
 
-def floss_features(N, k, T_f, s_ons=1, transient_h=10) -> np.ndarray:
+def floss_features(N, k, T_f, s_ons=1, transient_h=10, R=1) -> np.ndarray:
     Tq = max(T_f - transient_h, 1)
-    return np.array([T_f, N * N * T_f, N * N * k * Tq, N * k * k * Tq / s_ons], float)
+    return np.array([T_f, R * T_f, R * N * N * T_f, R * N * N * k * Tq, R * N * k * k * Tq / s_ons], float)
 
 
 def _nnls_rel(X: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -190,13 +201,15 @@ class CostModel:
     def _c(self, arch: str):
         return self.coef.get({"relu": "tanh", "linear": "tanh", "identity": "tanh"}.get(arch, arch))
 
-    def train_s(self, N, B, T, arch="tanh") -> float:
-        return float(self._c(arch)[0] @ train_features(N, B, T))
+    def train_s(self, N, B, T, arch="tanh", R: int = 1) -> float:
+        """Seconds per training epoch of an ``R``-member ensemble."""
+        return float(self._c(arch)[0] @ train_features(N, B, T, R))
 
-    def floss_s(self, N, k, T_f, s_ons=1, arch="tanh", transient_h=None) -> float:
-        """``N``: hidden units (the state dimension is 2N for an LSTM; its coefficients absorb it)."""
+    def floss_s(self, N, k, T_f, s_ons=1, arch="tanh", transient_h=None, R: int = 1) -> float:
+        """Seconds per flossing epoch of an ``R``-member ensemble (``N``: hidden units; an LSTM's
+        coefficients absorb its 2N state)."""
         th = self.transient_h if transient_h is None else transient_h
-        return float(self._c(arch)[1] @ floss_features(N, k, T_f, s_ons, th))
+        return float(self._c(arch)[1] @ floss_features(N, k, T_f, s_ons, th, R))
 
     def known(self, arch: str) -> bool:
         return self._c(arch) is not None
@@ -211,13 +224,13 @@ class CostModel:
             c = pts.get(key)
             if c is None:
                 continue
-            arch = factor[5:] if factor.startswith("arch-") else "tanh"
-            N, B, T, k, Tf, s_ons = c
+            arch = factor.split("-", 1)[1] if factor.startswith(("arch-", "archR-")) else "tanh"
+            N, B, T, k, Tf, s_ons, R = (tuple(c) + (1,))[:7]
             tr, fl = rows.setdefault(arch, ([], []))
             if kind == "train":
-                tr.append((train_features(N, B, T), t))
+                tr.append((train_features(N, B, T, R), t))
             else:
-                fl.append((floss_features(N, k, Tf, s_ons), t))
+                fl.append((floss_features(N, k, Tf, s_ons, 10, R), t))
         coef = {}
         for arch, (tr, fl) in rows.items():
             if tr and fl:
@@ -249,13 +262,13 @@ def medians(df) -> dict:
 
 
 def points(df) -> dict:
-    """``{(kind, factor, value): (N, B, T, k, T_f, s_ons)}`` from the ``costpt_*`` rows."""
+    """``{(kind, factor, value): (N, B, T, k, T_f, s_ons, R)}`` from the ``costpt_*`` rows."""
     out = {}
     for metric, g in df[df["metric"].str.startswith("costpt_")].groupby("metric"):
         key = parse_metric("cost_" + metric[len("costpt_"):].replace("_", "_ms_", 1))
         if key is not None:
             v = g.sort_values("index")["value"].to_numpy(float)
-            out[key] = tuple(int(round(x)) for x in v[:6])
+            out[key] = tuple(int(round(x)) for x in v[:7])
     return out
 
 

@@ -58,6 +58,11 @@ def _qr_pullback(Qbar: Tensor, Q: Tensor, Rm: Tensor, c: Tensor | None) -> Tenso
     """Paper Eq 8 for ``Rbar = diag(c / R_ii)`` (``c = None``: no ``R`` gradient):
     ``Abar = [Qbar + Q copyltu(M)] R^{-T}``, ``M = R Rbar^T - Qbar^T Q``; only the lower
     triangle of ``R Rbar^T`` enters, and it is ``diag(c)``."""
+    if Q.shape[-1] == 1:  # k = 1: M is a number per member, Abar = (Qbar + Q M) / R
+        m = -(Q * Qbar).sum(1, keepdim=True)
+        if c is not None:
+            m = m + c[:, :, None]
+        return (Qbar + Q * m) / Rm
     M = -(Qbar.transpose(1, 2) @ Q)
     if c is not None:
         M = M + torch.diag_embed(c)
@@ -74,7 +79,7 @@ class _GatedLyapunov(torch.autograd.Function):
         with torch.no_grad():
             S = _states(model, h0, model.input_drive(x))
             th = transient_h
-            D = model.jacobian(S[:, th:], x[:, th:]).transpose(0, 1)  # [Tq, R, n, n]
+            D = model.jacobian(S[:, th:], x[:, th:]).transpose(0, 1).contiguous()  # [Tq, R, n, n]
             Q = Q0
             Qin, Qout, Rs = [], [], []
             logs = torch.zeros(Q0.shape[0], Q0.shape[2], dtype=Q0.dtype, device=Q0.device)
@@ -122,11 +127,12 @@ class _GatedLyapunov(torch.autograd.Function):
                                           allow_unused=True)
             # the state adjoint through S[t+1] = step(S[t], x[t]): a[t] = gS[t] + D[t]^T a[t+1]
             Dall = model.jacobian(S[:, :th], x[:, :th]).detach() if th else None
-        a = torch.empty_like(gS)
-        a[:, T - 1] = gS[:, T - 1]
+        # time-major [T, R, n, 1] so that each step reads and writes contiguous slices, one op per step
+        a = gS.transpose(0, 1).unsqueeze(-1).contiguous()
         for t in range(T - 2, -1, -1):
             Dt = D[t - th] if t >= th else Dall[:, t]
-            a[:, t] = gS[:, t] + torch.bmm(Dt.transpose(1, 2), a[:, t + 1, :, None])[..., 0]
+            a[t].baddbmm_(Dt.transpose(1, 2), a[t + 1])
+        a = a[..., 0].transpose(0, 1)
         grads = [None] * len(params)
         for i, g in zip(want, gJ):
             grads[i] = g

@@ -51,28 +51,29 @@ CLAIMS = {"T1": f"each measured cost exponent (log-log slope over the {TOP} larg
                 "O(N^2 T_f (1 + k/t_ONS + k))"}
 
 
-def paper_cost(kind: str, N, B, T, k, Tf, s) -> float:
+def paper_cost(kind: str, N, B, T, k, Tf, s, R=1) -> float:
     """The paper's Table 1 cost per epoch, up to a constant."""
     if kind == "train":
-        return float(N) ** 2 * B * T
-    return float(N) ** 2 * Tf * (1 + k / s + k)
+        return R * float(N) ** 2 * B * T
+    return R * float(N) ** 2 * Tf * (1 + k / s + k)
 
 
-def text_cost(kind: str, N, B, T, k, Tf, s) -> float:
+def text_cost(kind: str, N, B, T, k, Tf, s, R=1) -> float:
     """The main text's statement: the QR, O(N k^2) per step, dominates (flossing only)."""
-    return float(N) ** 2 * B * T if kind == "train" else float(N) * k * k * Tf
+    return R * (float(N) ** 2 * B * T if kind == "train" else float(N) * k * k * Tf)
 
 
-def flop_model(kind: str, N, B, T, k, Tf, s, transient_h: int = 10) -> float:
+def flop_model(kind: str, N, B, T, k, Tf, s, R=1, transient_h: int = 10) -> float:
     """This engine's FLOPs (``flossrepro.bench``), the QR and its pullback on every ``s``-th step."""
     if kind == "train":
-        return 6.0 * N * N * B * T + 10.0 * N * B * T
+        return R * (6.0 * N * N * B * T + 10.0 * N * B * T)
     Tq = Tf - transient_h
-    return Tq * 6.0 * N * N * k + (Tq / s) * (9.0 * N * k * k - 4.0 * k ** 3 / 3) + 6.0 * N * N * Tf
+    return R * (Tq * 6.0 * N * N * k + (Tq / s) * (9.0 * N * k * k - 4.0 * k ** 3 / 3) + 6.0 * N * N * Tf)
 
 
 def series(df: pd.DataFrame, name: str) -> pd.DataFrame:
-    """One series: columns ``x, coords, reps`` (the repeats' ms as a list), sorted by ``x``."""
+    """One series: columns ``x, coords, reps`` (the repeats' ms as a list), sorted by ``x``
+    (``coords``: ``(N, B, T, k, T_f, s_ons, R)``)."""
     _, kind, factor, xi = SERIES[name]
     pts = points(df)
     out = []
