@@ -11,6 +11,8 @@ flossing epoch (:func:`flossrepro.flossing.floss_step`) with the same epoch func
 - per architecture (``job.archs``, over ``job.arch_N``): the training epoch and flossing epochs
   with ``k = base.k`` and ``k = 1`` (the planner fits each architecture to its own points).
 
+Times are the thread's CPU time (``time.thread_time``: on a shared machine it leaves out the
+time the thread waited for a core; the wall time is recorded beside it as ``costwall_*``).
 Rows (one member, ``epoch`` = repeat): ``cost_<train|floss>_ms_<factor>_<value>`` (factor ``N``,
 ``B``, ``T``, ``k``, ``Tf``, ``sons``, ``NkN`` for ``k = N``; e.g. ``cost_floss_ms_k_32``), and
 ``cost_<train|floss|floss1>_ms_arch-<arch>_<N>`` (``floss1``: k = 1); ``costpt_<kind>_<factor>_<value>``
@@ -129,19 +131,21 @@ class CostJob(Job):
             args = dict(kw)
             fn = (bench.engine_train_epoch if kind == "train" else bench.engine_floss_epoch)(args.pop("R", 1), **args)
             fn()  # warm-up
-            ts, t_start = [], time.perf_counter()
+            ts, walls, t_start = [], [], time.perf_counter()
             for i in range(reps):  # each timed epoch follows an untimed one (as in a training loop)
                 fn()
                 bench._sync()
-                t0 = time.perf_counter()
+                c0, t0 = time.thread_time(), time.perf_counter()
                 fn()
                 bench._sync()
-                ts.append(1e3 * (time.perf_counter() - t0))
+                ts.append(1e3 * (time.thread_time() - c0))
+                walls.append(1e3 * (time.perf_counter() - t0))
                 if i + 1 >= 3 and time.perf_counter() - t_start > budget:
                     break
             metric = f"cost_{kind}_ms_{factor}_{value}"
-            for i, v in enumerate(ts):
+            for i, (v, w) in enumerate(zip(ts, walls)):
                 self.recorder.add(i, metric, [v])
+                self.recorder.add(i, "costwall" + metric[4:], [w])
             self.recorder.add_vectors(0, f"costpt_{kind}_{factor}_{value}", [coords(kind, kw)])
             self.epoch += 1
             med = float(np.median(ts))

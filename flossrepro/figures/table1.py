@@ -1,7 +1,8 @@
 """Table 1: the measured cost of a training epoch and of a flossing epoch, against the paper's scaling.
 
-Reads the ``table1`` experiment (``job=cost``, :mod:`flossrepro.cost`): wall milliseconds per
-epoch of one network on one thread, one factor at a time around a base point, with the epoch
+Reads the ``table1`` experiment (``job=cost``, :mod:`flossrepro.cost`): CPU milliseconds of the
+thread per epoch of one network on one thread (the machine is shared: wall times include the
+waits for a core; they are in the table too, ``costwall_*``), one factor at a time around a base point, with the epoch
 functions ``make bench`` times. Panels (log-log, median and 25-75% of the repeats per point,
 the least-squares line through the three largest points with its slope, and the paper's
 Table 1 scaling drawn through the largest point):
@@ -124,7 +125,7 @@ def _panel(ax, df: pd.DataFrame, names, letter: str, title: str) -> None:
     ax.set_title(f"{letter}  {title}", loc="left")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_ylabel("ms per epoch (1 network, 1 thread)")
+    ax.set_ylabel("CPU ms per epoch (1 network, 1 thread)")
     shown = 0
     for name, color in zip(names, ("#1f77b4", "#d62728")):
         s = series(df, name)
@@ -171,7 +172,7 @@ def _panel_arch(ax, df: pd.DataFrame) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("N (hidden units; an LSTM's state is 2N)")
-    ax.set_ylabel("ms per epoch")
+    ax.set_ylabel("CPU ms per epoch")
     ax.legend(loc="best", fontsize=6.5)
     del pts
 
@@ -186,8 +187,8 @@ def plot(metrics: pd.DataFrame) -> Figure:
             _panel(ax, metrics, names, letter, title)
         _panel_arch(axes[1, 3], metrics)
         scale = ",".join(sorted(str(s) for s in metrics.get("scale.name", pd.Series(dtype=str)).dropna().unique()))
-        fig.suptitle(f"Table 1: measured cost per epoch vs the paper's scaling (scale={scale}; wall time, one "
-                     "thread; repeats: median and 25-75%)", fontsize=10)
+        fig.suptitle(f"Table 1: measured cost per epoch vs the paper's scaling (scale={scale}; thread CPU time, "
+                     "one thread; repeats: median and 25-75%)", fontsize=10)
     return fig
 
 
@@ -229,7 +230,7 @@ def claims(metrics: pd.DataFrame) -> list[Claim]:
     if lost:
         c.missing = "series not measured: " + ", ".join(lost)
     c.detail += ["", "Intervals: 95% bootstrap over the timing repeats of each point (the 'networks' column counts "
-                 "repeats here). Times are wall times on a shared machine; the repeats' spread is the load's."]
+                 "repeats here). Times are the thread's CPU time on a shared machine (its wall time waits for a core)."]
     if len(c.detail) == 4:
         c.detail = []
     return c and [c]
