@@ -13,7 +13,7 @@ Table 1 scaling drawn through the largest point):
   ``O(N k^2)`` per step, is the bottleneck);
 - **H** tanh, LSTM and GRU networks: flossing (k = 1) and training epochs vs N.
 
-Claim T1 compares each fitted exponent (three largest points: the O() statements are
+Claims T1A-T1G (one per panel) compare each fitted exponent (three largest points: the O() statements are
 asymptotic) with the local exponent of the paper's Table 1 formula over the same points; the
 section lists, per factor, the exponent of our FLOP model (``flossrepro.bench``) and the
 achieved GFLOP/s, which say why a measured exponent differs.
@@ -47,9 +47,15 @@ SERIES = {
     "floss_NkN": ("flossing vs N (k = N)", "floss", "NkN", 0), "floss_k": ("flossing vs k", "floss", "k", 3),
     "floss_Tf": ("flossing vs T_f", "floss", "Tf", 4), "floss_sons": ("flossing vs s_ons", "floss", "sons", 5),
 }
-CLAIMS = {"T1": f"each measured cost exponent (log-log slope over the {TOP} largest points of a series) is within "
-                f"{TOL} of the paper's Table 1 scaling over the same points: training O(N^2 B T), flossing "
-                "O(N^2 T_f (1 + k/t_ONS + k))"}
+CLAIM_PREFIX = "T1"   # claim ids T1A..T1G (one per panel); the report labels this figure "Table 1"
+LABEL = "Table 1"
+PANEL_SERIES = {"A": ("train_N",), "B": ("train_B",), "C": ("train_T",), "D": ("floss_N", "floss_NkN"),
+                "E": ("floss_k",), "F": ("floss_Tf",), "G": ("floss_sons",)}
+_T1 = (f"the measured cost exponent (log-log slope over the {TOP} largest points) is within {TOL} of the paper's "
+       "Table 1 scaling over the same points")
+CLAIMS = {f"T1{p}": f"{_T1}: {' and '.join(SERIES[n][0] for n in names)} "
+                    f"({'training O(N^2 B T)' if names[0].startswith('train') else 'flossing O(N^2 T_f (1 + k/t_ONS + k))'})"
+          for p, names in PANEL_SERIES.items()}
 
 
 def paper_cost(kind: str, N, B, T, k, Tf, s, R=1) -> float:
@@ -209,31 +215,39 @@ def _why(e: dict) -> str:
 
 
 def claims(metrics: pd.DataFrame) -> list[Claim]:
-    c, rng = Claim("T1", CLAIMS["T1"]), rng_for("T1")
-    lost = []
-    c.detail = [f"| series | points | fitted exponent (top {TOP}) | all points | paper Table 1 | main text "
-                "(QR O(N k^2)) | FLOP model | GFLOP/s (smallest -> largest) | why |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, (label, kind, factor, _) in SERIES.items():
-        e = exponents(metrics, name)
-        if e is None:
-            lost.append(label)
-            continue
-        s = series(metrics, name).iloc[-TOP:]
-        X = _rep_matrix(s)
-        stat = _slope_stat(s["x"].to_numpy(float))
-        dev = lambda x, axis=1, st=stat, p=e["paper"]: np.abs(st(x, axis) - p)  # noqa: E731
-        c.groups.append(Group(label, [part(f"abs(fitted exponent - paper's {e['paper']:.2f})", X, dev, "<", TOL,
-                                           [(label, i) for i in range(len(X))], rng)]))
-        c.detail.append(f"| {label} | {e['n_points']} | {e['fit_top']:.2f} | {e['fit_all']:.2f} | {e['paper']:.2f} | "
-                        f"{e['text']:.2f} | {e['flops']:.2f} | {e['gflops'][0]:.2f} -> {e['gflops'][-1]:.2f} | "
-                        f"{_why(e)} |")
-    if lost:
-        c.missing = "series not measured: " + ", ".join(lost)
-    c.detail += ["", "Intervals: 95% bootstrap over the timing repeats of each point (the 'networks' column counts "
-                 "repeats here). Times are the thread's CPU time on a shared machine (its wall time waits for a core)."]
-    if len(c.detail) == 4:
-        c.detail = []
-    return c and [c]
+    """Claims T1A..T1G: one per panel, a test per series of the panel."""
+    out = []
+    for p, names in PANEL_SERIES.items():
+        cid = f"T1{p}"
+        c, rng = Claim(cid, CLAIMS[cid]), rng_for(cid)
+        lost = []
+        c.detail = [f"| series | points | fitted exponent (top {TOP}) | all points | paper Table 1 | main text "
+                    "(QR O(N k^2)) | FLOP model | GFLOP/s (smallest -> largest) | why |",
+                    "|---|---|---|---|---|---|---|---|---|"]
+        for name in names:
+            label = SERIES[name][0]
+            e = exponents(metrics, name)
+            if e is None:
+                lost.append(label)
+                continue
+            s = series(metrics, name).iloc[-TOP:]
+            X = _rep_matrix(s)
+            stat = _slope_stat(s["x"].to_numpy(float))
+            dev = lambda x, axis=1, st=stat, pp=e["paper"]: np.abs(st(x, axis) - pp)  # noqa: E731
+            c.groups.append(Group(label, [part(f"abs(fitted exponent - paper's {e['paper']:.2f})", X, dev, "<", TOL,
+                                               [(label, i) for i in range(len(X))], rng)]))
+            c.detail.append(f"| {label} | {e['n_points']} | {e['fit_top']:.2f} | {e['fit_all']:.2f} | {e['paper']:.2f} | "
+                            f"{e['text']:.2f} | {e['flops']:.2f} | {e['gflops'][0]:.2f} -> {e['gflops'][-1]:.2f} | "
+                            f"{_why(e)} |")
+        if lost:
+            c.missing = "series not measured: " + ", ".join(lost)
+        if len(c.detail) == 2:
+            c.detail = []
+        else:
+            c.detail += ["", "Interval: 95% bootstrap over the timing repeats of each point (the 'networks' column "
+                         "counts repeats here). Times: the thread's CPU time on a shared machine."]
+        out.append(c)
+    return out
 
 
 __all__ = ["plot", "claims", "exponents", "series", "paper_cost", "flop_model", "g", "note"]
