@@ -789,6 +789,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu",
                     help="cpu (default; the per-core numbers and targets) or cuda (the same epochs on the GPU, "
                          "PyTorch path; no targets); the default --out becomes results/bench_cuda.json")
+    ap.add_argument("--gated", action="store_true",
+                    help="only the LSTM/GRU vs tanh section (default --out results/bench_gated.json)")
     args = ap.parse_args(argv)
     global DEVICE
     DEVICE = torch.device(args.device)
@@ -798,6 +800,8 @@ def main(argv=None) -> int:
         return 2
     if DEVICE.type == "cuda" and args.out == "results/bench.json":
         args.out = "results/bench_cuda.json"
+    if args.gated:
+        return _gated_only(args)
     res = run_benchmark(quick=args.quick, threads=args.threads, log=lambda s: print(s, flush=True))
     report = format_report(res)
     print(report, flush=True)
@@ -805,6 +809,34 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     out.with_suffix(".txt").write_text(report + "\n")
+    print(f"wrote {out} and {out.with_suffix('.txt')}")
+    return 0
+
+
+def _gated_only(args) -> int:
+    """``--gated``: the LSTM/GRU section alone, with the environment record and the load."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    res = {**environment(args.threads), "quick": args.quick}
+    res["gated"] = gated_section(args.quick, 1.5 if args.quick else 8.0)
+    res["machine"]["loadavg_at_end"] = _loadavg()
+    res["total_benchmark_s"] = time.perf_counter() - t0
+    m = res["machine"]
+    L = [f"flossrepro.bench --gated  torch {res['torch_version']}  threads {res['threads']}  {m['cpu_model']}  "
+         f"({res['timestamp']}, {res['git_commit'][:12]}, load {m['loadavg_at_start']} -> {m['loadavg_at_end']})",
+         "gated networks vs tanh (1 member, 1 thread; LSTM state 2N; median wall ms, round-robin; time ratio = median "
+         "of paired ratios; time per FLOP under each engine's FLOP model, relative to tanh)",
+         f"{'epoch':32s} {'arch':>5s} {'ms':>9s} {'x tanh':>7s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'time/FLOP x tanh':>17s}"]
+    for r in res["gated"]["rows"]:
+        L.append(f"{r['label']:32s} {r['arch']:>5s} {r['ms']:9.2f} {r['ratio_to_tanh']:7.2f} {r['flops'] / 1e9:7.3f} "
+                 f"{r['gflops_per_s']:8.2f} {r['time_per_flop_vs_tanh']:17.2f}")
+    L.append(f"total {res['total_benchmark_s']:.0f} s")
+    out = Path(args.out if args.out != "results/bench.json" else "results/bench_gated.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    out.with_suffix(".txt").write_text("\n".join(L) + "\n")
+    print("\n".join(L))
     print(f"wrote {out} and {out.with_suffix('.txt')}")
     return 0
 

@@ -39,6 +39,9 @@ CASES = [
     (["arch.n_hidden=8.5"], "arch.n_hidden"), (["arch.nonlinearity=sigmoid"], "arch.nonlinearity"),
     (["arch.input_gain=-1"], "arch.input_gain"), (["+arch.depth=2"], "arch.depth"),
     (["optim.params=[U]"], "optim.params"),
+    # job=cost (Table 1)
+    (["job=cost", "job.measure=all"], "job.measure"), (["job=cost", "job.floss_k=[0,4]"], "job.floss_k"),
+    (["job=cost", "job.archs=[lstm,rnn]"], "job.archs"), (["job=cost", "job.floss_Tf=[5]"], "job.floss_Tf"),
     # task
     (["task=parity"], "task"), (["task.delay=0"], "task.delay"), (["task.delay=abc"], "task.delay"),
     (["task.delay=60"], "task."), (["task.batch_size=0"], "task.batch_size"),
