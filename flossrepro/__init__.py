@@ -18,10 +18,11 @@ from .lyapunov import (
     lyapunov_spectrum,
     lyapunov_spectrum_from_jacobians,
 )
-from .models import LSTM, VanillaRNN
+from .models import GRU, LSTM, VanillaRNN
 from .tasks import TASKS, make_task, member_generators
 
 __all__ = [
+    "GRU",
     "LSTM",
     "TASKS",
     "VanillaRNN",

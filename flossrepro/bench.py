@@ -29,6 +29,9 @@ Measured (``R`` ensemble members; times per member where ``R > 1``):
   the engine uses: the native kernel's, else ``torch.linalg.qr``), timed round-robin with
   it: the QR share of the epoch.
 - single-thread matmul rate (1024^3 float32) and the small ``[80,80]x[80,75]`` matmul rate.
+- LSTM and GRU flossing and training epochs next to the tanh network (:func:`gated_section`:
+  Fig 6's shape N = 32, k = 1, T_f = 300; k = 32, T_f = 55; training B = 16, T = 300), with
+  time ratios and time per FLOP relative to tanh (:func:`gated_floss_flops`).
 
 FLOP model (multiply-add = 2 flops; elementwise work and the optimizer ignored)
 -------------------------------------------------------------------------------
@@ -76,7 +79,7 @@ from .job import adam
 from .steps import train_step
 from .init import initialize
 from .lyapunov import default_transients
-from .models import VanillaRNN
+from .models import GRU, LSTM, VanillaRNN
 from .tasks import make_task, member_generators
 
 __all__ = ["main", "EagerRNN", "train_flops", "floss_flops", "run_benchmark", "TARGETS"]
@@ -111,6 +114,34 @@ def floss_flops(N: int, k: int, T: int, transient_h: int | None = None) -> float
     Tq = T - th
     per_step = 6.0 * N * N * k + 9.0 * N * k * k - 4.0 * k ** 3 / 3
     return Tq * per_step + 6.0 * N * N * T
+
+GATES = {"tanh": 1, "relu": 1, "lstm": 4, "gru": 3}
+
+
+def state_dim(arch: str, N: int) -> int:
+    return 2 * N if arch == "lstm" else N
+
+
+def gated_floss_flops(arch: str, N: int, k: int, T: int, transient_h: int | None = None) -> float:
+    """FLOPs of one flossing epoch of an LSTM/GRU on the gated fast path (:mod:`flossrepro.gated`),
+    state dimension ``n``, ``G`` gate blocks: the tangent loop as the vanilla one (``6 n^2 k`` for
+    ``D Q``, ``Dbar = Abar Q^T`` and ``D^T Abar``; ``9 n k^2 - 4k^3/3`` for the QR and its pullback
+    per step), the state adjoint ``2 n^2`` per step, and the gate products ``U h`` of the state
+    loop, its recomputation and its VJP, ``8 G N^2`` per step (forming ``D`` and its VJP,
+    ``~10 n^2`` elementwise per step, is not counted)."""
+    if arch not in ("lstm", "gru"):
+        return floss_flops(N, k, T, transient_h)
+    th = default_transients(T)[0] if transient_h is None else transient_h
+    n, G, Tq = state_dim(arch, N), GATES[arch], T - th
+    return Tq * (6.0 * n * n * k + 9.0 * n * k * k - 4.0 * k ** 3 / 3) + T * (2.0 * n * n + 8.0 * G * N * N)
+
+
+def gated_train_flops(arch: str, N: int, B: int, T: int, S: int = 1, O: int = 1) -> float:
+    """Training FLOPs with ``G`` gate blocks: ``6 G N^2 B T`` for the recurrence (forward and
+    backward), the input and readout terms as :func:`train_flops`."""
+    G = GATES.get(arch, 1)
+    return 6.0 * G * N * N * B * T + 4.0 * G * N * S * B * T + 6.0 * N * O * B * T
+
 
 # ---------------------------------------------------------------------------- eager reference
 class EagerRNN(nn.Module):
@@ -178,8 +209,12 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def _model(R: int, N: int, n_in: int = 1, n_out: int = 1, seed0: int = 0) -> VanillaRNN:
-    m = VanillaRNN(R, N, n_in, n_out)
+def _model(R: int, N: int, n_in: int = 1, n_out: int = 1, seed0: int = 0, arch: str = "tanh"):
+    """An initialised R-member network: ``arch`` tanh (default), relu, linear, lstm or gru."""
+    if arch in ("lstm", "gru"):
+        m = (LSTM if arch == "lstm" else GRU)(R, N, n_in, n_out)
+    else:
+        m = VanillaRNN(R, N, n_in, n_out, nonlinearity={"linear": "identity"}.get(arch, arch))
     initialize(m, list(range(seed0, seed0 + R)))
     return m.to(DEVICE)
 
@@ -192,11 +227,11 @@ def _pytorch_path(epoch):
     return run
 
 
-def engine_train_epoch(R: int = 1, N: int = 80, B: int = 16, T: int = 300):
+def engine_train_epoch(R: int = 1, N: int = 80, B: int = 16, T: int = 300, arch: str = "tanh"):
     """One training epoch as the trainer runs it (:func:`flossrepro.steps.train_step`, the
     training accuracy), minus the trainer's recording and diagnostics."""
     task = make_task(TASK, delay=DELAY, seq_len=T, batch_size=B)
-    model = _model(R, N, task.n_in, task.n_out)
+    model = _model(R, N, task.n_in, task.n_out, arch=arch)
     gens = member_generators(list(range(R)), "train")
     params = list(model.parameters())
     opt = adam(params, lr=LR)  # as the trainer makes it
@@ -228,16 +263,17 @@ def eager_train_epoch(N: int = 80, B: int = 16, T: int = 300):
     return epoch
 
 
-def engine_floss_epoch(R: int = 1, N: int = 80, k: int = 75, T: int = 300):
-    """One flossing epoch as the jobs run it (:func:`flossrepro.flossing.floss_step`)."""
+def engine_floss_epoch(R: int = 1, N: int = 80, k: int = 75, T: int = 300, arch: str = "tanh", s_ons: int = 1):
+    """One flossing epoch as the jobs run it (:func:`flossrepro.flossing.floss_step`; default
+    transients, reorthonormalization every ``s_ons`` steps)."""
     task = make_task(TASK, delay=DELAY, seq_len=max(T, DELAY + 1), batch_size=1)
-    model = _model(R, N, task.n_in, task.n_out)
+    model = _model(R, N, task.n_in, task.n_out, arch=arch)
     gens = member_generators(list(range(R)), "floss")
     opt = adam(flossing_parameters(model), lr=LR)  # as the job makes it
 
     def epoch():
         x = task.sample_inputs(gens, batch_size=1, seq_len=T, device=DEVICE)[:, :, 0]
-        floss_step(model, opt, x, k)
+        floss_step(model, opt, x, k, s_ons=s_ons)
 
     return epoch
 
@@ -573,6 +609,10 @@ def run_benchmark(quick: bool = False, threads: int = 1, log=print) -> dict:
         "paper_table1": {"train": "N^2 B T (exponent 2 in N)",
                          "floss": "N k^2 T_f (exponent 3 in N at k = N; 2 in k at fixed N)"},
     }
+    # -- gated networks (LSTM, GRU) against the vanilla network, round-robin ------------------
+    section("scaling")
+    res["gated"] = gated_section(quick, BUD)
+    section("gated")
     # the issue's anchors were measured on another core: the same-run eager versions give the
     # ratio of the two machines' speed, which scales the absolute targets to this one
     res["anchor"] = dict(ANCHOR)
@@ -584,6 +624,33 @@ def run_benchmark(quick: bool = False, threads: int = 1, log=print) -> dict:
     res["machine"]["loadavg_at_end"] = _loadavg()
     res["total_benchmark_s"] = time.perf_counter() - t_all
     return res
+
+
+def gated_section(quick: bool, budget: float) -> dict:
+    """LSTM and GRU flossing and training epochs next to the tanh network: at the Fig 6 shape
+    (N = 32 hidden units, k = 1, T_f = 300), with k = 32 (T_f = 55), and training (B = 16, T = 300);
+    time ratios to tanh (paired, round-robin) and GFLOP/s under each engine's FLOP model."""
+    rows = []
+    archs = ("tanh", "lstm", "gru")
+    for label, kind, N, k, T in (("floss N=32 k=1 T_f=300 (Fig 6)", "floss", 32, 1, 300),
+                                 ("floss N=32 k=32 T_f=55", "floss", 32, 32, 55),
+                                 ("train N=32 B=16 T=300", "train", 32, None, 300)):
+        fns = {a: (engine_floss_epoch(1, N, k, T, arch=a) if kind == "floss" else engine_train_epoch(1, N, 16, T, arch=a))
+               for a in archs}
+        t = time_round_robin(fns, 1, 3 if quick else 9, budget)
+        for a in archs:
+            fl = (gated_floss_flops(a, N, k, T) if kind == "floss" else gated_train_flops(a, N, 16, T))
+            rows.append({"label": label, "kind": kind, "arch": a, "N": N, "n": state_dim(a, N), "k": k, "T": T,
+                         "ms": t[a]["median_ms"], "cpu_ms": t[a]["cpu_median_ms"],
+                         "ratio_to_tanh": t[a]["paired_ratio_to_tanh"],
+                         "flops": fl, "gflops_per_s": fl / (t[a]["median_ms"] * 1e-3) / 1e9,
+                         "cpu_gflops_per_s": fl / (t[a]["cpu_median_ms"] * 1e-3) / 1e9})
+    for r in rows:
+        base = next(x for x in rows if x["label"] == r["label"] and x["arch"] == "tanh")
+        r["time_per_flop_vs_tanh"] = base["gflops_per_s"] / r["gflops_per_s"]
+        r["cpu_ratio_to_tanh"] = r["cpu_ms"] / base["cpu_ms"]
+        r["cpu_time_per_flop_vs_tanh"] = base["cpu_gflops_per_s"] / r["cpu_gflops_per_s"]
+    return {"rows": rows}
 
 
 def check_targets(res: dict) -> dict:
@@ -702,6 +769,14 @@ def format_report(res: dict) -> str:
              f"{sc['floss_exponent_N_flop_model']:.2f}   (paper: N k^2 T_f -> 3)")
     L.append(f"  floss vs k (N=160): {sc['floss_exponent_k_at_N160']:.2f} / {sc['floss_exponent_k_top2']:.2f} / "
              f"{sc['floss_exponent_k_flop_model']:.2f}   (paper: k^2 -> 2; Jacobian products add N^2 k)")
+    if res.get("gated"):
+        L.append("")
+        L.append("gated networks vs tanh (1 member, 1 thread; LSTM state 2N; time ratio paired round-robin; "
+                 "time per FLOP under each engine's FLOP model)")
+        L.append(f"{'epoch':32s} {'arch':>5s} {'ms':>9s} {'x tanh':>7s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'time/FLOP x tanh':>17s}")
+        for r in res["gated"]["rows"]:
+            L.append(f"{r['label']:32s} {r['arch']:>5s} {r['ms']:9.2f} {r['ratio_to_tanh']:7.2f} {r['flops'] / 1e9:7.3f} "
+                     f"{r['gflops_per_s']:8.2f} {r['time_per_flop_vs_tanh']:17.2f}")
     L.append("")
     L.append(f"total benchmark time {res['total_benchmark_s']:.0f} s ("
              + ", ".join(f"{k} {v:.1f}" for k, v in res.get("section_s", {}).items()) + ")")
@@ -718,6 +793,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu",
                     help="cpu (default; the per-core numbers and targets) or cuda (the same epochs on the GPU, "
                          "PyTorch path; no targets); the default --out becomes results/bench_cuda.json")
+    ap.add_argument("--gated", action="store_true",
+                    help="only the LSTM/GRU vs tanh section (default --out results/bench_gated.json)")
     args = ap.parse_args(argv)
     global DEVICE
     DEVICE = torch.device(args.device)
@@ -727,6 +804,8 @@ def main(argv=None) -> int:
         return 2
     if DEVICE.type == "cuda" and args.out == "results/bench.json":
         args.out = "results/bench_cuda.json"
+    if args.gated:
+        return _gated_only(args)
     res = run_benchmark(quick=args.quick, threads=args.threads, log=lambda s: print(s, flush=True))
     report = format_report(res)
     print(report, flush=True)
@@ -734,6 +813,37 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     out.with_suffix(".txt").write_text(report + "\n")
+    print(f"wrote {out} and {out.with_suffix('.txt')}")
+    return 0
+
+
+def _gated_only(args) -> int:
+    """``--gated``: the LSTM/GRU section alone, with the environment record and the load."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    res = {**environment(args.threads), "quick": args.quick}
+    res["gated"] = gated_section(args.quick, 1.5 if args.quick else 8.0)
+    res["machine"]["loadavg_at_end"] = _loadavg()
+    res["total_benchmark_s"] = time.perf_counter() - t0
+    m = res["machine"]
+    L = [f"flossrepro.bench --gated  torch {res['torch_version']}  threads {res['threads']}  {m['cpu_model']}  "
+         f"({res['timestamp']}, {res['git_commit'][:12]}, load {m['loadavg_at_start']} -> {m['loadavg_at_end']})",
+         "gated networks vs tanh (1 member, 1 thread; LSTM state 2N; median wall ms, round-robin; time ratio = median "
+         "of paired ratios; time per FLOP under each engine's FLOP model, relative to tanh)",
+         "(cpu: the thread's CPU time; on a loaded machine the wall time also counts the waits for a core)",
+         f"{'epoch':32s} {'arch':>5s} {'ms':>9s} {'x tanh':>7s} {'cpu ms':>9s} {'cpu x tanh':>10s} {'GFLOP':>7s} "
+         f"{'cpu GFLOP/s':>11s} {'cpu time/FLOP x tanh':>21s}"]
+    for r in res["gated"]["rows"]:
+        L.append(f"{r['label']:32s} {r['arch']:>5s} {r['ms']:9.2f} {r['ratio_to_tanh']:7.2f} {r['cpu_ms']:9.2f} "
+                 f"{r['cpu_ratio_to_tanh']:10.2f} {r['flops'] / 1e9:7.3f} {r['cpu_gflops_per_s']:11.2f} "
+                 f"{r['cpu_time_per_flop_vs_tanh']:21.2f}")
+    L.append(f"total {res['total_benchmark_s']:.0f} s")
+    out = Path(args.out if args.out != "results/bench.json" else "results/bench_gated.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    out.with_suffix(".txt").write_text("\n".join(L) + "\n")
+    print("\n".join(L))
     print(f"wrote {out} and {out.with_suffix('.txt')}")
     return 0
 

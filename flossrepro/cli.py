@@ -354,19 +354,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     multirun = bool(flags & {"-m", "--multirun"})
     dry = "--dry-run" in flags
-    unknown = flags - {"-m", "--multirun", "--dry-run", "-r", "--run"}
+    plan = "--plan" in flags
+    unknown = flags - {"-m", "--multirun", "--dry-run", "--plan", "-r", "--run"}
     overrides = [a for a in argv if not a.startswith("-")]
     try:
         if unknown:
             raise UsageError(f"unknown option {sorted(unknown)[0]}; see {PROG} --help")
-        return _command(overrides, multirun, dry)
+        return _command(overrides, multirun, dry, plan)
     except FlossreproError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr, flush=True)
         return 2
 
 
-def _command(overrides: list[str], multirun: bool, dry: bool) -> int:
+def _command(overrides: list[str], multirun: bool, dry: bool, plan: bool = False) -> int:
     parse_check(overrides)
+    if plan:
+        return _plan(overrides, multirun)
     loader = _loader()
     probe = compose(loader, overrides + ["hydra.mode=MULTIRUN"] if multirun else overrides, True)
     from hydra.types import RunMode
@@ -374,6 +377,35 @@ def _command(overrides: list[str], multirun: bool, dry: bool) -> int:
     if not multirun:
         return _single(loader, overrides, dry)
     return _multi(loader, probe, overrides, dry)
+
+
+def _plan(overrides: list[str], multirun: bool) -> int:
+    """``--plan``: every job's settings checked and its cost estimated; nothing is made or run."""
+    from . import plan as P
+
+    loader = _loader()
+    probe = compose(loader, overrides + ["hydra.mode=MULTIRUN"] if multirun else overrides, True)
+    from hydra.types import RunMode
+    if not (multirun or probe.hydra.mode == RunMode.MULTIRUN):
+        cfgs = [(" ".join(overrides) or "(default)", compose(loader, overrides, False))]
+        n_jobs = 1
+    else:
+        primary = compose(loader, overrides + ["hydra.mode=MULTIRUN"], True)
+        cfgs = []
+        for i, job in enumerate(SW.expand(loader, probe, overrides)):
+            try:
+                cfgs.append((" ".join(job) or "(no overrides)", loader.load_sweep_config(primary, list(job))))
+            except Exception as e:
+                raise UsageError(f"sweep job {i} ({' '.join(job)}): {one_line(e)}") from None
+        n_jobs = int(OmegaConf.select(primary, "hydra.launcher.n_jobs", default=1) or 1)
+    model = P.find_model()
+    plans = []
+    for name, cfg in cfgs:
+        _job_dir(cfg, True)  # sets the Hydra config the interpolations read
+        C.validate(cfg, _choices(cfg))
+        plans.append(P.estimate(cfg, model, name))
+    print(P.format_plan(plans, model.source if model else "", n_jobs), flush=True)
+    return 0
 
 
 def _single(loader, overrides: list[str], dry: bool) -> int:
@@ -516,7 +548,7 @@ def help_text() -> str:
                       + (f"\n  {'':<12}   keys: {', '.join(keys)}" if keys else ""))
     settings = ", ".join(f"{k}={C._fmt(v)}" for k, v in top.items())
     exps = ", ".join(C.options("experiment"))
-    return f"""usage: {PROG} [-m] [--dry-run] [key=value ...] [group=option ...] [+experiment=NAME]
+    return f"""usage: {PROG} [-m] [--dry-run] [--plan] [key=value ...] [group=option ...] [+experiment=NAME]
        (also: python -m flossrepro ...)
 
 Gradient flossing (Engelken, NeurIPS 2023): train and floss RNN ensembles, or run a figure's sweep.
@@ -533,6 +565,8 @@ Experiments (one figure's sweep each; note the +):  +experiment=<{'|'.join(C.opt
 Options:
   -m, --multirun     sweep over comma lists: {PROG} -m seed=1,2,3 task.delay=20,40
   --dry-run          check every job's settings and run directory, print them, run nothing
+  --plan             check every job and estimate its cost (networks, epochs, core-hours) from
+                     this machine's measured epochs (results/table1), run nothing
   --cfg job          print the composed config (--resolve to resolve it)
   --hydra-help       Hydra's own help (launchers, sweepers, --info)
   -h, --help         this text

@@ -24,6 +24,8 @@ SCHEDULES = ("none", "pre", "during", "throughout")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 OPTIMIZERS = ("adam", "sgd")
 FLOSS_INPUTS = ("task", "gaussian")
+GATED = ("lstm", "gru")   # gated models: no nonlinearity argument
+NONLINEARITY_NAMES = ("tanh", "relu", "identity") + GATED
 
 
 from .errors import ConfigError  # noqa: E402  (re-exported: flossrepro.config.ConfigError)
@@ -64,7 +66,7 @@ def build_model(cfg: DictConfig, task: Task, device=None, dtype=torch.float32):
     cls = get_class(a._target_)
     kw = dict(n_members=int(cfg.members), n_hidden=int(a.n_hidden), n_in=task.n_in, n_out=task.n_out,
               input_gain=a.input_gain, dtype=dtype, device=device)
-    if a.nonlinearity != "lstm":
+    if a.nonlinearity not in GATED:
         kw["nonlinearity"] = a.nonlinearity
     try:
         return cls(**kw)
@@ -104,11 +106,11 @@ def validate(cfg: DictConfig, choices: dict | None = None) -> None:
     resolve_dtype(cfg.dtype)
     resolve_device(cfg.device)
     task = build_task(cfg)
-    n = int(cfg.arch.n_hidden) * (2 if cfg.arch.nonlinearity == "lstm" else 1)
+    n = int(cfg.arch.n_hidden) * (2 if cfg.arch.nonlinearity == "lstm" else 1)  # LSTM state (h, c); GRU h
     if int(cfg.arch.n_hidden) < 1:
         raise ConfigError(f"arch.n_hidden={cfg.arch.n_hidden} must be >= 1; e.g. arch.n_hidden=32")
-    if cfg.arch.nonlinearity not in ("tanh", "relu", "identity", "lstm"):
-        raise ConfigError(f"arch.nonlinearity={cfg.arch.nonlinearity!r} is not known; allowed: tanh, relu, identity, lstm")
+    if cfg.arch.nonlinearity not in NONLINEARITY_NAMES:
+        raise ConfigError(f"arch.nonlinearity={cfg.arch.nonlinearity!r} is not known; allowed: {', '.join(NONLINEARITY_NAMES)}")
     f = cfg.flossing
     if f.schedule not in SCHEDULES:
         raise ConfigError(f"flossing.schedule={f.schedule!r} is not known; allowed: {list(SCHEDULES)}")
@@ -460,8 +462,8 @@ def _check_ranges(c: dict) -> None:
     _int_at_least(c, "arch.n_hidden", 1, "e.g. arch.n_hidden=32")
     _num(c, "arch.input_gain", lo=0, lo_open=True, null=True, fix="null gives the reference code's 1/S")
     nl = _dig(c, "arch.nonlinearity")
-    _need(nl in ("tanh", "relu", "identity", "lstm"), "arch.nonlinearity", nl, "is not known",
-          "pick an architecture with arch=<linear|lstm|relu|tanh>")
+    _need(nl in NONLINEARITY_NAMES, "arch.nonlinearity", nl, "is not known",
+          f"pick an architecture with arch=<{'|'.join(options('arch'))}>")
     # task
     for k in ("delay", "seq_len", "batch_size"):
         _int_at_least(c, f"task.{k}", 1)
@@ -542,3 +544,38 @@ def _check_ranges(c: dict) -> None:
     # job
     for k in ("n_in", "n_out"):
         _int_at_least(c, f"job.{k}", 1)
+    if _dig(c, "job.name") == "cost":
+        _check_cost_job(c)
+
+
+COST_MEASURE = ("both", "train", "floss")
+COST_LISTS = ("train_N", "train_B", "train_T", "floss_N", "floss_NkN", "floss_k", "floss_Tf", "floss_sons",
+              "arch_N", "ensemble_R")
+
+
+def _check_cost_job(c: dict) -> None:
+    """``job=cost`` (Table 1): what to measure, the grid's sizes and the architectures."""
+    _need(_dig(c, "job.measure") in COST_MEASURE, "job.measure", _dig(c, "job.measure"), "is not known",
+          f"allowed: {', '.join(COST_MEASURE)}")
+    _int_at_least(c, "job.repeats", 1, "e.g. job.repeats=7")
+    _int_at_least(c, "job.arch_N_ensemble", 1, "e.g. job.arch_N_ensemble=32")
+    _num(c, "job.budget_s", lo=0, lo_open=True, fix="e.g. job.budget_s=4.0")
+    for k in COST_LISTS:
+        v = _dig(c, f"job.{k}")
+        if v is _MISSING:
+            continue
+        _need(isinstance(v, list) and all(_is_int(x) and x >= 1 for x in v), f"job.{k}", v,
+              "must be a list of integers >= 1", f"e.g. job.{k}=[16,32,64]")
+    base = _dig(c, "job.base")
+    if isinstance(base, dict):
+        for k, v in base.items():
+            _need(_is_int(v) and v >= 1, f"job.base.{k}", v, "must be an integer >= 1", f"e.g. job.base.{k}=16")
+        Tf, th = base.get("T_f", 55), 10
+        _need(min([Tf, base.get("T_sons", 300)] + [x for x in (_dig(c, "job.floss_Tf") or []) if _is_int(x)]) > th + 1,
+              "job.floss_Tf", _dig(c, "job.floss_Tf"), f"has a flossing horizon <= {th + 1} steps (the transients)",
+              "give every T_f (and job.base.T_f, job.base.T_sons) > 11")
+    archs = _dig(c, "job.archs")
+    if archs is not _MISSING:
+        known = ("tanh", "relu", "linear", "lstm", "gru")
+        _need(isinstance(archs, list) and all(a in known for a in archs), "job.archs", archs,
+              "must name architectures", f"allowed: {', '.join(known)}")

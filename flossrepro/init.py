@@ -7,6 +7,10 @@ Recurrent weights (``N`` units):
 - ``gaussian``: ``W_ij ~ N(gbar/N + mean, g^2/N)`` (the ReLU networks of the paper use
   ``mean=-0.1``);
 - ``orthogonal``: ``W = g Q`` with ``Q`` Haar-orthogonal.
+
+LSTM and GRU: every gate's recurrent block ``U_x`` is drawn the same way (the same ``g`` for
+all gates of a member; Fig 6 draws it from ``U(0, 1)``), ``V ~ N(0, input_std^2)`` and
+``b ~ bias_scale * U(0, 1)`` for every gate.
 Reference choices for the rest: ``V ~ N(0, input_std^2)``, ``w_r ~ N(0, readout_std^2)``,
 ``b ~ bias_scale * U(0, 1)``, readout offset ``c = readout_offset``, and an initial state
 drawn from ``N(0, 1)`` and relaxed for ``relax_steps`` input-free steps.
@@ -19,7 +23,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .models import LSTM, VanillaRNN
+from .models import GRU, LSTM, VanillaRNN
 from .tasks import member_generators
 
 SCHEMES = ("gaussian", "orthogonal")
@@ -46,7 +50,7 @@ def recurrent_matrix(gen: torch.Generator, n: int, scheme: str, g: float,
 
 
 @torch.no_grad()
-def initialize(model: VanillaRNN | LSTM, seeds: Sequence[int], scheme: str = "gaussian",
+def initialize(model: VanillaRNN | LSTM | GRU, seeds: Sequence[int], scheme: str = "gaussian",
                g: float = 1.0, g_range: Sequence[float] | None = None, gbar: float = 0.0,
                mean: float = 0.0, input_std: float = 1.0, readout_std: float = 1.0,
                bias_scale: float = 0.1, readout_offset: float = 0.001,
@@ -67,11 +71,12 @@ def initialize(model: VanillaRNN | LSTM, seeds: Sequence[int], scheme: str = "ga
     for r, gen in enumerate(gens):
         gr = _draw_g(gen, g, g_range)
         gains.append(gr)
-        if isinstance(model, LSTM):
-            U = torch.cat([recurrent_matrix(gen, N, scheme, gr, gbar, mean) for _ in range(4)], 0)
+        if isinstance(model, (LSTM, GRU)):  # one N x N block per gate (4 for the LSTM, 3 for the GRU)
+            G = model.U.shape[1] // N
+            U = torch.cat([recurrent_matrix(gen, N, scheme, gr, gbar, mean) for _ in range(G)], 0)
             model.U[r] = U
-            model.V[r] = input_std * torch.randn(4 * N, S, generator=gen, dtype=torch.float64)
-            model.b[r] = bias_scale * torch.rand(4 * N, generator=gen, dtype=torch.float64)
+            model.V[r] = input_std * torch.randn(G * N, S, generator=gen, dtype=torch.float64)
+            model.b[r] = bias_scale * torch.rand(G * N, generator=gen, dtype=torch.float64)
         else:
             model.W[r] = recurrent_matrix(gen, N, scheme, gr, gbar, mean)
             model.V[r] = input_std * torch.randn(N, S, generator=gen, dtype=torch.float64)
@@ -81,7 +86,7 @@ def initialize(model: VanillaRNN | LSTM, seeds: Sequence[int], scheme: str = "ga
         model.h0[r] = torch.randn(model.state_dim, generator=gen, dtype=torch.float64)
     # relax the initial state without input (all members at once; each depends only on itself)
     if relax_steps > 0:
-        if isinstance(model, LSTM):
+        if isinstance(model, (LSTM, GRU)):
             s = model.h0[:, None, :]
             x = torch.zeros(model.n_members, 1, S, dtype=s.dtype, device=s.device)
             for _ in range(relax_steps):

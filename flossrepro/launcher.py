@@ -72,6 +72,11 @@ class SlurmQueueConf(_PluginSlurmQueueConf):
     poll_s: float = 5.0
     # seconds between progress lines (pending/running/done counts) while nothing changes
     report_every_s: float = 30.0
+    # the job time limit from the planner's estimate (flossrepro.plan), unless timeout_min is
+    # given on the command line: ceil(time_margin * estimate + time_pad_min) minutes
+    time_from_plan: bool = True
+    time_margin: float = 2.0
+    time_pad_min: float = 10.0
 
 
 def register_configs() -> None:
@@ -131,6 +136,11 @@ def _queued_job_ids() -> dict[str, str] | None:
     return states
 
 
+def user_set_timeout(hydra_overrides: Sequence[str]) -> bool:
+    """Whether the command line set the job time limit (``hydra.launcher.timeout_min=...``)."""
+    return any(str(o).lstrip("+~").startswith("hydra.launcher.timeout_min=") for o in hydra_overrides)
+
+
 def progress_line(states: dict[str, int], total: int, waited_s: float) -> str:
     """``SLURM sweep: 3 pending, 2 running, 5 done (1 failed, 0 lost) of 10; waited 2m05s``."""
     m, s = divmod(int(waited_s), 60)
@@ -143,8 +153,12 @@ class SlurmLauncher(_PluginSlurmLauncher):
     """Hydra's submitit SLURM launcher that skips finished runs and never waits forever."""
 
     def __init__(self, max_wait_min: float | None = None, lost_after_s: float = 120.0, poll_s: float = 5.0,
-                 report_every_s: float = 30.0, **params: Any) -> None:
+                 report_every_s: float = 30.0, time_from_plan: bool = True, time_margin: float = 2.0,
+                 time_pad_min: float = 10.0, **params: Any) -> None:
         super().__init__(**params)
+        self.time_from_plan = bool(time_from_plan)
+        self.time_margin = float(time_margin)
+        self.time_pad_min = float(time_pad_min)
         self.report_every_s = float(report_every_s)
         self.max_wait_min = None if max_wait_min is None else float(max_wait_min)
         self.lost_after_s = float(lost_after_s)
@@ -220,6 +234,9 @@ class SlurmLauncher(_PluginSlurmLauncher):
         baseparams = set(OmegaConf.structured(BaseQueueConf).keys())
         params = {x if x in baseparams else f"{self._EXECUTOR}_{x}": y
                   for x, y in self.params.items() if x not in init_keys}
+        limit = self._planned_timeout([jobs_info[i]["cfg"] for i in todo])
+        if limit is not None:
+            params["timeout_min"] = limit
         executor.update_parameters(**params)
         log.info(f"Submitit '{self._EXECUTOR}' sweep output dir : {self.config.hydra.sweep.dir}")
         job_params = []
@@ -233,6 +250,37 @@ class SlurmLauncher(_PluginSlurmLauncher):
             log.info("\t#%d : SLURM job %s -> %s", initial_job_idx + i, job.job_id, jobs_info[i]["run_dir"])
         self._wait(dict(zip(todo, jobs)), jobs_info, job_overrides, results)
         return results  # type: ignore[return-value]
+
+    def _planned_timeout(self, cfgs: list[DictConfig]) -> int | None:
+        """The array's time limit (minutes) from the planner: the longest job's estimate with the
+        margin; None (the configured ``timeout_min`` stays) when the user set ``timeout_min`` on the
+        command line, ``time_from_plan`` is off, or a job cannot be priced."""
+        if not self.time_from_plan or user_set_timeout(list(self.config.hydra.overrides.hydra)):
+            return None
+        from . import plan as P
+
+        model = P.find_model()
+        hc = HydraConfig.instance()
+        saved = hc.cfg
+        try:
+            est = []
+            for cfg in cfgs:
+                hc.set_config(cfg)
+                est.append(P.estimate(cfg, model).seconds)
+        except Exception as e:  # never stop a submission over an estimate
+            log.warning("no time limit from the planner (%s); timeout_min=%s stays", e, self.params.get("timeout_min"))
+            return None
+        finally:
+            hc.cfg = saved
+        if not est or any(e is None for e in est):
+            log.warning("no time limit from the planner (a job cannot be priced: no measured cost table?); "
+                        "timeout_min=%s stays", self.params.get("timeout_min"))
+            return None
+        limit = P.slurm_time_limit_min(max(est), self.time_margin, self.time_pad_min)
+        log.info("time limit %d min per job: the longest job's estimate %.1f min x %g + %g min "
+                 "(hydra.launcher.timeout_min=<min> sets it by hand)", limit, max(est) / 60.0,
+                 self.time_margin, self.time_pad_min)
+        return limit
 
     def _wait_gone(self, job_ids: list[str], timeout_s: float) -> None:
         """Wait (at most ``timeout_s``) until none of ``job_ids`` is in squeue."""

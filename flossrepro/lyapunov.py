@@ -12,7 +12,8 @@ Two evaluation paths give the same numbers and gradients:
   pullback of paper Eq 8, ``Abar = [Qbar + Q copyltu(M)] R^{-T}``,
   ``M = R Rbar^T - Qbar^T Q``), one Python loop forward and one backward;
 - the reference path: per-step autograd through ``torch.linalg.qr`` (any model with
-  ``step`` and ``jacobian_apply``, e.g. the LSTM); used for tests and for LSTMs.
+  ``step`` and ``jacobian_apply``, e.g. the LSTM); the test oracle (LSTMs and GRUs take
+  the gated fast path of :mod:`flossrepro.gated` by default).
 
 QR (measured, 1 CPU thread, AMD EPYC, MKL, torch 2.13): ``torch.linalg.qr`` (LAPACK
 geqrf + orgqr, level-2 bound at this size) takes ~100 us for ``80 x 75`` float32 unloaded,
@@ -290,7 +291,7 @@ def _reference_spectrum(model, inputs: Tensor, k: int, Q0: Tensor, s_ons: int,
     h = h0[:, None, :]
     Q = Q0
     logsum = 0.0
-    lstm = isinstance(model, LSTM)
+    lstm = isinstance(model, LSTM) or getattr(model, "kind", "") == "gru"  # gated: the Jacobian reads the input
     for t in range(T):
         s = t - transient_h
         if s >= 0:
@@ -414,7 +415,7 @@ def lyapunov_spectrum(model, inputs: Tensor, k: int, *, s_ons: int = 1,
     """First ``k`` Lyapunov exponents (per time step) of a model driven by ``inputs``.
 
     Args:
-        model: :class:`VanillaRNN` or :class:`LSTM` (any member count ``R``).
+        model: :class:`VanillaRNN`, :class:`LSTM` or :class:`GRU` (any member count ``R``).
         inputs: ``[T, R, S]`` (or ``[T, R, 1, S]``) input sequence, one per member.
             The trajectory is ``H[0] = h0``, ``H[t+1] = step(H[t], inputs[t])`` and the
             Q steps use ``D[t] = dH[t+1]/dH[t]`` for ``t >= transient_h``; the last input
@@ -425,8 +426,9 @@ def lyapunov_spectrum(model, inputs: Tensor, k: int, *, s_ons: int = 1,
             reference's 10 and ``ceil(T/10)``).
         h0: ``[R, n]`` initial state (default ``model.initial_state``).
         q0: ``[R, n, k]`` initial orthonormal system (default: a fixed random one).
-        fast: force (True) or forbid (False) the whole-sequence Function; default: fast
-            for vanilla RNNs, reference (per-step autograd) for LSTMs.
+        fast: force (True) or forbid (False) the whole-sequence Function (vanilla RNNs:
+            :class:`_RNNLyapunov`; LSTM and GRU: :mod:`flossrepro.gated`); default: fast.
+            ``False`` runs the per-step autograd reference.
     Returns:
         ``[R, k]`` exponents sorted as the QR method orders them (descending up to
         estimation noise); differentiable with respect to the model's parameters.
@@ -434,10 +436,16 @@ def lyapunov_spectrum(model, inputs: Tensor, k: int, *, s_ons: int = 1,
     inputs, k, transient_h, transient_q, h0, q0 = _prepare(model, inputs, k, s_ons, transient_h,
                                                            transient_q, h0, q0)
     is_vanilla = isinstance(model, VanillaRNN)
+    from . import gated as _gated  # LSTM and GRU: analytic batched Jacobians (flossrepro.gated)
+    is_gated = not is_vanilla and _gated.supports(model)
     if fast is None:
-        fast = is_vanilla
-    if fast and not is_vanilla:
-        raise ValueError("fast=True is only available for VanillaRNN; use fast=None or False")
+        fast = is_vanilla or is_gated
+    if fast and not (is_vanilla or is_gated):
+        raise ValueError("fast=True is only available for VanillaRNN, LSTM and GRU; use fast=None or False")
+    if fast and is_gated:
+        T = inputs.shape[0]
+        return _gated.gated_spectrum(model, inputs, k, q0, _qr_schedule(T - transient_h, transient_q, s_ons),
+                                     transient_h, transient_q, T - transient_h - transient_q, h0)
     if fast:
         drive = model.drive(inputs[:, :, None, :])[:, :, 0]  # [T, R, N]
         return _RNNLyapunov.apply(h0, model.W, drive, q0, model.nonlinearity, s_ons, transient_h, transient_q)

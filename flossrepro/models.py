@@ -31,6 +31,7 @@ __all__ = [
     "NONLINEARITIES",
     "VanillaRNN",
     "LSTM",
+    "GRU",
     "rnn_sequence",
     "check_nonlinearity",
 ]
@@ -406,6 +407,40 @@ class LSTM(nn.Module):
     def forward(self, inputs: Tensor, fast: bool = True) -> Tensor:
         return self.readout(self.run(inputs))
 
+    def input_drive(self, x: Tensor) -> Tensor:
+        """``input_gain V x + b`` for ``x: [R, B, S]`` -> ``[R, B, 4N]`` (the gates' input part)."""
+        return self.input_gain * x @ self.V.transpose(1, 2) + self.b[:, None, :]
+
+    def step_from_drive(self, s: Tensor, d: Tensor) -> Tensor:
+        """:meth:`step` with the input part of the gates given: ``s: [R, B, 2N]``, ``d: [R, B, 4N]``."""
+        N = self.n_hidden
+        z = torch.baddbmm(d, s[..., :N], self.U.transpose(1, 2))
+        i, f, o = torch.sigmoid(z[..., :N]), torch.sigmoid(z[..., N:2 * N]), torch.sigmoid(z[..., 3 * N:])
+        c2 = torch.addcmul(i * torch.tanh(z[..., 2 * N:3 * N]), f, s[..., N:])
+        return torch.cat([o * torch.tanh(c2), c2], dim=-1)
+
+    def jacobian(self, s: Tensor, x: Tensor) -> Tensor:
+        """One-step Jacobian ``d s' / d s`` (``2N x 2N``, blocks ``[[dh'/dh, dh'/dc], [dc'/dh, dc'/dc]]``),
+        analytic and batched: ``s: [R, B, 2N]``, ``x: [R, B, S]`` -> ``[R, B, 2N, 2N]``.
+
+        With ``a = U h + V x + b`` split into the gates: ``dc'/dh = diag(i (1-i) g) U_i +
+        diag(f (1-f) c) U_f + diag(i (1-g^2)) U_g``, ``dc'/dc = diag(f)``, ``dh'/dh =
+        diag(o (1-o) tanh c') U_o + diag(o (1-tanh^2 c')) dc'/dh``, ``dh'/dc = diag(o (1-tanh^2 c') f)``.
+        Differentiable in ``s``, ``x`` and the parameters (the gated fast path backpropagates through it).
+        """
+        N = self.n_hidden
+        h, c, i, f, g, o = self._gates(s, x)
+        Ui, Uf, Ug, Uo = (u[:, None] for u in self.U.split(N, dim=1))  # [R, 1, N, N]
+        c2 = f * c + i * g
+        tc = torch.tanh(c2)
+        e = o * (1 - tc * tc)                              # d h' / d c'
+        dcdh = ((i * (1 - i) * g)[..., None] * Ui + (f * (1 - f) * c)[..., None] * Uf
+                + (i * (1 - g * g))[..., None] * Ug)       # [R, B, N, N]
+        dhdh = (o * (1 - o) * tc)[..., None] * Uo + e[..., None] * dcdh
+        dhdc = torch.diag_embed(e * f)
+        dcdc = torch.diag_embed(f)
+        return torch.cat([torch.cat([dhdh, dhdc], -1), torch.cat([dcdh, dcdc], -1)], -2)
+
     def jacobian_apply(self, s: Tensor, Q: Tensor, x: Tensor) -> Tensor:
         """``D(s, x) Q`` with ``s: [R, 2N]``, ``x: [R, S]``, ``Q: [R, 2N, k]`` -> ``[R, 2N, k]``.
 
@@ -427,3 +462,97 @@ class LSTM(nn.Module):
 
     def drive(self, inputs: Tensor) -> Tensor:  # pragma: no cover - not used for LSTMs
         raise NotImplementedError("the LSTM has no additive drive; use step()")
+
+
+class GRU(nn.Module):
+    """R-member GRU (state ``h``, Jacobian ``N x N``); not in the paper, built like the LSTM.
+
+    Gates (PyTorch order r, z, n): ``U: [R, 3N, N]``, ``V: [R, 3N, S]``, ``b: [R, 3N]``;
+    ``r = sigmoid(U_r h + V_r x + b_r)``, ``z = sigmoid(U_z h + V_z x + b_z)``,
+    ``n = tanh(V_n x + b_n + r * (U_n h))``, ``h' = (1 - z) n + z h`` (PyTorch's ``nn.GRU``
+    with its hidden bias ``b_hn = 0``; input terms scaled by ``input_gain``).
+    Readout ``y = w_r h + c``. Initial state ``h0: [R, N]``.
+    """
+
+    kind = "gru"
+
+    def __init__(self, n_members: int, n_hidden: int, n_in: int, n_out: int,
+                 input_gain: float | None = None, dtype: torch.dtype = torch.float32, device=None):
+        super().__init__()
+        for name, v in (("n_members", n_members), ("n_hidden", n_hidden), ("n_in", n_in), ("n_out", n_out)):
+            if int(v) < 1:
+                raise ValueError(f"{name}={v} must be a positive integer")
+        R, N, S, O = n_members, n_hidden, n_in, n_out
+        self.n_members, self.n_hidden, self.n_in, self.n_out = R, N, S, O
+        self.nonlinearity = "gru"
+        self.input_gain = 1.0 / S if input_gain is None else float(input_gain)
+        kw = dict(dtype=dtype, device=device)
+        self.U = nn.Parameter(torch.zeros(R, 3 * N, N, **kw))
+        self.V = nn.Parameter(torch.zeros(R, 3 * N, S, **kw))
+        self.b = nn.Parameter(torch.zeros(R, 3 * N, **kw))
+        self.w_r = nn.Parameter(torch.zeros(R, O, N, **kw))
+        self.c = nn.Parameter(torch.zeros(R, O, **kw))
+        self.h0 = nn.Parameter(torch.zeros(R, N, **kw))
+
+    @property
+    def state_dim(self) -> int:
+        return self.n_hidden
+
+    def initial_state(self, batch_size: int) -> Tensor:
+        return self.h0[:, None, :].expand(-1, batch_size, -1)
+
+    def input_drive(self, x: Tensor) -> Tensor:
+        """``input_gain V x + b`` for ``x: [R, B, S]`` -> ``[R, B, 3N]``."""
+        return self.input_gain * x @ self.V.transpose(1, 2) + self.b[:, None, :]
+
+    def _parts(self, h: Tensor, d: Tensor):
+        """``(r, z, n, m)`` with ``m = U_n h``, from ``h: [R, B, N]`` and the input drive ``d``."""
+        N = self.n_hidden
+        a = h @ self.U.transpose(1, 2)  # [R, B, 3N]
+        r = torch.sigmoid(a[..., :N] + d[..., :N])
+        z = torch.sigmoid(a[..., N:2 * N] + d[..., N:2 * N])
+        m = a[..., 2 * N:]
+        n = torch.tanh(d[..., 2 * N:] + r * m)
+        return r, z, n, m
+
+    def step_from_drive(self, h: Tensor, d: Tensor) -> Tensor:
+        r, z, n, _ = self._parts(h, d)
+        return n + z * (h - n)
+
+    def step(self, h: Tensor, x: Tensor) -> Tensor:
+        """``h: [R, B, N]``, ``x: [R, B, S]`` -> ``[R, B, N]``."""
+        return self.step_from_drive(h, self.input_drive(x))
+
+    def run(self, inputs: Tensor, h0: Tensor | None = None, fast: bool = True) -> Tensor:
+        """States ``[T, R, B, N]`` for ``inputs: [T, R, B, S]`` (per-step autograd)."""
+        h = self.initial_state(inputs.shape[2]) if h0 is None else h0
+        drive = self.input_drive(inputs)  # [T, R, B, 3N] (matmul broadcasts over T)
+        out = []
+        for d in drive.unbind(0):
+            h = self.step_from_drive(h, d)
+            out.append(h)
+        return torch.stack(out)
+
+    def readout(self, H: Tensor) -> Tensor:
+        return torch.einsum("trbn,ron->trbo", H, self.w_r) + self.c[None, :, None, :]
+
+    def forward(self, inputs: Tensor, fast: bool = True) -> Tensor:
+        return self.readout(self.run(inputs))
+
+    def jacobian(self, h: Tensor, x: Tensor) -> Tensor:
+        """One-step Jacobian ``dh'/dh``, analytic and batched: ``h: [R, B, N]``, ``x: [R, B, S]`` ->
+        ``[R, B, N, N]``: ``diag((h - n) z (1-z)) U_z + diag((1-z)(1-n^2)) [diag(m r (1-r)) U_r +
+        diag(r) U_n] + diag(z)`` with ``m = U_n h``. Differentiable in ``h``, ``x`` and the parameters."""
+        N = self.n_hidden
+        r, z, n, m = self._parts(h, self.input_drive(x))
+        Ur, Uz, Un = (u[:, None] for u in self.U.split(N, dim=1))  # [R, 1, N, N]
+        e = (1 - z) * (1 - n * n)
+        J = ((h - n) * z * (1 - z))[..., None] * Uz + (e * m * r * (1 - r))[..., None] * Ur + (e * r)[..., None] * Un
+        return J + torch.diag_embed(z)
+
+    def jacobian_apply(self, h: Tensor, Q: Tensor, x: Tensor) -> Tensor:
+        """``D(h, x) Q`` with ``h: [R, N]``, ``x: [R, S]``, ``Q: [R, N, k]`` -> ``[R, N, k]``."""
+        return torch.bmm(self.jacobian(h[:, None], x[:, None])[:, 0], Q)
+
+    def drive(self, inputs: Tensor) -> Tensor:  # pragma: no cover - not used for GRUs
+        raise NotImplementedError("the GRU has no additive drive; use step()")

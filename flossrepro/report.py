@@ -38,7 +38,7 @@ def studies() -> list[str]:
 
 
 def _panel(cid: str) -> str:
-    m = re.match(r"^\d+([A-Z])", cid)
+    m = re.match(r"^[A-Za-z]*\d+([A-Z])", cid)  # 4B, 6C-var, T1A
     return m.group(1) if m else ""
 
 
@@ -56,7 +56,8 @@ def figure_map(study: str | None = None, results: str | Path = "results") -> lis
         png = output_paths(results, name, mod)[0]
         for letter, what in mod.PANELS.items():
             ids = [c for c in mod.CLAIMS if _panel(c) == letter]
-            out.append(f"| Fig {_fig_number(name)}{letter} | {what} | {', '.join(mod.EXPERIMENTS)} | "
+            label = getattr(mod, "LABEL", f"Fig {_fig_number(name)}")  # e.g. "Table 1"
+            out.append(f"| {label}{letter} | {what} | {', '.join(mod.EXPERIMENTS)} | "
                        f"`{mod.__name__.replace('.', '/')}.py` | `{png.parent}/` | {', '.join(ids) or '-'} |")
     return out
 

@@ -35,10 +35,13 @@ CASES = [
     (["experiment_name=../../x"], "experiment_name"), (["experiment_name=a/b"], "experiment_name"),
     (["experiment_name=.."], "experiment_name"), (["+foo=1"], "foo"), (["+tsk.delay=5"], "tsk"),
     # arch
-    (["arch=gru"], "arch"), (["arch.name=gru"], "arch.name"), (["arch.n_hidden=0"], "arch.n_hidden"),
+    (["arch=transformer"], "arch"), (["arch.name=gru"], "arch.name"), (["arch.n_hidden=0"], "arch.n_hidden"),
     (["arch.n_hidden=8.5"], "arch.n_hidden"), (["arch.nonlinearity=sigmoid"], "arch.nonlinearity"),
     (["arch.input_gain=-1"], "arch.input_gain"), (["+arch.depth=2"], "arch.depth"),
     (["optim.params=[U]"], "optim.params"),
+    # job=cost (Table 1)
+    (["job=cost", "job.measure=all"], "job.measure"), (["job=cost", "job.floss_k=[0,4]"], "job.floss_k"),
+    (["job=cost", "job.archs=[lstm,rnn]"], "job.archs"), (["job=cost", "job.floss_Tf=[5]"], "job.floss_Tf"),
     # task
     (["task=parity"], "task"), (["task.delay=0"], "task.delay"), (["task.delay=abc"], "task.delay"),
     (["task.delay=60"], "task."), (["task.batch_size=0"], "task.batch_size"),
@@ -159,7 +162,7 @@ def test_a_sweep_that_does_not_compose_is_refused_before_it_starts(workdir, monk
     before = _snapshot(workdir)
     # a job that does not compose refuses the sweep; so do settings that no job of the sweep can run with
     # (a sweep where only some jobs are invalid runs the others and records those: tests/test_faults.py)
-    for args, needle in ((["-m", "arch=tanh,gru"], "arch=gru"), (["-m", "seed=1,2", "+task.dealy=5"], "task.dealy"),
+    for args, needle in ((["-m", "arch=tanh,transformer"], "arch=transformer"), (["-m", "seed=1,2", "+task.dealy=5"], "task.dealy"),
                          (["-m", "seed=1,2", "members=2.5"], "members"), (["+experiment=fig4", "optim.lr=0"], "optim.lr"),
                          (["-m", "experiment_name=ok,../../x"], "experiment_name")):
         rc = cli.main([*BASE, *args])

@@ -146,7 +146,7 @@ def test_sigkill_between_checkpoints_loses_nothing_and_corrupts_nothing(tmp_path
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["arch=gru"], "arch=gru"),
+    (["arch=transformer"], "arch=transformer"),
     (["flossing=pre", "flossing.k=99"], "flossing.k=99"),
     (["task.delay=50", "task.seq_len=40"], "task.seq_len=40"),
     (["flossing=during", "flossing.episodes_at=[0,100]"], "flossing.episodes_at"),
