@@ -30,7 +30,8 @@ its own random orthonormal system, and runs the QR method with a QR every step a
 transient for ``job.steps`` steps, driven by Gaussian inputs x ~ N(0, 1) (the same sequence for
 every member with ``job.shared_input: true``, one per member otherwise). ``lyap_trace`` rows:
 ``epoch`` = simulation time t (steps), ``index`` = i in ``job.indices``, value = the running
-estimate of lambda_i after t steps, at ``job.records`` log-spaced times.
+estimate of lambda_i after t steps, at ``job.records`` log-spaced times (``job.indices: null``:
+i = 1, N/4, 3N/4, N).
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ from .models import VanillaRNN
 from .outputs import Progress
 from .tasks import member_generators
 
-__all__ = ["ConditionJob", "ConvergenceJob", "default_ms"]
+__all__ = ["ConditionJob", "ConvergenceJob", "default_ms", "default_indices"]
 
 log = logging.getLogger("flossrepro")
 
@@ -57,6 +58,11 @@ _MS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 70, 80)
 def default_ms(n: int) -> list[int]:
     """The default grid of tangent-system sizes m for ``n`` state dimensions."""
     return sorted({m for m in _MS if m <= n} | {n})
+
+
+def default_indices(n: int) -> list[int]:
+    """The exponents Fig 16 follows, scaled to ``n`` dimensions: 1, n/4, 3n/4, n (1, 20, 60, 80 at n = 80)."""
+    return sorted({1, max(1, n // 4), max(1, 3 * n // 4), n})
 
 
 def _need_vanilla(cfg, kind: str) -> None:
@@ -215,10 +221,12 @@ class ConvergenceJob(Job):
         _int(cfg, "steps", 1, fix="e.g. job.steps=10000")
         _int(cfg, "records", 2, fix="e.g. job.records=40")
         idx = cfg.job.get("indices")
-        idx = list(idx) if idx is not None else idx
+        if idx is None:
+            idx = default_indices(N)
+        idx = list(idx)
         if not idx or not all(isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= N for i in idx):
             raise ConfigError(f"job.indices={idx} must be a non-empty list of exponent indices in 1..{N} "
-                              f"(N = arch.n_hidden); e.g. job.indices=[1,{N}]")
+                              f"(N = arch.n_hidden), or null for 1, N/4, 3N/4, N; e.g. job.indices=[1,{N}]")
         h = cfg.job.get("h0_std")
         if not (isinstance(h, (int, float)) and not isinstance(h, bool) and h >= 0 and h == h and h != float("inf")):
             raise ConfigError(f"job.h0_std={h} must be a finite number >= 0; e.g. job.h0_std=1.0")
@@ -241,7 +249,8 @@ class ConvergenceJob(Job):
 
     @property
     def indices(self) -> list[int]:
-        return [int(i) for i in self.cfg.job.indices]
+        idx = self.cfg.job.indices
+        return default_indices(self.model.state_dim) if idx is None else [int(i) for i in idx]
 
     def loop(self, progress: Progress, fresh: bool) -> None:
         if self.done:

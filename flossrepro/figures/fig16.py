@@ -21,8 +21,8 @@ from matplotlib import rc_context
 from matplotlib.figure import Figure
 
 from .claims import Claim, Group, g, part, rng_for
-from .data import NET, rows, values
-from .plotting import STYLE, empty_panel, new_figure, note, palette, suptitle
+from .data import describe, fmt_setting, rows, values
+from .plotting import STYLE, empty_panel, new_figure, palette
 
 EXPERIMENTS = ("fig16",)
 STUDY = "flossing"
@@ -100,8 +100,10 @@ def plot(metrics: pd.DataFrame) -> Figure:
             b.set_xlabel("simulation time t (steps)")
             b.set_ylabel("std over initial conditions (1/step)")
             b.legend(loc="upper right")
-        suptitle(fig, "Fig 16: convergence of Lyapunov exponents from 10 initial conditions of one network", metrics,
-                 "no-k")
+        d = describe(metrics)
+        fig.suptitle("Fig 16: convergence of Lyapunov exponents from several initial conditions of one network\n"
+                     f"scale={fmt_setting(d['scale'])}, N={fmt_setting(d['N'])}, "
+                     f"{fmt_setting(d['members'])} initial conditions per run, a QR every step", fontsize=10)
     return fig
 
 

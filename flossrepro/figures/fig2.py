@@ -30,8 +30,8 @@ from matplotlib.figure import Figure
 
 from . import planned
 from .claims import Claim, Group, g, part, rng_for, scale_of
-from .data import NET, rows, values
-from .plotting import STYLE, empty_panel, new_figure, note, palette, suptitle
+from .data import NET, describe, fmt_setting, rows, values
+from .plotting import STYLE, empty_panel, new_figure, note, palette
 
 EXPERIMENTS = ("fig2",)
 STUDY = "flossing"
@@ -227,8 +227,13 @@ def plot(metrics: pd.DataFrame) -> Figure:
         panel_a(axes[0, 0], metrics)
         panel_b(axes[0, 1], metrics)
         panel_c(axes[0, 2], metrics)
-        suptitle(fig, "Fig 2: condition number of the long-term Jacobian before and after gradient flossing",
-                 metrics, "no-k")
+        d = describe(metrics)
+        fl = rows(metrics, "kappa_hp_limit")
+        fig.suptitle("Fig 2: condition number of the long-term Jacobian before and after gradient flossing\n"
+                     f"scale={fmt_setting(d['scale'])}, N={fmt_setting(d['N'])}, "
+                     f"{fmt_setting(d['members'])} networks per k, k={fmt_setting(values(metrics, 'flossing.k'))}"
+                     + (f", high precision resolves log10 kappa <= {g(float(fl['value'].min()))}" if not fl.empty else ""),
+                     fontsize=10)
     return fig
 
 
