@@ -188,6 +188,7 @@ def panel_b(ax, df: pd.DataFrame) -> None:
         return
     ax.axhline(GUIDE, color="grey", ls=":", lw=1.2, label="$\\kappa_2 = 10^5$")
     ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=1.0)   # log10 kappa spans 0 .. ~1000 at m = N
     ax.legend(loc="upper left")
     note(ax, msg, "lower right")
 
