@@ -139,6 +139,10 @@ def validate(cfg: DictConfig, choices: dict | None = None) -> None:
         raise ConfigError(f"optim.name={cfg.optim.name!r} is not known; allowed: {list(OPTIMIZERS)}")
     if cfg.logger.name not in ("wandb", "none"):
         raise ConfigError(f"logger={cfg.logger.name!r} is not known; allowed: wandb, none")
+    # a job kind's own settings (job.*): its class checks them (``check_config(cfg)``, if it has one)
+    check = getattr(get_class(str(cfg.job._target_)), "check_config", None) if "job" in cfg else None
+    if check is not None:
+        check(cfg)
     del task
 
 

@@ -171,7 +171,7 @@ class Recorder:
         self.R = int(n_members)
         self.parts = 0                       # parts written so far
         self._latest: dict[tuple[str, str | None], np.ndarray] = {}  # (metric, None | 'vector')
-        self._buf: list[tuple[int, str, bool, np.ndarray]] = []   # (epoch, metric, vector?, values)
+        self._buf: list[tuple[int, str, bool | np.ndarray, np.ndarray]] = []   # (epoch, metric, vector? or its index, values)
         self.listeners: list[Callable] = []
 
     # -- recording ------------------------------------------------------------------
@@ -189,10 +189,15 @@ class Recorder:
         for fn in self.listeners:
             fn(int(epoch), metric, None, v)
 
-    def add_vectors(self, epoch: int, metric: str, values) -> None:
-        """``values: [R, n]``, recorded with ``index`` 1..n."""
+    def add_vectors(self, epoch: int, metric: str, values, index=None) -> None:
+        """``values: [R, n]``, recorded with ``index`` 1..n (or the ``n`` integers ``index``
+        gives, e.g. the sizes m of the tangent systems a condition number was measured on)."""
         v = self._np(values).reshape(self.R, -1)
-        self._buf.append((int(epoch), metric, True, v))
+        if index is not None:
+            index = np.asarray(index, dtype=np.int32).reshape(-1)
+            if index.size != v.shape[1]:
+                raise ValueError(f"index has {index.size} entries for {v.shape[1]} values per member")
+        self._buf.append((int(epoch), metric, True, v) if index is None else (int(epoch), metric, index, v))
         self._latest[(metric, "vector")] = v
         for fn in self.listeners:
             fn(int(epoch), metric, 1, v)
@@ -222,17 +227,17 @@ class Recorder:
             epochs.append(epoch)
             codes.append(code)
             values.append(v.reshape(-1))
-            if vec:
+            if vec is not False:
                 k = v.shape[1]
                 members.append(np.repeat(np.arange(R, dtype=np.int16), k))
-                index.append(np.tile(np.arange(1, k + 1, dtype=np.int32), R))
+                index.append(np.tile(np.arange(1, k + 1, dtype=np.int32) if vec is True else vec, R))
             else:
                 members.append(np.arange(R, dtype=np.int16))
                 index.append(np.zeros(R, dtype=np.int32))  # masked below
         if not self._buf:
             return SCHEMA.empty_table()
         counts_a = np.asarray(counts)
-        is_vec = np.repeat(np.asarray([b[2] for b in self._buf]), counts_a)
+        is_vec = np.repeat(np.asarray([b[2] is not False for b in self._buf]), counts_a)
         total = int(counts_a.sum())
         cols = [
             pa.DictionaryArray.from_arrays(pa.array(np.zeros(total, dtype=np.int32)), pa.array([self.run_id])),

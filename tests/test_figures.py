@@ -401,9 +401,10 @@ def test_report_cli_writes_report_with_intervals_and_not_run(tmp_path, fig1_smok
     text = (res / "REPORT.md").read_text()
     lines = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ") and "**" in line}
     every = {cid for m in discover().values() if m.STUDY == "flossing" for cid in m.CLAIMS}
-    assert set(lines) == every and {"1B", "1B+", "1C", "1D", "3C", "3D", "4C", "4D"} <= every
+    assert set(lines) == every and {"1B", "1B+", "1C", "1D", "2A", "2A+", "2B", "2C", "3C", "3D", "4C", "4D",
+                                    "16A"} <= every
     assert lines["3C"].endswith("**reproduced** |") and lines["3D"].endswith("**reproduced** |")
-    assert all(lines[c].endswith("**not run** |") for c in ("4C", "4D", "1B", "1B+", "1C", "1D"))
+    assert all(lines[c].endswith("**not run** |") for c in ("4C", "4D", "1B", "1B+", "1C", "1D", "2A", "16A"))
     assert all(line.rsplit("**", 2)[-2] in VERDICTS for line in lines.values())
     # each row: id | claim | number [interval] | networks | scale | verdict
     cells = [c.strip() for c in lines["3C"].split("|")[1:-1]]

@@ -1,0 +1,150 @@
+"""Fig 16: Lyapunov estimates converge, whatever the initial condition.
+
+One tanh network (N=80, g=1, inputs x ~ N(0, 1)), 10 initial conditions (members of a
+``job=convergence`` run: h0 and the orthonormal system differ), the running QR estimate of
+lambda_i vs simulation time t (``lyap_trace``: ``epoch`` = t in steps, ``index`` = i).
+
+- **A**: lambda_i (i = 1, 20, 60, 80, one colour each) vs t, a thin line per initial condition,
+  log x; one row of the figure per input setting of the sweep (``job.shared_input``: every
+  initial condition sees the same input sequence, or its own).
+- **B**: the spread over initial conditions (standard deviation, ddof 1) of each lambda_i vs t,
+  log-log, with the claim's 0.01 line.
+
+Claim 16 is defined below. The spread is measured over initial conditions, so the bootstrap
+resamples initial conditions (the "networks" of the report are the initial conditions here).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib import rc_context
+from matplotlib.figure import Figure
+
+from .claims import Claim, Group, g, part, rng_for
+from .data import describe, fmt_setting, rows, values
+from .plotting import STYLE, empty_panel, new_figure, palette
+
+EXPERIMENTS = ("fig16",)
+STUDY = "flossing"
+TITLE = "Fig 16: Lyapunov estimates converge independently of the initial condition"
+PANELS = {"A": "lambda_i (i = 1, 20, 60, 80) vs simulation time, one line per initial condition",
+          "B": "spread of lambda_i over initial conditions vs simulation time"}
+METRICS = ("lyap_trace",)
+
+SPREAD_FINAL = 0.01   # the final spread (std over initial conditions) of every lambda_i is below this
+EARLY_T = 10          # "early": the first recorded time >= EARLY_T steps
+SHRINK = 0.5          # final spread / early spread below this
+CAPTION_T = 100       # the paper's caption: t_sim = 100 steps (reported, not tested)
+
+CLAIMS = {
+    "16A": f"the spread of lambda_i over initial conditions shrinks with simulation time (final / at t={EARLY_T} "
+           f"< {SHRINK}) and the final spread is < {SPREAD_FINAL}, for every recorded i and both input settings",
+}
+
+
+def _label(shared) -> str:
+    return "shared input" if str(shared).lower() in ("true", "1") else "input per initial condition"
+
+
+def _settings(df: pd.DataFrame) -> list:
+    return values(df, "job.shared_input") or [None]
+
+
+def _traces(df: pd.DataFrame, shared) -> pd.DataFrame:
+    """``[t x (member, i)]`` running estimates of one run setting (the last run when several)."""
+    d = rows(df, "lyap_trace", **({"job__shared_input": shared} if shared is not None else {}))
+    if d.empty:
+        return pd.DataFrame()
+    d = d[d["run_id"] == sorted(d["run_id"].unique())[-1]]
+    return d.pivot_table(index="epoch", columns=["index", "member"], values="value")
+
+
+def _spread(tr: pd.DataFrame) -> pd.DataFrame:
+    """``[t x i]``: standard deviation over initial conditions (ddof 1)."""
+    return tr.T.groupby(level="index").std(ddof=1).T
+
+
+def plot(metrics: pd.DataFrame) -> Figure:
+    """Fig 16 from the fig16 table (see the module docstring)."""
+    settings = _settings(metrics)
+    with rc_context(STYLE):
+        fig, axes = new_figure(len(settings), 2, (11, 3.8 * len(settings)))
+        for row, shared in enumerate(settings):
+            a, b = axes[row, 0], axes[row, 1]
+            lab = _label(shared) if shared is not None else "all runs"
+            a.set_title(f"A  running estimates of $\\lambda_i$ ({lab})", loc="left")
+            b.set_title(f"B  spread over initial conditions ({lab})", loc="left")
+            tr = _traces(metrics, shared)
+            if tr.empty:
+                empty_panel(a, "no lyap_trace rows in the table")
+                empty_panel(b, "no lyap_trace rows in the table")
+                continue
+            idx = sorted(tr.columns.get_level_values("index").unique())
+            cols = dict(zip(idx, palette(len(idx), "tab10")))
+            for i in idx:
+                sub = tr[i]
+                for j, mem in enumerate(sub.columns):
+                    a.plot(sub.index, sub[mem], color=cols[i], lw=0.7, alpha=0.6,
+                           label=f"$\\lambda_{{{i}}}$ (n={sub.shape[1]})" if j == 0 else None)
+            a.set_xscale("log")
+            a.set_xlabel("simulation time t (steps)")
+            a.set_ylabel("$\\lambda_i$ estimate (1/step)")
+            a.legend(loc="lower left", ncol=2)
+            sp = _spread(tr)
+            for i in idx:
+                b.plot(sp.index, sp[i].clip(lower=1e-12), color=cols[i], lw=1.6, label=f"$\\lambda_{{{i}}}$")
+            b.axhline(SPREAD_FINAL, color="grey", ls=":", lw=1.2, label=f"claim: {SPREAD_FINAL}")
+            b.axvline(CAPTION_T, color="grey", ls="--", lw=0.8, label=f"paper's t_sim = {CAPTION_T}")
+            b.set_xscale("log")
+            b.set_yscale("log")
+            b.set_xlabel("simulation time t (steps)")
+            b.set_ylabel("std over initial conditions (1/step)")
+            b.legend(loc="upper right")
+        d = describe(metrics)
+        fig.suptitle("Fig 16: convergence of Lyapunov exponents from several initial conditions of one network\n"
+                     f"scale={fmt_setting(d['scale'])}, N={fmt_setting(d['N'])}, "
+                     f"{fmt_setting(d['members'])} initial conditions per run, a QR every step", fontsize=10)
+    return fig
+
+
+# ----------------------------------------------------------------------------- claims
+def _std(x, axis):
+    return np.std(x, axis=axis, ddof=1)
+
+
+def _ratio(x, axis):
+    with np.errstate(divide="ignore", invalid="ignore"):   # a resample of one initial condition: 0 / 0
+        return np.std(x[..., 1], axis=axis, ddof=1) / np.std(x[..., 0], axis=axis, ddof=1)
+
+
+def claims(metrics: pd.DataFrame) -> list[Claim]:
+    """Claim 16A measured on the fig16 table."""
+    c, rng = Claim("16A", CLAIMS["16A"]), rng_for("16A")
+    c.detail = ["| input | i | initial conditions | t early | spread early | spread at t=100 | t final | "
+                "spread final | median lambda_i final |", "|---|---|---|---|---|---|---|---|---|"]
+    for shared in _settings(metrics):
+        tr = _traces(metrics, shared)
+        if tr.empty:
+            continue
+        ts = tr.index.to_numpy()
+        early = ts[ts >= EARLY_T][0] if (ts >= EARLY_T).any() else ts[0]
+        final = ts[-1]
+        cap = ts[np.argmin(np.abs(ts - CAPTION_T))]
+        parts = []
+        for i in sorted(tr.columns.get_level_values("index").unique()):
+            sub = tr[i]
+            nets = [(str(shared), int(m)) for m in sub.columns]
+            pair = np.stack([sub.loc[early].to_numpy(float), sub.loc[final].to_numpy(float)], 1)
+            parts.append(part(f"lambda_{i}: spread at t={final} / at t={early}", pair, _ratio, "<", SHRINK, nets, rng))
+            parts.append(part(f"lambda_{i}: spread at t={final}", pair[:, 1], _std, "<", SPREAD_FINAL, nets, rng))
+            c.detail.append(f"| {_label(shared)} | {i} | {sub.shape[1]} | {early} | {g(_std(pair[:, 0], 0))} | "
+                            f"{g(_std(sub.loc[cap].to_numpy(float), 0))} (t={cap}) | {final} | "
+                            f"{g(_std(pair[:, 1], 0))} | {g(float(np.median(pair[:, 1])))} |")
+        c.groups.append(Group(_label(shared) if shared is not None else "all runs", parts))
+    planned = {"true", "false"}
+    have = {str(s).lower() for s in _settings(metrics)}
+    if None not in _settings(metrics) and planned - have:
+        c.missing = "job.shared_input=" + ",".join(sorted(planned - have)) + " not run"
+    if len(c.detail) == 2:
+        c.detail = []
+    return [c]
