@@ -66,6 +66,8 @@ def build_model(cfg: DictConfig, task: Task, device=None, dtype=torch.float32):
               input_gain=a.input_gain, dtype=dtype, device=device)
     if a.nonlinearity != "lstm":
         kw["nonlinearity"] = a.nonlinearity
+    if "dt" in a:  # the rate network's Euler step (arch=rate, rate_linear)
+        kw["dt"] = float(a.dt)
     try:
         return cls(**kw)
     except ValueError as e:
@@ -459,9 +461,15 @@ def _check_ranges(c: dict) -> None:
     # arch
     _int_at_least(c, "arch.n_hidden", 1, "e.g. arch.n_hidden=32")
     _num(c, "arch.input_gain", lo=0, lo_open=True, null=True, fix="null gives the reference code's 1/S")
+    _num(c, "arch.dt", lo=0, hi=1, lo_open=True, fix="the rate network's Euler step is in (0, 1], e.g. arch.dt=0.5")
     nl = _dig(c, "arch.nonlinearity")
     _need(nl in ("tanh", "relu", "identity", "lstm"), "arch.nonlinearity", nl, "is not known",
-          "pick an architecture with arch=<linear|lstm|relu|tanh>")
+          "pick an architecture with arch=<linear|lstm|rate|rate_linear|relu|tanh>")
+    if str(_dig(c, "arch._target_")).endswith("RateRNN"):
+        ig = _dig(c, "arch.input_gain")
+        _need(ig is None, "arch.input_gain", ig, "is not used by the rate network", "leave arch.input_gain=null")
+        _need(nl in ("tanh", "identity"), "arch.nonlinearity", nl, "is not available for the rate network",
+              "use arch=rate (tanh) or arch=rate_linear (identity)")
     # task
     for k in ("delay", "seq_len", "batch_size"):
         _int_at_least(c, f"task.{k}", 1)

@@ -414,7 +414,7 @@ def lyapunov_spectrum(model, inputs: Tensor, k: int, *, s_ons: int = 1,
     """First ``k`` Lyapunov exponents (per time step) of a model driven by ``inputs``.
 
     Args:
-        model: :class:`VanillaRNN` or :class:`LSTM` (any member count ``R``).
+        model: :class:`VanillaRNN`, :class:`~flossrepro.rate.RateRNN` or :class:`LSTM` (any member count ``R``).
         inputs: ``[T, R, S]`` (or ``[T, R, 1, S]``) input sequence, one per member.
             The trajectory is ``H[0] = h0``, ``H[t+1] = step(H[t], inputs[t])`` and the
             Q steps use ``D[t] = dH[t+1]/dH[t]`` for ``t >= transient_h``; the last input
@@ -426,7 +426,8 @@ def lyapunov_spectrum(model, inputs: Tensor, k: int, *, s_ons: int = 1,
         h0: ``[R, n]`` initial state (default ``model.initial_state``).
         q0: ``[R, n, k]`` initial orthonormal system (default: a fixed random one).
         fast: force (True) or forbid (False) the whole-sequence Function; default: fast
-            for vanilla RNNs, reference (per-step autograd) for LSTMs.
+            for vanilla RNNs and rate networks (:mod:`flossrepro.rate`), reference
+            (per-step autograd) for LSTMs.
     Returns:
         ``[R, k]`` exponents sorted as the QR method orders them (descending up to
         estimation noise); differentiable with respect to the model's parameters.
@@ -434,10 +435,14 @@ def lyapunov_spectrum(model, inputs: Tensor, k: int, *, s_ons: int = 1,
     inputs, k, transient_h, transient_q, h0, q0 = _prepare(model, inputs, k, s_ons, transient_h,
                                                            transient_q, h0, q0)
     is_vanilla = isinstance(model, VanillaRNN)
+    is_rate = getattr(model, "kind", None) == "rate"
     if fast is None:
-        fast = is_vanilla
-    if fast and not is_vanilla:
-        raise ValueError("fast=True is only available for VanillaRNN; use fast=None or False")
+        fast = is_vanilla or is_rate
+    if fast and not (is_vanilla or is_rate):
+        raise ValueError("fast=True is only available for VanillaRNN and RateRNN; use fast=None or False")
+    if fast and is_rate:  # the leaky rate network (flossrepro.rate): its own whole-sequence Function
+        from .rate import rate_lyapunov
+        return rate_lyapunov(model, inputs, q0, h0, s_ons, transient_h, transient_q)
     if fast:
         drive = model.drive(inputs[:, :, None, :])[:, :, 0]  # [T, R, N]
         return _RNNLyapunov.apply(h0, model.W, drive, q0, model.nonlinearity, s_ons, transient_h, transient_q)
