@@ -54,6 +54,8 @@ def build_task(cfg: DictConfig) -> Task:
     t = cfg.task
     try:
         cls = get_class(t._target_)
+        if hasattr(cls, "from_config"):  # tasks with their own settings (flossrepro.tasks_lowrank)
+            return cls.from_config(t)
         return cls(delay=t.delay, seq_len=t.seq_len, batch_size=t.batch_size, amplitude=t.amplitude)
     except ValueError as e:
         raise ConfigError(str(e)) from e
@@ -286,7 +288,7 @@ def _check_types(path: str, v, ref) -> None:
 
 # settings that may be null although their option files give a value
 _NULLABLE = {"optim.clip_grad_norm", "flossing.every", "flossing.transient_h", "flossing.transient_q",
-             "arch.input_gain", "init.g_range", "logger.entity", "diagnostics.eval_every",
+             "arch.input_gain", "init.g_range", "task.seq_len", "logger.entity", "diagnostics.eval_every",
              "diagnostics.lyap_every", "diagnostics.grad_h0_every", "diagnostics.grad_sv_every",
              "diagnostics.dw_every"}
 
@@ -472,7 +474,13 @@ def _check_ranges(c: dict) -> None:
               "use arch=rate (tanh) or arch=rate_linear (identity)")
     # task
     for k in ("delay", "seq_len", "batch_size"):
-        _int_at_least(c, f"task.{k}", 1)
+        _int_at_least(c, f"task.{k}", 1, null=k == "seq_len")  # null: a trial task's own length
+    _num(c, "task.dt", lo=0, hi=1, lo_open=True, fix="the Euler step of the task's time grid, e.g. task.dt=0.5")
+    _num(c, "task.target_amp", lo=0, lo_open=True, fix="e.g. task.target_amp=0.5")
+    tdt, adt = _dig(c, "task.dt"), _dig(c, "arch.dt")
+    if tdt is not _MISSING and adt is not _MISSING:
+        _need(tdt == adt, "task.dt", tdt, f"differs from arch.dt={adt} (the task's steps are time / dt)",
+              "use the default task.dt=${arch.dt}")
     _num(c, "task.amplitude", lo=0, lo_open=True, fix="e.g. task.amplitude=1.0")
     # init
     _need(_dig(c, "init.scheme") in INIT_SCHEMES, "init.scheme", _dig(c, "init.scheme"), "is not known",
