@@ -34,9 +34,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .tasks import TASKS, Batch, Task, _check_int
+from .tasks import Batch, Task, _check_int
 
-__all__ = ["TrialBatch", "TrialTask", "FlipFlopTask", "ManteTask", "RomoTask", "LinearFixedPointTask"]
+__all__ = ["LOWRANK_TASKS", "TrialBatch", "TrialTask", "FlipFlopTask", "ManteTask", "RomoTask", "LinearFixedPointTask"]
 
 
 @dataclass
@@ -275,5 +275,6 @@ class LinearFixedPointTask(TrialTask):
         return x, y, m
 
 
+#: this module's tasks by name (the config names them by ``_target_``; :data:`flossrepro.tasks.TASKS`
+#: keeps the flossing paper's tasks)
 LOWRANK_TASKS = {c.name: c for c in (FlipFlopTask, ManteTask, RomoTask, LinearFixedPointTask)}
-TASKS.update(LOWRANK_TASKS)
