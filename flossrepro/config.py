@@ -555,6 +555,8 @@ def _check_ranges(c: dict) -> None:
     _int_at_least(c, "diagnostics.eval_batch_size", 1)
     _int_at_least(c, "diagnostics.lyap_k", 1, "e.g. diagnostics.lyap_k=16")
     _int_at_least(c, "diagnostics.lyap_seq_len", 2, "e.g. diagnostics.lyap_seq_len=300")
+    _int_at_least(c, "diagnostics.rank_max", 0, "0 turns the end-of-run low-rank measures off, e.g. diagnostics.rank_max=25")
+    _num(c, "diagnostics.rank_threshold", lo=0, hi=1, lo_open=True, hi_open=True, fix="e.g. diagnostics.rank_threshold=0.05")
     # job
     for k in ("n_in", "n_out"):
         _int_at_least(c, f"job.{k}", 1)
