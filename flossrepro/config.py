@@ -22,7 +22,7 @@ from .tasks import Task
 
 SCHEDULES = ("none", "pre", "during", "throughout")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "sgd", "sgdm")
 FLOSS_INPUTS = ("task", "gaussian")
 
 
@@ -174,6 +174,8 @@ def _by_scale(paper, small, smoke, *, _root_):
 
 if not OmegaConf.has_resolver("by_scale"):
     OmegaConf.register_new_resolver("by_scale", _by_scale)
+
+from . import lowrank_conf as _lowrank_conf  # noqa: E402,F401  (registers lowrank_lr and linear_lr)
 
 
 # -- the schema: every setting's type, range and allowed names --------------------------------
@@ -520,6 +522,7 @@ def _check_ranges(c: dict) -> None:
     _need(isinstance(b, list) and len(b) == 2 and all(_is_num(x) and 0 <= x < 1 for x in b), "optim.betas", b,
           "must be [beta1, beta2] with each in [0, 1)", "e.g. optim.betas=[0.9,0.999]")
     _num(c, "optim.eps", lo=0, lo_open=True, fix="e.g. optim.eps=1e-8")
+    _num(c, "optim.momentum", lo=0, hi=1, hi_open=True, fix="SGD momentum is in [0, 1), e.g. optim.momentum=0.9")
     _num(c, "optim.clip_grad_norm", lo=0, lo_open=True, null=True,
          fix="a positive per-member norm (e.g. optim.clip_grad_norm=0.03), or null to disable clipping")
     names = _param_names(str(_dig(c, "arch._target_")))
