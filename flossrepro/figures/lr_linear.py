@@ -162,4 +162,9 @@ def claims(metrics: pd.DataFrame) -> list[Claim]:
         if cens:
             c.detail += [f"{pre}{cens} network(s) never reached 5% of L0 within the epochs (counted as the run's "
                          "epochs).", ""]
+    if "scale.name" in metrics and not (metrics["scale.name"] == "paper").any():
+        c.note = "small scale only"
+        c.detail += ["No run at the paper's parameters (N=1024) is in the table: a verdict other than reproduced is "
+                     "not a conclusion until the deciding condition runs there, e.g. `python -m flossrepro "
+                     "+experiment=lr_linear scale=paper init.g=0.0,0.6 task.target_amp=1.0`."]
     return [c]
