@@ -22,7 +22,7 @@ from .tasks import Task
 
 SCHEDULES = ("none", "pre", "during", "throughout")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "sgd", "sgdm")
 FLOSS_INPUTS = ("task", "gaussian")
 GATED = ("lstm", "gru")   # gated models: no nonlinearity argument
 NONLINEARITY_NAMES = ("tanh", "relu", "identity") + GATED
@@ -56,6 +56,8 @@ def build_task(cfg: DictConfig) -> Task:
     t = cfg.task
     try:
         cls = get_class(t._target_)
+        if hasattr(cls, "from_config"):  # tasks with their own settings (flossrepro.tasks_lowrank)
+            return cls.from_config(t)
         return cls(delay=t.delay, seq_len=t.seq_len, batch_size=t.batch_size, amplitude=t.amplitude)
     except ValueError as e:
         raise ConfigError(str(e)) from e
@@ -68,6 +70,8 @@ def build_model(cfg: DictConfig, task: Task, device=None, dtype=torch.float32):
               input_gain=a.input_gain, dtype=dtype, device=device)
     if a.nonlinearity not in GATED:
         kw["nonlinearity"] = a.nonlinearity
+    if "dt" in a:  # the rate network's Euler step (arch=rate, rate_linear)
+        kw["dt"] = float(a.dt)
     try:
         return cls(**kw)
     except ValueError as e:
@@ -176,6 +180,8 @@ def _by_scale(paper, small, smoke, *, _root_):
 
 if not OmegaConf.has_resolver("by_scale"):
     OmegaConf.register_new_resolver("by_scale", _by_scale)
+
+from . import lowrank_conf as _lowrank_conf  # noqa: E402,F401  (registers lowrank_lr and linear_lr)
 
 
 # -- the schema: every setting's type, range and allowed names --------------------------------
@@ -290,7 +296,7 @@ def _check_types(path: str, v, ref) -> None:
 
 # settings that may be null although their option files give a value
 _NULLABLE = {"optim.clip_grad_norm", "flossing.every", "flossing.transient_h", "flossing.transient_q",
-             "arch.input_gain", "init.g_range", "logger.entity", "diagnostics.eval_every",
+             "arch.input_gain", "init.g_range", "task.seq_len", "logger.entity", "diagnostics.eval_every",
              "diagnostics.lyap_every", "diagnostics.grad_h0_every", "diagnostics.grad_sv_every",
              "diagnostics.dw_every"}
 
@@ -465,12 +471,24 @@ def _check_ranges(c: dict) -> None:
     # arch
     _int_at_least(c, "arch.n_hidden", 1, "e.g. arch.n_hidden=32")
     _num(c, "arch.input_gain", lo=0, lo_open=True, null=True, fix="null gives the reference code's 1/S")
+    _num(c, "arch.dt", lo=0, hi=1, lo_open=True, fix="the rate network's Euler step is in (0, 1], e.g. arch.dt=0.5")
     nl = _dig(c, "arch.nonlinearity")
     _need(nl in NONLINEARITY_NAMES, "arch.nonlinearity", nl, "is not known",
           f"pick an architecture with arch=<{'|'.join(options('arch'))}>")
+    if str(_dig(c, "arch._target_")).endswith("RateRNN"):
+        ig = _dig(c, "arch.input_gain")
+        _need(ig is None, "arch.input_gain", ig, "is not used by the rate network", "leave arch.input_gain=null")
+        _need(nl in ("tanh", "identity"), "arch.nonlinearity", nl, "is not available for the rate network",
+              "use arch=rate (tanh) or arch=rate_linear (identity)")
     # task
     for k in ("delay", "seq_len", "batch_size"):
-        _int_at_least(c, f"task.{k}", 1)
+        _int_at_least(c, f"task.{k}", 1, null=k == "seq_len")  # null: a trial task's own length
+    _num(c, "task.dt", lo=0, hi=1, lo_open=True, fix="the Euler step of the task's time grid, e.g. task.dt=0.5")
+    _num(c, "task.target_amp", lo=0, lo_open=True, fix="e.g. task.target_amp=0.5")
+    tdt, adt = _dig(c, "task.dt"), _dig(c, "arch.dt")
+    if tdt is not _MISSING and adt is not _MISSING:
+        _need(tdt == adt, "task.dt", tdt, f"differs from arch.dt={adt} (the task's steps are time / dt)",
+              "use the default task.dt=${arch.dt}")
     _num(c, "task.amplitude", lo=0, lo_open=True, fix="e.g. task.amplitude=1.0")
     # init
     _need(_dig(c, "init.scheme") in INIT_SCHEMES, "init.scheme", _dig(c, "init.scheme"), "is not known",
@@ -510,6 +528,7 @@ def _check_ranges(c: dict) -> None:
     _need(isinstance(b, list) and len(b) == 2 and all(_is_num(x) and 0 <= x < 1 for x in b), "optim.betas", b,
           "must be [beta1, beta2] with each in [0, 1)", "e.g. optim.betas=[0.9,0.999]")
     _num(c, "optim.eps", lo=0, lo_open=True, fix="e.g. optim.eps=1e-8")
+    _num(c, "optim.momentum", lo=0, hi=1, hi_open=True, fix="SGD momentum is in [0, 1), e.g. optim.momentum=0.9")
     _num(c, "optim.clip_grad_norm", lo=0, lo_open=True, null=True,
          fix="a positive per-member norm (e.g. optim.clip_grad_norm=0.03), or null to disable clipping")
     names = _param_names(str(_dig(c, "arch._target_")))
@@ -545,6 +564,8 @@ def _check_ranges(c: dict) -> None:
     _int_at_least(c, "diagnostics.eval_batch_size", 1)
     _int_at_least(c, "diagnostics.lyap_k", 1, "e.g. diagnostics.lyap_k=16")
     _int_at_least(c, "diagnostics.lyap_seq_len", 2, "e.g. diagnostics.lyap_seq_len=300")
+    _int_at_least(c, "diagnostics.rank_max", 0, "0 turns the end-of-run low-rank measures off, e.g. diagnostics.rank_max=25")
+    _num(c, "diagnostics.rank_threshold", lo=0, hi=1, lo_open=True, hi_open=True, fix="e.g. diagnostics.rank_threshold=0.05")
     # job
     for k in ("n_in", "n_out"):
         _int_at_least(c, f"job.{k}", 1)

@@ -10,7 +10,10 @@ Intervals come from the ``diagnostics`` config group (0 or null: never):
 - ``grad_h0_every``: the norm of dL/dh0 (``grad_h0_norm``, Fig 8), read from the raw gradients;
 - ``grad_sv_every``: the singular values of dL/dW (``grad_W_sv``, Fig 10);
 - ``dw_every``: the spectrum, effective rank and relative norm of ``dW = W - W0`` and the
-  alignment of its top singular vectors with the input and readout directions.
+  alignment of its top singular vectors with the input and readout directions;
+- the low-rank study's measures (convergence epoch, functional rank and truncation losses,
+  loss after shuffling W0, ||dW||, eigenvalues, lambda_1 at initialisation):
+  :mod:`flossrepro.lowrank_measures` (``rank_max``, ``rank_threshold``).
 
 Members that diverged are skipped: their values are recorded as NaN, never computed on
 non-finite weights.
@@ -21,6 +24,7 @@ import time
 
 import torch
 
+from .lowrank_measures import LowRankMeasures
 from .lyapunov import lyapunov_spectrum
 from .tasks import member_generators
 
@@ -55,6 +59,13 @@ class Diagnostics:
         self.job = job
         self.cfg = job.cfg.diagnostics
         self._lyap_x = None
+        self.lowrank = LowRankMeasures(self)  # the low-rank study's measures (flossrepro.lowrank_measures)
+
+    def state_dict(self) -> dict:
+        return {"lowrank": self.lowrank.state_dict()}
+
+    def load_state_dict(self, st: dict) -> None:
+        self.lowrank.load_state_dict(st.get("lowrank", {}))
 
     # -- schedule -----------------------------------------------------------------------
     def at_start(self) -> None:
@@ -66,6 +77,7 @@ class Diagnostics:
             self.lyapunov(0, "lyap")
         if d.dw_every:
             self.dw_stats(0)
+        self.lowrank.at_start()
 
     def after_epoch(self, e: int, last: int) -> None:
         """After training epoch ``e`` (``last``: the final epoch, always measured)."""
@@ -76,6 +88,7 @@ class Diagnostics:
             self.lyapunov(e, "lyap")
         if d.dw_every and (_every(d.dw_every, e) or e == last):
             self.dw_stats(e)
+        self.lowrank.after_epoch(e, last)
 
     def on_gradients(self, epoch: int) -> None:
         """Inside a training step, after the backward and before clipping."""

@@ -15,6 +15,9 @@ Reference choices for the rest: ``V ~ N(0, input_std^2)``, ``w_r ~ N(0, readout_
 ``b ~ bias_scale * U(0, 1)``, readout offset ``c = readout_offset``, and an initial state
 drawn from ``N(0, 1)`` and relaxed for ``relax_steps`` input-free steps.
 The gain ``g`` is one number, or drawn per member from ``U(g_range)`` (Fig 1, Fig 6).
+The rate network of the low-rank study (:class:`flossrepro.rate.RateRNN`) takes its own
+initialisation (:func:`flossrepro.rate.initialize_rate`; the input, readout, bias and relaxation
+settings do not apply to it).
 """
 from __future__ import annotations
 
@@ -67,6 +70,11 @@ def initialize(model: VanillaRNN | LSTM | GRU, seeds: Sequence[int], scheme: str
         raise ValueError(f"init.g_range={list(g_range)} must be [low, high] with low <= high, or null")
     N, S, O = model.n_hidden, model.n_in, model.n_out
     gens = member_generators(list(seeds), "init")
+    if getattr(model, "kind", None) == "rate":  # the low-rank study's rate network: its own scheme
+        from .rate import initialize_rate
+        gains = [_draw_g(gen, g, g_range) for gen in gens]
+        initialize_rate(model, gens, gains, scheme, gbar, mean)
+        return torch.tensor(gains, dtype=torch.float64)
     gains = []
     for r, gen in enumerate(gens):
         gr = _draw_g(gen, g, g_range)

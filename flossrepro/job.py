@@ -126,7 +126,8 @@ class Job:
         return {"model": self.model.state_dict(), "W0": self.W0, "gains": self.gains,
                 "floss_opt": None if self.floss_opt is None else self.floss_opt.state_dict(),
                 "gens": {k: [g.get_state() for g in v] for k, v in self.gens.items()},
-                "recorder": self.recorder.state_dict(), **{k: getattr(self, k) for k in self._STATE}}
+                "recorder": self.recorder.state_dict(), "diag": self.diag.state_dict(),
+                **{k: getattr(self, k) for k in self._STATE}}
 
     def load_state_dict(self, st: dict) -> None:
         self.fresh_state()
@@ -140,6 +141,7 @@ class Job:
         for k in self._STATE:
             setattr(self, k, st[k])
         self.recorder.load_state_dict(st["recorder"])
+        self.diag.load_state_dict(st.get("diag", {}))
 
     @property
     def ckpt_path(self) -> Path:

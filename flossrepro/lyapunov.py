@@ -415,7 +415,7 @@ def lyapunov_spectrum(model, inputs: Tensor, k: int, *, s_ons: int = 1,
     """First ``k`` Lyapunov exponents (per time step) of a model driven by ``inputs``.
 
     Args:
-        model: :class:`VanillaRNN`, :class:`LSTM` or :class:`GRU` (any member count ``R``).
+        model: :class:`VanillaRNN`, :class:`~flossrepro.rate.RateRNN`, :class:`LSTM` or :class:`GRU` (any member count ``R``).
         inputs: ``[T, R, S]`` (or ``[T, R, 1, S]``) input sequence, one per member.
             The trajectory is ``H[0] = h0``, ``H[t+1] = step(H[t], inputs[t])`` and the
             Q steps use ``D[t] = dH[t+1]/dH[t]`` for ``t >= transient_h``; the last input
@@ -427,8 +427,8 @@ def lyapunov_spectrum(model, inputs: Tensor, k: int, *, s_ons: int = 1,
         h0: ``[R, n]`` initial state (default ``model.initial_state``).
         q0: ``[R, n, k]`` initial orthonormal system (default: a fixed random one).
         fast: force (True) or forbid (False) the whole-sequence Function (vanilla RNNs:
-            :class:`_RNNLyapunov`; LSTM and GRU: :mod:`flossrepro.gated`); default: fast.
-            ``False`` runs the per-step autograd reference.
+            :class:`_RNNLyapunov`; rate networks: :mod:`flossrepro.rate`; LSTM and GRU:
+            :mod:`flossrepro.gated`); default: fast. ``False`` runs the per-step autograd reference.
     Returns:
         ``[R, k]`` exponents sorted as the QR method orders them (descending up to
         estimation noise); differentiable with respect to the model's parameters.
@@ -437,11 +437,15 @@ def lyapunov_spectrum(model, inputs: Tensor, k: int, *, s_ons: int = 1,
                                                            transient_q, h0, q0)
     is_vanilla = isinstance(model, VanillaRNN)
     from . import gated as _gated  # LSTM and GRU: analytic batched Jacobians (flossrepro.gated)
-    is_gated = not is_vanilla and _gated.supports(model)
+    is_rate = getattr(model, "kind", None) == "rate"
+    is_gated = not is_vanilla and not is_rate and _gated.supports(model)
     if fast is None:
-        fast = is_vanilla or is_gated
-    if fast and not (is_vanilla or is_gated):
-        raise ValueError("fast=True is only available for VanillaRNN, LSTM and GRU; use fast=None or False")
+        fast = is_vanilla or is_gated or is_rate
+    if fast and not (is_vanilla or is_gated or is_rate):
+        raise ValueError("fast=True is only available for VanillaRNN, RateRNN, LSTM and GRU; use fast=None or False")
+    if fast and is_rate:  # the leaky rate network (flossrepro.rate): its own whole-sequence Function
+        from .rate import rate_lyapunov
+        return rate_lyapunov(model, inputs, q0, h0, s_ons, transient_h, transient_q)
     if fast and is_gated:
         T = inputs.shape[0]
         return _gated.gated_spectrum(model, inputs, k, q0, _qr_schedule(T - transient_h, transient_q, s_ons),

@@ -39,7 +39,7 @@ class Trainer(Job):
         if o.name == "adam":
             self.opt = adam(self.train_params, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
         else:
-            self.opt = torch.optim.SGD(self.train_params, lr=o.lr)
+            self.opt = torch.optim.SGD(self.train_params, lr=o.lr, momentum=float(o.get("momentum", 0.0)))
         super().make_optimizers()
 
     def state_dict(self) -> dict:

@@ -76,6 +76,12 @@ CASES = [
     (["diagnostics.lyap_seq_len=5"], "diagnostics.lyap_seq_len"),
     (["diagnostics.eval_batch_size=0"], "diagnostics.eval_batch_size"), (["+diagnostics.foo=1"], "diagnostics.foo"),
     # job and scale
+    # the low-rank study: rate network and its tasks
+    (["arch=rate"], "optim.params"), (["arch=rate", "arch.dt=0"], "arch.dt"), (["arch=rate", "arch.dt=1.5"], "arch.dt"),
+    (["arch=rate", "arch.input_gain=2.0"], "arch.input_gain"), (["arch=rate", "arch.nonlinearity=relu"], "arch.nonlinearity"),
+    (["arch=rate", "task=mante", "optim.params=[W,V,w_r]", "flossing.params=[W,V]"], "task.seq_len"),
+    (["arch=rate", "task=romo", "task.seq_len=null", "task.dt=0.25"], "task.dt"),
+    (["arch=rate", "task=romo", "task.seq_len=null", "task.target_amp=0"], "task.target_amp"),
     (["job=evaluate"], "job"), (["job.name=floss"], "job.name"), (["scale=huge"], "scale"),
     (["scale.name=paper"], "scale.name"),
     # the command line itself
