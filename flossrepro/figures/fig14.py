@@ -15,16 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from ..constants import SCHEDULES
-from .claims import Claim, Group, part_from_reps, replicates, rng_for
-from . import planned
-from .claims import scale_of
-from .common_task import delays_text, finals, median_table, planned_delays, vs_delay, vs_epochs
+from . import fig4, planned
+from .claims import Claim, Group, part_from_reps, replicates, rng_for, scale_of
+from .common_task import delays_text, finals, median_table, planned_delays
 from .data import network_values, values
-from .plotting import STYLE, new_figure, suptitle
 
 EXPERIMENTS = ("fig14",)
 STUDY = "flossing"
@@ -35,9 +31,7 @@ PANELS = {"A": "binary temporal XOR: test accuracy vs training epochs at d=70 (o
           "D": "spatial XOR: final test accuracy vs delay (orthogonal init)"}
 METRICS = ("test_accuracy",)
 
-DELAY = 70
-TASKS = [("binary_xor", "binary temporal XOR"), ("spatial_xor", "spatial XOR")]
-CONDS = list(SCHEDULES[:3])  # none, pre, during
+TASKS, CONDS = fig4.TASKS, fig4.CONDS   # the panels and conditions are Fig 4's
 
 CLAIMS = {
     "14CD": "with orthogonal init the ordering none < pre < during of mean final accuracy holds at long delays "
@@ -45,26 +39,9 @@ CLAIMS = {
 }
 
 
-def _schedules(df: pd.DataFrame) -> list[str]:
-    return CONDS + [s for s in values(df, "flossing.schedule") if s not in CONDS]
-
-
 def plot(metrics: pd.DataFrame) -> Figure:
-    """Fig 14A-D from the fig14 table (see the module docstring)."""
-    sched = _schedules(metrics)
-    delays = planned_delays(EXPERIMENTS[0], metrics)
-    with rc_context(STYLE):
-        fig, axes = new_figure(2, 2, (11, 8))
-        for j, (task, name) in enumerate(TASKS):
-            vs_epochs(axes[0, j], metrics, task, "test_accuracy", sched, DELAY, f"{'AB'[j]}  {name}", log_y=False)
-            vs_delay(axes[1, j], metrics, task, "test_accuracy", sched, delays, f"{'CD'[j]}  {name}: final accuracy",
-                     log_y=False, fail_value=0.5)
-        acc = metrics.loc[metrics["metric"] == "test_accuracy", "value"]
-        low = min(0.3, float(acc.min()) - 0.02) if acc.notna().any() else 0.3
-        for ax in axes.flat:
-            ax.set_ylim(low, 1.02)
-        suptitle(fig, "Fig 14: Fig 4 with orthogonal initialisation", metrics)
-    return fig
+    """Fig 14A-D from the fig14 table: Fig 4's panels (see the module docstring)."""
+    return fig4.accuracy_panels(metrics, EXPERIMENTS[0], "Fig 14: Fig 4 with orthogonal initialisation")
 
 
 # ----------------------------------------------------------------------------- claims

@@ -54,8 +54,14 @@ def _schedules(df: pd.DataFrame) -> list[str]:
 
 def plot(metrics: pd.DataFrame) -> Figure:
     """Fig 4A-D from the fig4 table (see the module docstring)."""
+    return accuracy_panels(metrics, EXPERIMENTS[0], "Fig 4: flossing during training and long delays (binary tasks)")
+
+
+def accuracy_panels(metrics: pd.DataFrame, experiment: str, title: str) -> Figure:
+    """Test accuracy vs epochs at d=70 and final accuracy vs the delays of ``experiment``, per
+    task and schedule (Fig 4; Fig 14 draws the same panels)."""
     sched = _schedules(metrics)
-    delays = planned_delays(EXPERIMENTS[0], metrics)
+    delays = planned_delays(experiment, metrics)
     with rc_context(STYLE):
         fig, axes = new_figure(2, 2, (11, 8))
         for j, (task, name) in enumerate(TASKS):
@@ -66,7 +72,7 @@ def plot(metrics: pd.DataFrame) -> Figure:
         low = min(0.3, float(acc.min()) - 0.02) if acc.notna().any() else 0.3
         for ax in axes.flat:
             ax.set_ylim(low, 1.02)
-        suptitle(fig, "Fig 4: flossing during training and long delays (binary tasks)", metrics)
+        suptitle(fig, title, metrics)
     return fig
 
 
