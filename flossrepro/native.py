@@ -46,13 +46,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["available", "enabled", "status", "build", "load", "disabled", "tune_allocator", "run_states", "bptt", "rnn_io_fwd", "rnn_io_bwd", "qr",
+__all__ = ["available", "enabled", "status", "build", "load", "disabled", "tune_allocator", "gemm", "gemm_kind",
+           "gemm_kinds_supported", "sgemm", "gemm_gflops", "fma_peak_gflops", "isa", "run_states", "bptt", "rnn_io_fwd", "rnn_io_bwd", "qr",
            "tangent_fwd", "tangent_bwd", "tanh_f32", "NL_CODES", "KERNEL_ARGTYPES", "NativeArgumentError"]
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 NL_CODES = {"tanh": 0, "relu": 1, "identity": 2}
 _SRC_DIR = Path(__file__).resolve().parent / "csrc"
-_SOURCES = ("kernels.c", "kernels.h")
+_SOURCES = ("kernels.c", "kernels.h", "gemm.h")
 _lock = threading.Lock()
 _state: dict = {"lib": None, "tried": False, "reason": "not loaded yet", "off": 0}
 
@@ -82,7 +83,14 @@ LIBRARY_SIGNATURES: dict[str, tuple[list, object]] = {
     "fr_abi_version": ([], ctypes.c_int),
     "fr_set_blas": ([_P] * 5, None),
     "fr_tanh_f32": ([_I, _P, _P], None),
+    "fr_set_gemm": ([_I], ctypes.c_int),
+    "fr_gemm_kind": ([], ctypes.c_int),
+    "fr_sgemm": ([ctypes.c_char, ctypes.c_char, _I, _I, _I, ctypes.c_float, _P, _I, _P, _I, ctypes.c_float, _P, _I], None),
+    "fr_sgemm_repeat": ([_I, ctypes.c_char, ctypes.c_char, _I, _I, _I, _P, _I, _P, _I, _P, _I], None),
+    "fr_fma_peak": ([ctypes.c_long, _P], ctypes.c_double),
 }
+# float32 GEMM kinds of csrc/gemm.h (fr_set_gemm)
+GEMM_KINDS = {"blas": 0, "avx2": 1, "avx512": 2}
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -217,13 +225,156 @@ def load() -> ctypes.CDLL | None:
                     raise RuntimeError(f"library ABI {lib.fr_abi_version()} != {ABI_VERSION}; delete it to rebuild")
                 lib.fr_set_blas(*[ctypes.c_void_p(sym.get(n)) for n in
                                   ("sgemm_", "dgemm_", "strsm_", "dtrsm_", "vdTanh")])
-                reason = "loaded " + lib._name
+                want = _gemm_env()
+                got = lib.fr_set_gemm(-1 if want == "auto" else GEMM_KINDS[want])
+                if got < 0:
+                    raise RuntimeError(f"FLOSSREPRO_NATIVE_GEMM={want}: this CPU or build has no {want} kernels "
+                                       f"(use auto or blas)")
+                reason = f"loaded {lib._name} (float32 GEMM: {_KIND_NAMES[got]})"
             except Exception as e:  # noqa: BLE001 - any failure means: use the PyTorch path
                 lib, reason = None, f"{type(e).__name__}: {e}"
                 if mode in ("1", "on", "true", "yes", "require"):
                     raise RuntimeError(f"FLOSSREPRO_NATIVE={mode} but the native kernels are unavailable: {reason}") from e
         _state.update(lib=lib, tried=True, reason=reason)
         return lib
+
+
+_KIND_NAMES = {v: k for k, v in GEMM_KINDS.items()}
+
+
+def _gemm_env() -> str:
+    """``FLOSSREPRO_NATIVE_GEMM``: auto (default: the widest microkernels this CPU has), blas,
+    avx2 or avx512; anything else is an error naming the setting."""
+    want = os.environ.get("FLOSSREPRO_NATIVE_GEMM", "auto").strip().lower() or "auto"
+    if want != "auto" and want not in GEMM_KINDS:
+        raise ValueError(f"FLOSSREPRO_NATIVE_GEMM={want!r} is not a GEMM kind; use one of: auto, "
+                         + ", ".join(GEMM_KINDS))
+    return want
+
+
+def gemm_kind() -> str | None:
+    """The float32 GEMM the native loops use: ``"avx512"``, ``"avx2"`` (our microkernels,
+    csrc/gemm.h) or ``"blas"`` (PyTorch's BLAS); None without the library."""
+    lib = load()
+    return None if lib is None else _KIND_NAMES[lib.fr_gemm_kind()]
+
+
+@contextmanager
+def gemm(kind: str):
+    """Within the block the float32 GEMM is ``kind`` (``"auto"``, ``"blas"``, ``"avx2"``,
+    ``"avx512"``): for tests and the benchmark. Raises ValueError for a kind this CPU lacks."""
+    lib = load()
+    if lib is None:
+        raise RuntimeError(f"flossrepro native kernels unavailable: {status()}")
+    if kind != "auto" and kind not in GEMM_KINDS:
+        raise ValueError(f"unknown GEMM kind {kind!r}; use one of: auto, " + ", ".join(GEMM_KINDS))
+    prev = lib.fr_gemm_kind()
+    if lib.fr_set_gemm(-1 if kind == "auto" else GEMM_KINDS[kind]) < 0:
+        raise ValueError(f"this CPU has no {kind} GEMM kernels")
+    try:
+        yield
+    finally:
+        lib.fr_set_gemm(prev)
+
+
+def gemm_kinds_supported() -> list[str]:
+    """The float32 GEMM kinds this CPU and build can run."""
+    lib = load()
+    if lib is None:
+        return []
+    prev, out = lib.fr_gemm_kind(), []
+    for name, code in GEMM_KINDS.items():
+        if lib.fr_set_gemm(code) >= 0:
+            out.append(name)
+    lib.fr_set_gemm(prev)
+    return out
+
+
+def sgemm(A: Tensor, B: Tensor, ta: str = "N", tb: str = "N", alpha: float = 1.0, beta: float = 0.0,
+          C: Tensor | None = None) -> Tensor:
+    """``alpha op(A) op(B) + beta C`` through the native float32 GEMM (row-major, as the loops
+    call it); for tests and the benchmark."""
+    for name, t in (("A", A), ("B", B)):
+        if t.dtype != torch.float32 or t.dim() != 2 or t.device.type != "cpu" or not t.is_contiguous():
+            raise NativeArgumentError(f"native.sgemm: {name} must be a contiguous 2-d float32 CPU tensor")
+    if ta not in ("N", "T") or tb not in ("N", "T"):
+        raise NativeArgumentError("native.sgemm: ta and tb must be 'N' or 'T'")
+    M, K = A.shape if ta == "N" else A.shape[::-1]
+    K2, N = B.shape if tb == "N" else B.shape[::-1]
+    if K != K2:
+        raise NativeArgumentError(f"native.sgemm: inner sizes differ ({K} vs {K2})")
+    if C is None:
+        C = torch.zeros(M, N)
+    _arg("sgemm", "C", C, torch.float32, (M, N))
+    lib = load()
+    if lib is None:
+        raise RuntimeError(f"flossrepro native kernels unavailable: {status()}")
+    lib.fr_sgemm(ta.encode(), tb.encode(), M, N, K, alpha, _p(A), max(1, A.shape[1]), _p(B), max(1, B.shape[1]),
+                 beta, _p(C), max(1, N))
+    return C
+
+
+def gemm_gflops(M: int, N: int, K: int, ta: str = "N", tb: str = "N", min_time: float = 0.05, repeats: int = 5) -> float:
+    """GFLOP/s of the native float32 GEMM ``C[M,N] = op(A) op(B)`` (row-major, as the loops call
+    it), timed in C (calls repeated until ``min_time`` seconds; median of ``repeats``)."""
+    import time
+    lib = load()
+    if lib is None:
+        raise RuntimeError(f"flossrepro native kernels unavailable: {status()}")
+    A = torch.randn((M, K) if ta == "N" else (K, M))
+    B = torch.randn((K, N) if tb == "N" else (N, K))
+    C = torch.empty(M, N)
+    args = (ta.encode(), tb.encode(), M, N, K, _p(A), A.shape[1], _p(B), B.shape[1], _p(C), N)
+    reps = 1
+    while True:  # calibrate
+        t0 = time.perf_counter()
+        lib.fr_sgemm_repeat(reps, *args)
+        dt = time.perf_counter() - t0
+        if dt >= min_time / 4 or reps > 1 << 24:
+            break
+        reps *= 4
+    reps = max(1, int(reps * min_time / max(dt, 1e-9)))
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        lib.fr_sgemm_repeat(reps, *args)
+        ts.append((time.perf_counter() - t0) / reps)
+    ts.sort()
+    return 2.0 * M * N * K / ts[len(ts) // 2] / 1e9
+
+
+def fma_peak_gflops(seconds: float = 0.2, repeats: int = 5) -> float | None:
+    """One core's float32 FMA throughput (GFLOP/s) measured by the kernels' own register-only
+    FMA loop (AVX-512 or AVX2, the widest this CPU has): the arithmetic ceiling no GEMM can
+    pass. Best of ``repeats``; None without the library or the vector kernels."""
+    import time
+    lib = load()
+    if lib is None:
+        return None
+    sink = ctypes.c_float()
+    iters = 1 << 16
+    while True:
+        t0 = time.perf_counter()
+        flops = lib.fr_fma_peak(iters, ctypes.byref(sink))
+        dt = time.perf_counter() - t0
+        if flops == 0:
+            return None
+        if dt >= seconds / 4:
+            break
+        iters *= 4
+    iters = max(1, int(iters * seconds / dt))
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        flops = lib.fr_fma_peak(iters, ctypes.byref(sink))
+        best = max(best, flops / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def isa() -> str:
+    """The instruction set the kernels use: the build flags and the float32 GEMM kind."""
+    flags = " ".join(_isa_flags()) or "no ISA flags"
+    return f"{flags}; float32 GEMM: {gemm_kind() or 'n/a'}"
 
 
 def tune_allocator() -> bool:

@@ -15,6 +15,8 @@ Small float64 problems; the file runs in a few seconds on one thread.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
 
 import pytest
@@ -341,10 +343,14 @@ def _floss(dtype, seed=4, g=0.9, n=32, k=8, Ts=200):
     (4, 32, 8, 200),
     (5, 37, 11, 150),  # float32 column panels of 16 with a ragged tail, row blocks 4 + 4 + 3
 ])
-def test_float32_native_vs_float64_stable_tanh(seed, n, k, Ts):
+@pytest.mark.parametrize("kind", ["blas", "avx2", "avx512"])
+def test_float32_native_vs_float64_stable_tanh(seed, n, k, Ts, kind):
     # measured: |dlambda| <= 4e-7, gradient drift <= 1e-5 (the tolerances leave >= 100x)
+    if kind not in native.gemm_kinds_supported():
+        pytest.skip(f"this CPU has no {kind} GEMM kernels")
     l64, g64 = _floss(F64, seed=seed, n=n, k=k, Ts=Ts)
-    l32, g32 = _floss(F32, seed=seed, n=n, k=k, Ts=Ts)
+    with native.gemm(kind):
+        l32, g32 = _floss(F32, seed=seed, n=n, k=k, Ts=Ts)
     assert l64[0, 0].item() < 0  # contracting: rounding errors are damped, not amplified
     assert (l32 - l64).abs().max().item() < 5e-5
     assert ((g32 - g64).norm() / g64.norm()).item() < 2e-3
@@ -596,13 +602,16 @@ def test_kernel_signatures_match_the_c_prototypes():
     assert kernels == set(native.KERNEL_ARGTYPES), "a kernel without a declared ctypes signature (or a stale one)"
     assert plain == set(native.LIBRARY_SIGNATURES)
 
+    scalar = {"int": ctypes.c_int, "char": ctypes.c_char, "float": ctypes.c_float, "long": ctypes.c_long}
+    ret_type = {"void": None, "int": ctypes.c_int, "double": ctypes.c_double}
+
     def expected(params):
-        return [ctypes.c_void_p if "*" in p else ctypes.c_int for p in params]
+        return [ctypes.c_void_p if "*" in p else scalar[p.split()[0]] for p in params]
 
     lib = native.load()
     for name, (ret, params, templ) in protos.items():
-        for p in params:  # every parameter is an int or a pointer: nothing else crosses
-            assert "*" in p or p.split()[0] == "int", (name, p)
+        for p in params:  # every parameter is a pointer or a scalar of the table above
+            assert "*" in p or p.split()[0] == "int" or (not templ and p.split()[0] in scalar), (name, p)
         if templ:
             assert native.KERNEL_ARGTYPES[name] == expected(params), name
             fns = [getattr(lib, name + "_s"), getattr(lib, name + "_d")]
@@ -612,7 +621,7 @@ def test_kernel_signatures_match_the_c_prototypes():
             fns = [getattr(lib, name)]
         for f in fns:  # declared on the loaded library itself
             assert f.argtypes is not None and list(f.argtypes) == expected(params), name
-            assert f.restype == (None if ret == "void" else ctypes.c_int), name
+            assert f.restype == ret_type[ret], name
 
 
 _R, _T, _B, _N, _S, _O, _K, _TQ = 2, 3, 2, 5, 2, 3, 3, 4
@@ -760,3 +769,77 @@ def test_public_api_with_non_contiguous_inputs_equals_contiguous():
     with native.disabled():
         y_t = m(_randn(R, T, 4, 2, seed=7).transpose(0, 1))
     _close(y.detach(), y_t.detach(), 1e-12, "network outputs")
+
+
+# ---------------------------------------------------------------------------------------
+# float32 GEMM microkernels (csrc/gemm.h) against float64 products, every kind this CPU has
+# ---------------------------------------------------------------------------------------
+_GEMM_SHAPES = [(16, 80, 80), (75, 80, 80), (75, 75, 80), (80, 80, 75), (80, 80, 1200), (1, 1, 1),
+                (3, 17, 5), (5, 81, 33), (7, 96, 2), (33, 161, 9), (4, 16, 0), (2, 250, 64)]
+
+
+@pytest.mark.parametrize("kind", ["blas", "avx2", "avx512"])
+@pytest.mark.parametrize("ta,tb", [("N", "N"), ("N", "T"), ("T", "N"), ("T", "T")])
+def test_sgemm_kinds_equal_float64_product(kind, ta, tb):
+    if kind not in native.gemm_kinds_supported():
+        pytest.skip(f"this CPU has no {kind} GEMM kernels")
+    gen = torch.Generator().manual_seed(5)
+    with native.gemm(kind):
+        assert native.gemm_kind() == kind
+        for M, N, K in _GEMM_SHAPES:
+            A = torch.randn((M, K) if ta == "N" else (K, M), generator=gen)
+            B = torch.randn((K, N) if tb == "N" else (N, K), generator=gen)
+            C0 = torch.randn(M, N, generator=gen)
+            opA = (A if ta == "N" else A.t()).double()
+            opB = (B if tb == "N" else B.t()).double()
+            for alpha, beta in ((1.0, 0.0), (-1.0, 1.0), (0.5, -2.0)):
+                C = C0.clone()
+                if beta == 0.0:
+                    C.fill_(float("nan"))  # beta = 0 must overwrite, not scale, what C held
+                out = native.sgemm(A, B, ta, tb, alpha, beta, C)
+                ref = alpha * opA @ opB + (beta * C0.double() if beta != 0 else 0)
+                scale = (opA.abs() @ opB.abs()).max().item() + 1
+                err = (out.double() - ref).abs().max().item()
+                assert err <= 1e-6 * scale * max(K, 1) ** 0.5, (kind, ta, tb, M, N, K, alpha, beta, err)
+    # the columns right of N and rows below M are not written (masked stores)
+    with native.gemm(kind):
+        big = torch.full((6, 40), 7.0)
+        A, B = torch.randn(5, 8, generator=gen), torch.randn(8, 37, generator=gen)
+        out = torch.zeros(5, 37)
+        native.sgemm(A, B, C=out)
+        assert torch.allclose(out.double(), A.double() @ B.double(), atol=1e-5)
+        assert big.eq(7.0).all()
+
+
+def test_gemm_kind_selection_errors_and_env(monkeypatch):
+    assert native.gemm_kind() in native.gemm_kinds_supported()
+    with pytest.raises(ValueError, match="unknown GEMM kind"):
+        with native.gemm("sse9"):
+            pass
+    monkeypatch.setenv("FLOSSREPRO_NATIVE_GEMM", "fastest")
+    with pytest.raises(ValueError, match="FLOSSREPRO_NATIVE_GEMM='fastest'"):
+        native._gemm_env()
+    monkeypatch.setenv("FLOSSREPRO_NATIVE_GEMM", "BLAS")
+    assert native._gemm_env() == "blas"
+
+
+@pytest.mark.parametrize("kind", ["avx2", "avx512"])
+def test_float32_training_network_microkernels_vs_float64(kind):
+    """The training forward/backward (rnn_io kernels) in float32 through the microkernels,
+    against the same network in float64 (the oracle), on ragged sizes."""
+    if kind not in native.gemm_kinds_supported():
+        pytest.skip(f"this CPU has no {kind} GEMM kernels")
+    R, n, B, S, O, Ts = 2, 37, 5, 2, 3, 60
+    m = VanillaRNN(R, n, S, O, dtype=F64)
+    initialize(m, [1, 2], g=0.9)
+    x = _randn(Ts, R, B, S, seed=4)
+    wy = _randn(Ts, R, B, O, seed=5)
+    out = {}
+    for dt in (F64, F32):
+        mm = copy.deepcopy(m).to(dt)
+        with native.gemm(kind) if dt == F32 else contextlib.nullcontext():
+            y = mm(x.to(dt))
+            assert type(y.grad_fn).__name__ == "_RNNNetworkBackward"
+            out[dt] = [y.detach().double()] + [g.double() for g in torch.autograd.grad((y * wy.to(dt)).sum(), list(mm.parameters()))]
+    for a, b in zip(out[F32], out[F64]):
+        assert ((a - b).norm() / b.norm()).item() < 1e-4

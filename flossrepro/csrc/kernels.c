@@ -2,9 +2,10 @@
  * Lyapunov tangent loop (Householder QR and its pullback), for float32 and float64.
  *
  * Built and loaded by flossrepro/native.py (plain C, no PyTorch headers). The matrix products
- * call the BLAS that PyTorch links (MKL on x86 builds): native.py looks the Fortran symbols
- * up in PyTorch's own library and hands them to fr_set_blas(); without them the native path
- * is not used at all. The Householder QR and the float32 tanh are our own: LAPACK's QR and
+ * are register-blocked float32 microkernels of our own on x86-64 with AVX-512 or AVX2 + FMA
+ * (gemm.h, chosen at run time); otherwise, and always in float64, they call the BLAS that
+ * PyTorch links (MKL on x86 builds): native.py looks the Fortran symbols up in PyTorch's own
+ * library and hands them to fr_set_blas(); without them the native path is not used at all. The Householder QR and the float32 tanh are our own: LAPACK's QR and
  * the vector-math tanh are slow for these small sizes on the CPUs we measured, and so is the
  * per-call overhead of going through PyTorch.
  */
@@ -36,7 +37,7 @@ static trsm_d_t dtrsm_p;
 static vtanh_d_t vdtanh_p;
 
 /* Version of the C interface; native.py refuses a library with another one. */
-EXPORT int fr_abi_version(void) { return 1; }
+EXPORT int fr_abi_version(void) { return 2; }
 
 /* BLAS entry points (required) and MKL's float64 vector tanh (optional: NULL uses libm). */
 EXPORT void fr_set_blas(void *sgemm, void *dgemm, void *strsm, void *dtrsm, void *vdtanh) {
@@ -81,8 +82,11 @@ static void fr_tanh_d(int n, const double *x, double *out) {
     for (int i = 0; i < n; i++) out[i] = tanh(x[i]);
 }
 
+#include "gemm.h"
+
 #define REAL float
 #define FN(x) x##_s
+#define FAST_MM mm_s_fast
 #define GEMM sgemm_p
 #define TRSM strsm_p
 #define TANH fr_tanh_s
@@ -94,6 +98,7 @@ static void fr_tanh_d(int n, const double *x, double *out) {
 #undef TRSM
 #undef TANH
 #undef SQRT
+#undef FAST_MM
 
 #define REAL double
 #define FN(x) x##_d

@@ -14,7 +14,11 @@
 /* row-major C[M, N] = alpha op(A) op(B) + beta C; ta/tb = 'N' or 'T' (op of the row-major operand) */
 static void FN(mm)(char ta, char tb, int M, int N, int K, REAL alpha, const REAL *A, int lda,
                    const REAL *B, int ldb, REAL beta, REAL *C, int ldc) {
+#ifdef FAST_MM
+    FAST_MM(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);  /* gemm.h: own kernels or BLAS */
+#else
     GEMM(&tb, &ta, &N, &M, &K, &alpha, B, &ldb, A, &lda, &beta, C, &ldc);
+#endif
 }
 
 static void FN(phi)(int nl, int n, const REAL *h, REAL *out) {
