@@ -50,7 +50,7 @@ __all__ = ["available", "enabled", "status", "build", "load", "disabled", "tune_
            "gemm_kinds_supported", "sgemm", "gemm_gflops", "fma_peak_gflops", "isa", "run_states", "bptt", "rnn_io_fwd", "rnn_io_bwd", "qr",
            "tangent_fwd", "tangent_bwd", "tanh_f32", "NL_CODES", "KERNEL_ARGTYPES", "NativeArgumentError"]
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 NL_CODES = {"tanh": 0, "relu": 1, "identity": 2}
 _SRC_DIR = Path(__file__).resolve().parent / "csrc"
 _SOURCES = ("kernels.c", "kernels.h", "gemm.h")
@@ -64,20 +64,21 @@ class NativeArgumentError(ValueError):
     does not fit a C ``int``. Raised before any C code runs."""
 
 
-_I, _P = ctypes.c_int, ctypes.c_void_p
+_I, _P, _D = ctypes.c_int, ctypes.c_void_p, ctypes.c_double
 _INT_MAX = 2 ** 31 - 1
 # ctypes signatures of the exported C functions (csrc/kernels.c, csrc/kernels.h): sizes are
-# ``int``, every buffer (REAL *, unsigned char *) a pointer. The kernels (``<name>_s`` for
+# ``int``, every buffer (REAL *, unsigned char *) a pointer, the leak (1 - dt of the rate
+# network, 0 for the vanilla one) a ``double``. The kernels (``<name>_s`` for
 # float32, ``<name>_d`` for float64) return void. tests/test_native.py checks this table
 # against the C prototypes.
 KERNEL_ARGTYPES: dict[str, list] = {
-    "run_states": [_I] * 5 + [_P] * 5,    # R T B N nl | h0 Wt drive H P
-    "bptt": [_I] * 5 + [_P] * 6,          # R T B N nl | W P dH G dh0 work
+    "run_states": [_I] * 5 + [_D] + [_P] * 5,    # R T B N nl leak | h0 Wt drive H P
+    "bptt": [_I] * 5 + [_D] + [_P] * 6,          # R T B N nl leak | W P dH G dh0 work
     "rnn_io_fwd": [_I] * 7 + [_P] * 10,   # R T B N S O nl | h0 Wt VgT b wrT c x H P y
     "rnn_io_bwd": [_I] * 6 + [_P] * 7,    # R T B N O nl | W wr P dy G dh0 work
     "qr": [_I] * 3 + [_P] * 3,            # batch m n | a rt work
-    "tangent_fwd": [_I] * 4 + [_P] * 7,   # R Tq N k | Wt Dq Q0T flags QT RT work
-    "tangent_bwd": [_I] * 5 + [_P] * 11,  # R Tq N k transient_q | W Dq Q0T QT RT flags c QbarT dW yq work
+    "tangent_fwd": [_I] * 4 + [_D] + [_P] * 7,   # R Tq N k leak | Wt Dq Q0T flags QT RT work
+    "tangent_bwd": [_I] * 5 + [_D] + [_P] * 11,  # R Tq N k transient_q leak | W Dq Q0T QT RT flags c QbarT dW yq work
 }
 LIBRARY_SIGNATURES: dict[str, tuple[list, object]] = {
     "fr_abi_version": ([], ctypes.c_int),
@@ -506,9 +507,21 @@ def _flags_buf(flags, n: int, kernel: str) -> Tensor:
     return torch.tensor([1 if f else 0 for f in flags], dtype=torch.uint8)
 
 
-def run_states(h0: Tensor, Wt: Tensor, drive: Tensor, nonlinearity: str) -> tuple[Tensor, Tensor]:
-    """``(H, P)``, member-major ``[R,T,B,N]``: ``P[t] = phi(H[t-1])``, ``H[t] = P[t] W^T + drive[t]``
-    for ``h0 [R,B,N]``, ``Wt = W^T [R,N,N]``, ``drive [R,T,B,N]``."""
+def _leak(kernel: str, leak) -> float:
+    """The leak term as a C double, checked to be a finite real number."""
+    try:
+        v = float(leak)
+    except (TypeError, ValueError):
+        raise NativeArgumentError(f"native.{kernel}: leak={leak!r} must be a real number") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise NativeArgumentError(f"native.{kernel}: leak={leak!r} must be finite")
+    return v
+
+
+def run_states(h0: Tensor, Wt: Tensor, drive: Tensor, nonlinearity: str, leak: float = 0.0) -> tuple[Tensor, Tensor]:
+    """``(H, P)``, member-major ``[R,T,B,N]``: ``P[t] = phi(H[t-1])``,
+    ``H[t] = leak H[t-1] + P[t] W^T + drive[t]`` for ``h0 [R,B,N]``, ``Wt = W^T [R,N,N]``,
+    ``drive [R,T,B,N]``."""
     k = "run_states"
     R, T, B, N = _dims(k, "drive", drive, 4)
     dt = _real(k, "drive", drive)
@@ -516,11 +529,11 @@ def run_states(h0: Tensor, Wt: Tensor, drive: Tensor, nonlinearity: str) -> tupl
     nl = _nl(k, nonlinearity)
     args = (_arg(k, "h0", h0, dt, (R, B, N)), _arg(k, "Wt", Wt, dt, (R, N, N)), _arg(k, "drive", drive, dt, (R, T, B, N)))
     H, P = torch.empty(R, T, B, N, dtype=dt), torch.empty(R, T, B, N, dtype=dt)
-    _fn(k, dt)(R, T, B, N, nl, *args, _p(H), _p(P))
+    _fn(k, dt)(R, T, B, N, nl, _leak(k, leak), *args, _p(H), _p(P))
     return H, P
 
 
-def bptt(W: Tensor, P: Tensor, dH: Tensor, nonlinearity: str) -> tuple[Tensor, Tensor]:
+def bptt(W: Tensor, P: Tensor, dH: Tensor, nonlinearity: str, leak: float = 0.0) -> tuple[Tensor, Tensor]:
     """Backward of :func:`run_states` for ``dH [R,T,B,N]``: ``(G [R,T,B,N], dh0 [R,B,N])``."""
     k = "bptt"
     R, T, B, N = _dims(k, "dH", dH, 4)
@@ -530,7 +543,7 @@ def bptt(W: Tensor, P: Tensor, dH: Tensor, nonlinearity: str) -> tuple[Tensor, T
     args = (_arg(k, "W", W, dt, (R, N, N)), _arg(k, "P", P, dt, (R, T, B, N)), _arg(k, "dH", dH, dt, (R, T, B, N)))
     G, dh0 = torch.empty(R, T, B, N, dtype=dt), torch.empty(R, B, N, dtype=dt)
     work = torch.empty(2 * B * N, dtype=dt)
-    _fn(k, dt)(R, T, B, N, nl, *args, _p(G), _p(dh0), _p(work))
+    _fn(k, dt)(R, T, B, N, nl, _leak(k, leak), *args, _p(G), _p(dh0), _p(work))
     return G, dh0
 
 
@@ -610,8 +623,8 @@ def qr(A: Tensor) -> tuple[Tensor, Tensor]:
     return aT.transpose(1, 2).reshape(*batch, m, n), rT.transpose(1, 2).reshape(*batch, n, n)
 
 
-def tangent_fwd(Wt: Tensor, Dq: Tensor, Q0T: Tensor, flags) -> tuple[Tensor, Tensor]:
-    """Forward tangent loop; ``Wt [R,N,N]``, ``Dq [R,Tq,N]``, ``Q0T [R,k,N]`` (``k <= N``),
+def tangent_fwd(Wt: Tensor, Dq: Tensor, Q0T: Tensor, flags, leak: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Forward tangent loop (``A = leak Q_in + W diag(phi') Q_in``); ``Wt [R,N,N]``, ``Dq [R,Tq,N]``, ``Q0T [R,k,N]`` (``k <= N``),
     ``flags`` (``Tq`` bools: QR on that step) -> ``QT [R,Tq,k,N]``, ``RT [R,Tq,k,k]``
     (see ``csrc/kernels.h``)."""
     kn = "tangent_fwd"
@@ -625,7 +638,7 @@ def tangent_fwd(Wt: Tensor, Dq: Tensor, Q0T: Tensor, flags) -> tuple[Tensor, Ten
     fl = _flags_buf(flags, Tq, kn)  # kept alive through the call (a temporary's memory could be reused)
     QT, RT = torch.empty(R, Tq, k, N, dtype=dt), torch.empty(R, Tq, k, k, dtype=dt)
     work = torch.empty(k * N + k + N, dtype=dt)
-    _fn(kn, dt)(R, Tq, N, k, *args, _p(fl), _p(QT), _p(RT), _p(work))
+    _fn(kn, dt)(R, Tq, N, k, _leak(kn, leak), *args, _p(fl), _p(QT), _p(RT), _p(work))
     return QT, RT
 
 
@@ -633,7 +646,7 @@ TANGENT_CHUNK = 16  # as in csrc/kernels.h
 
 
 def tangent_bwd(W: Tensor, Dq: Tensor, Q0T: Tensor, QT: Tensor, RT: Tensor, flags, c: Tensor,
-                transient_q: int, second_order: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+                transient_q: int, second_order: bool, leak: float = 0.0) -> tuple[Tensor, Tensor, Tensor | None]:
     """Backward tangent loop -> ``(dQ0^T [R,k,N], dW [R,N,N], yq [R,Tq,N] or None)`` for the
     buffers of :func:`tangent_fwd`, ``W [R,N,N]`` and ``c [R,k]`` (the gradient of the exponents'
     sums of ``log|R_ii|``)."""
@@ -653,7 +666,7 @@ def tangent_bwd(W: Tensor, Dq: Tensor, Q0T: Tensor, QT: Tensor, RT: Tensor, flag
     QbarT, dW = torch.zeros(R, k, N, dtype=dt), torch.empty(R, N, N, dtype=dt)
     yq = torch.empty(R, Tq, N, dtype=dt) if second_order else None
     work = torch.empty(2 * TANGENT_CHUNK * k * N + k * N + 2 * k * k, dtype=dt)
-    _fn(kn, dt)(R, Tq, N, k, tq, *args, _p(fl), pc, _p(QbarT), _p(dW), _p(yq), _p(work))
+    _fn(kn, dt)(R, Tq, N, k, tq, _leak(kn, leak), *args, _p(fl), pc, _p(QbarT), _p(dW), _p(yq), _p(work))
     return QbarT, dW, yq
 
 

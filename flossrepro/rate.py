@@ -18,8 +18,9 @@ Two paths give the same numbers and gradients (tests/test_rate.py):
   (:class:`_RateLyapunov`);
 - ``fast=False``: per-step autograd (the reference for the tests).
 
-Both run as PyTorch ops on any device (CPU and CUDA); there are no C kernels for the leaky
-step (the vanilla network's ``flossrepro/csrc`` kernels have no leak term).
+On CPU in float32/float64 both loops of the fast path run in the native C kernels
+(:mod:`flossrepro.native`: the vanilla network's kernels with their leak term set to
+``1 - dt`` and ``dt W`` for ``W``); elsewhere (CUDA, ``FLOSSREPRO_NATIVE=0``) as PyTorch ops.
 
 Initialisation (their code): ``W0 = g N(0, 1/N)`` (``init.scheme`` gaussian/orthogonal as for the
 vanilla network); the input and output vectors are N(0, 1) vectors normalised to norm ``sqrt(N)``
@@ -32,6 +33,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from . import native
 from .models import NONLINEARITIES, _dphi_from_phi
 
 __all__ = ["RateRNN", "RATE_NONLINEARITIES", "initialize_rate", "rate_sequence", "rate_lyapunov"]
@@ -49,8 +51,12 @@ def _rate_states(h0: Tensor, W: Tensor, drive: Tensor, nonlinearity: str, dt: fl
 
     ``h0: [R, B, N]``, ``W: [R, N, N]``, ``drive: [T, R, B, N]`` -> ``(H, P)`` with
     ``P[t] = phi(H[t-1])`` (the input of step ``t``), both ``[T, R, B, N]``."""
-    phi = _phi(nonlinearity)
     a = 1.0 - dt
+    if native.available(drive, h0, W):  # csrc/kernels.h run_states with its leak term
+        Wt = (dt * W).transpose(1, 2).contiguous()
+        Hm, Pm = native.run_states(h0.contiguous(), Wt, drive.transpose(0, 1).contiguous(), nonlinearity, leak=a)
+        return Hm.transpose(0, 1), Pm.transpose(0, 1)
+    phi = _phi(nonlinearity)
     Wt = (dt * W).transpose(1, 2)
     H = torch.empty_like(drive)
     P = torch.empty_like(drive)
@@ -68,6 +74,10 @@ def _rate_bptt(dH: Tensor, W: Tensor, P: Tensor, nonlinearity: str, dt: float) -
     ``G[t-1] = dH[t-1] + a G[t] + phi'(H[t-1]) * (dt G[t] W)``; returns ``(G, dh0)``."""
     a = 1.0 - dt
     Wd = dt * W
+    if native.available(dH, W, P):  # csrc/kernels.h bptt with its leak term
+        Gm, dh0 = native.bptt(Wd.contiguous(), P.transpose(0, 1).contiguous(), dH.transpose(0, 1).contiguous(),
+                              nonlinearity, leak=a)
+        return Gm.transpose(0, 1), dh0
     D = _dphi_from_phi(nonlinearity, P)  # D[t] = phi'(H[t-1])
     G = dH.clone()
     T = G.shape[0]
@@ -258,6 +268,15 @@ class _RateLyapunov(torch.autograd.Function):
         flags = _qr_schedule(T - transient_h, transient_q, s_ons)
         t_sim = T - transient_h - transient_q
         Wd = dt * W
+        if native.available(W, Q0, drive):  # csrc/kernels.h tangent loop with its leak term
+            Dm = Dq.transpose(0, 1).contiguous()
+            Q0T = Q0.transpose(1, 2).contiguous()
+            QT, RT = native.tangent_fwd(Wd.transpose(1, 2).contiguous(), Dm, Q0T, flags, leak=a)
+            ctx.save_for_backward(W, Pn, H, Dm, Q0T, QT, RT)
+            ctx.conf = (nonlinearity, dt, transient_h, transient_q, t_sim, flags)
+            ctx.native = True
+            return _exponents(RT.diagonal(dim1=-2, dim2=-1), flags, transient_q, t_sim)
+        ctx.native = False
         Qs, Rs = [Q0], []
         Q = Q0
         for d, is_qr in zip(Dq.unbind(0), flags):
@@ -279,6 +298,8 @@ class _RateLyapunov(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, dlam):
         nonlinearity, dt, transient_h, transient_q, t_sim, flags = ctx.conf
+        if ctx.native:
+            return _RateLyapunov._native_backward(ctx, dlam)
         saved = ctx.saved_tensors
         W, Pn, H, Dq = saved[:4]
         Tq = len(flags)
@@ -306,7 +327,25 @@ class _RateLyapunov(torch.autograd.Function):
             if second:
                 dH[transient_h + s] += ddphi(H[transient_h + s]) * (Ybar * Qin).sum(-1)
             Qbar = torch.addcmul(Abar * a, d[..., None], Ybar)
-        # state BPTT: H[t+1] = a H[t] + dt W phi(H[t]) + drive[t], t = 0..T-2
+        return _RateLyapunov._state_backward(W, Pn, dH, dW, Qbar, nonlinearity, dt)
+
+    @staticmethod
+    def _native_backward(ctx, dlam):
+        """The tangent loop's backward in C (``tangent_bwd`` with leak ``1 - dt`` on ``dt W``)."""
+        nonlinearity, dt, transient_h, transient_q, t_sim, flags = ctx.conf
+        W, Pn, H, Dm, Q0T, QT, RT = ctx.saved_tensors
+        tanh = nonlinearity == "tanh"
+        QbarT, dWd, yq = native.tangent_bwd((dt * W).contiguous(), Dm, Q0T, QT, RT, flags,
+                                            (dlam / t_sim).contiguous(), transient_q, tanh, leak=1.0 - dt)
+        dH = torch.zeros_like(H)
+        if tanh:  # phi''(H) sum_k Ybar Q_in = -2 tanh(H) yq, yq = phi'(H) sum_k Ybar Q_in
+            dH[transient_h:] = -2.0 * torch.tanh(H[transient_h:]) * yq.transpose(0, 1)
+        return _RateLyapunov._state_backward(W, Pn, dH, dWd.mul_(dt), QbarT.transpose(1, 2), nonlinearity, dt)
+
+    @staticmethod
+    def _state_backward(W, Pn, dH, dW, Qbar, nonlinearity, dt):
+        """State BPTT of the trajectory ``H[t+1] = a H[t] + dt W phi(H[t]) + drive[t]``,
+        ``t = 0..T-2``, for the tangent loop's state gradient ``dH [T, R, N]``."""
         G, dh0 = _rate_bptt(dH[1:, :, None, :], W, Pn, nonlinearity, dt)
         Gm = G[:, :, 0]  # [T-1, R, N]
         dW += torch.einsum("trn,trm->rnm", Gm, Pn[:, :, 0]).mul_(dt)

@@ -602,7 +602,8 @@ def test_kernel_signatures_match_the_c_prototypes():
     assert kernels == set(native.KERNEL_ARGTYPES), "a kernel without a declared ctypes signature (or a stale one)"
     assert plain == set(native.LIBRARY_SIGNATURES)
 
-    scalar = {"int": ctypes.c_int, "char": ctypes.c_char, "float": ctypes.c_float, "long": ctypes.c_long}
+    scalar = {"int": ctypes.c_int, "char": ctypes.c_char, "float": ctypes.c_float, "long": ctypes.c_long,
+              "double": ctypes.c_double}
     ret_type = {"void": None, "int": ctypes.c_int, "double": ctypes.c_double}
 
     def expected(params):
@@ -611,7 +612,8 @@ def test_kernel_signatures_match_the_c_prototypes():
     lib = native.load()
     for name, (ret, params, templ) in protos.items():
         for p in params:  # every parameter is a pointer or a scalar of the table above
-            assert "*" in p or p.split()[0] == "int" or (not templ and p.split()[0] in scalar), (name, p)
+            assert "*" in p or p.split()[0] == "int" or (templ and p.split()[0] == "double") or \
+                (not templ and p.split()[0] in scalar), (name, p)
         if templ:
             assert native.KERNEL_ARGTYPES[name] == expected(params), name
             fns = [getattr(lib, name + "_s"), getattr(lib, name + "_d")]

@@ -37,7 +37,7 @@ static trsm_d_t dtrsm_p;
 static vtanh_d_t vdtanh_p;
 
 /* Version of the C interface; native.py refuses a library with another one. */
-EXPORT int fr_abi_version(void) { return 2; }
+EXPORT int fr_abi_version(void) { return 3; }
 
 /* BLAS entry points (required) and MKL's float64 vector tanh (optional: NULL uses libm). */
 EXPORT void fr_set_blas(void *sgemm, void *dgemm, void *strsm, void *dtrsm, void *vdtanh) {

@@ -38,10 +38,12 @@ static void FN(dphi)(int nl, int n, const REAL *p, REAL *out) {
     else { for (int i = 0; i < n; i++) out[i] = 1; }
 }
 
-/* State trajectory P[t] = phi(H[t-1]), H[t] = P[t] W^T + drive[t], H[-1] = h0.
+/* State trajectory P[t] = phi(H[t-1]), H[t] = leak H[t-1] + P[t] W^T + drive[t], H[-1] = h0
+ * (leak = 0: the vanilla network; the rate network passes leak = 1 - dt and dt W for W).
  * h0 [R,B,N]; Wt = W^T [R,N,N]; drive [R,T,B,N]; H, P [R,T,B,N] out (H may be drive). */
-EXPORT void FN(run_states)(int R, int T, int B, int N, int nl, const REAL *h0, const REAL *Wt,
+EXPORT void FN(run_states)(int R, int T, int B, int N, int nl, double leak, const REAL *h0, const REAL *Wt,
                            const REAL *drive, REAL *H, REAL *P) {
+    const REAL a = (REAL)leak;
     const long BN = (long)B * N;
     for (int r = 0; r < R; r++) {
         const REAL *h = h0 + r * BN, *wt = Wt + (long)r * N * N, *Dr = drive + (long)r * T * BN;
@@ -49,18 +51,24 @@ EXPORT void FN(run_states)(int R, int T, int B, int N, int nl, const REAL *h0, c
         for (int t = 0; t < T; t++) {
             FN(phi)(nl, (int)BN, h, Pr + t * BN);
             if (Hr != Dr) memcpy(Hr + t * BN, Dr + t * BN, BN * sizeof(REAL));
+            if (a != 0) {
+                REAL *ht = Hr + t * BN;
+#pragma omp simd
+                for (long i = 0; i < BN; i++) ht[i] += a * h[i];
+            }
             FN(mm)('N', 'N', B, N, N, 1, Pr + t * BN, N, wt, N, 1, Hr + t * BN, N);
             h = Hr + t * BN;
         }
     }
 }
 
-/* Backward of run_states: G[T-1] = dH[T-1], G[t-1] = dH[t-1] + (G[t] W) * phi'(H[t-1]),
- * dh0 = (G[0] W) * phi'(h0), with phi'(H[t-1]) computed from P[t].
+/* Backward of run_states: G[T-1] = dH[T-1], G[t-1] = dH[t-1] + leak G[t] + (G[t] W) * phi'(H[t-1]),
+ * dh0 = leak G[0] + (G[0] W) * phi'(h0), with phi'(H[t-1]) computed from P[t].
  * W [R,N,N]; P [R,T,B,N]; dH [R,T,B,N]; G [R,T,B,N] out (may be dH); dh0 [R,B,N] out;
  * work: 2*B*N. */
-EXPORT void FN(bptt)(int R, int T, int B, int N, int nl, const REAL *W, const REAL *P, const REAL *dH,
+EXPORT void FN(bptt)(int R, int T, int B, int N, int nl, double leak, const REAL *W, const REAL *P, const REAL *dH,
                      REAL *G, REAL *dh0, REAL *work) {
+    const REAL a = (REAL)leak;
     const long BN = (long)B * N;
     REAL *tmp = work, *d = work + BN;
     for (int r = 0; r < R; r++) {
@@ -70,15 +78,16 @@ EXPORT void FN(bptt)(int R, int T, int B, int N, int nl, const REAL *W, const RE
         for (int t = T - 1; t >= 0; t--) {
             FN(mm)('N', 'N', B, N, N, 1, Gr + t * BN, N, w, N, 0, tmp, N);
             FN(dphi)(nl, (int)BN, Pr + t * BN, d);
+            const REAL *g = Gr + t * BN;
             if (t > 0) {
                 REAL *out = Gr + (t - 1) * BN;
                 const REAL *in = dHr + (t - 1) * BN;
 #pragma omp simd
-                for (long i = 0; i < BN; i++) out[i] = in[i] + tmp[i] * d[i];
+                for (long i = 0; i < BN; i++) out[i] = in[i] + a * g[i] + tmp[i] * d[i];
             } else {
                 REAL *out = dh0 + r * BN;
 #pragma omp simd
-                for (long i = 0; i < BN; i++) out[i] = tmp[i] * d[i];
+                for (long i = 0; i < BN; i++) out[i] = a * g[i] + tmp[i] * d[i];
             }
         }
     }
@@ -376,13 +385,15 @@ static void FN(scale_cols)(int k, int N, const REAL *qT, const REAL *d, REAL *yT
 }
 
 /* Tangent (Q) loop of the Lyapunov spectrum, forward, for s = 0..Tq-1:
- *   Y^T = Q_in^T diag(phi'),  A^T = Y^T W^T,  and on QR steps (flags[s]) A = Q R.
+ *   Y^T = Q_in^T diag(phi'),  A^T = leak Q_in^T + Y^T W^T,  and on QR steps (flags[s]) A = Q R
+ * (leak = 0: the vanilla network; the rate network passes 1 - dt and dt W).
  * Wt = W^T [R,N,N]; Dq [R,Tq,N] phi' of each tangent step; Q0T [R,k,N];
  * QT [R,Tq,k,N] out (Q^T; A^T on steps without QR); RT [R,Tq,k,k] out (R^T, lower);
  * work: k*N + k + N. Y is not stored: the backward recomputes it from QT. */
-EXPORT void FN(tangent_fwd)(int R, int Tq, int N, int k, const REAL *Wt, const REAL *Dq,
+EXPORT void FN(tangent_fwd)(int R, int Tq, int N, int k, double leak, const REAL *Wt, const REAL *Dq,
                             const REAL *Q0T, const unsigned char *flags, REAL *QT, REAL *RT,
                             REAL *work) {
+    const REAL a = (REAL)leak;
     const long kN = (long)k * N, kk = (long)k * k;
     REAL *yT = work, *qr_work = work + kN;
     for (int r = 0; r < R; r++) {
@@ -391,7 +402,11 @@ EXPORT void FN(tangent_fwd)(int R, int Tq, int N, int k, const REAL *Wt, const R
             const long o = (long)r * Tq + s;
             REAL *aT = QT + o * kN;
             FN(scale_cols)(k, N, qT, Dq + o * N, yT);
-            FN(mm)('N', 'N', k, N, N, 1, yT, N, wt, N, 0, aT, N);
+            if (a != 0) {
+#pragma omp simd
+                for (long i = 0; i < kN; i++) aT[i] = a * qT[i];
+            }
+            FN(mm)('N', 'N', k, N, N, 1, yT, N, wt, N, a != 0 ? 1 : 0, aT, N);
             if (flags[s]) FN(hqr)(N, k, aT, RT + o * kk, qr_work);
             qT = aT;
         }
@@ -402,18 +417,19 @@ EXPORT void FN(tangent_fwd)(int R, int Tq, int N, int k, const REAL *Wt, const R
  *   QR steps: Abar^T = R^{-1} (Qbar^T - C' Q^T), C' the symmetric matrix made of the lower
  *             triangle of S = Qbar^T Q - diag(c) (c only for s >= transient_q);
  *   other steps: Abar^T = Qbar^T;
- *   Ybar^T = Abar^T W, Qbar^T <- Ybar^T diag(phi').
+ *   Ybar^T = Abar^T W, Qbar^T <- leak Abar^T + Ybar^T diag(phi').
  * Y^T[s] = Q_in^T[s] diag(phi'[s]) is recomputed (Q_in = QT[s-1], or Q0 at s = 0);
  * dW = sum_s Abar[s] Y[s]^T, one gemm per TANGENT_CHUNK steps; when yq != NULL,
  * yq[s] = sum_j Ybar^T[s][j] * Y^T[s][j] (the tanh second-order term).
  * W [R,N,N]; Dq [R,Tq,N]; Q0T [R,k,N]; QT [R,Tq,k,N]; RT [R,Tq,k,k]; c [R,k];
  * QbarT [R,k,N] in: gradient of the last Q (zeros), out: gradient of Q0^T;
  * dW [R,N,N] out; yq [R,Tq,N] out or NULL; work: 2*TANGENT_CHUNK*k*N + k*N + 2*k*k. */
-EXPORT void FN(tangent_bwd)(int R, int Tq, int N, int k, int transient_q, const REAL *W,
+EXPORT void FN(tangent_bwd)(int R, int Tq, int N, int k, int transient_q, double leak, const REAL *W,
                             const REAL *Dq, const REAL *Q0T, const REAL *QT, const REAL *RT,
                             const unsigned char *flags, const REAL *c, REAL *QbarT, REAL *dW,
                             REAL *yq, REAL *work) {
     const long kN = (long)k * N, kk = (long)k * k;
+    const REAL a = (REAL)leak;
     REAL *AbarC = work, *YC = work + (long)TANGENT_CHUNK * kN, *ybT = YC + (long)TANGENT_CHUNK * kN;
     REAL *S = ybT + kN, *C = S + kk;
     for (int r = 0; r < R; r++) {
@@ -448,6 +464,10 @@ EXPORT void FN(tangent_bwd)(int R, int Tq, int N, int k, int transient_q, const 
                 }
             }
             FN(scale_cols)(k, N, ybT, d, qbT);
+            if (a != 0) {
+#pragma omp simd
+                for (long i = 0; i < kN; i++) qbT[i] += a * abT[i];
+            }
             /* dW += sum over the chunk of Abar[s] Y[s]^T = AbarC^T YC over its fill*k rows */
             if (++fill == TANGENT_CHUNK || s == 0) {
                 FN(mm)('T', 'N', N, N, fill * k, 1, AbarC, N, YC, N, flushed ? 1 : 0, dWr, N);
