@@ -54,9 +54,10 @@ def figure_map(study: str | None = None, results: str | Path = "results") -> lis
         if study is not None and mod.STUDY != study:
             continue
         png = output_paths(results, name, mod)[0]
+        claim_panels = getattr(mod, "CLAIM_PANELS", {})  # ids without a panel letter (LR1) name theirs here
         for letter, what in mod.PANELS.items():
-            ids = [c for c in mod.CLAIMS if _panel(c) == letter]
-            label = getattr(mod, "LABEL", f"Fig {_fig_number(name)}")  # e.g. "Table 1"
+            ids = [c for c in mod.CLAIMS if claim_panels.get(c, _panel(c)) == letter]
+            label = getattr(mod, "LABEL", f"Fig {_fig_number(name)}" if mod.STUDY == "flossing" else f"{name} ")
             out.append(f"| {label}{letter} | {what} | {', '.join(mod.EXPERIMENTS)} | "
                        f"`{mod.__name__.replace('.', '/')}.py` | `{png.parent}/` | {', '.join(ids) or '-'} |")
     return out

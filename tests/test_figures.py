@@ -256,11 +256,18 @@ def test_figure_modules_declare_what_they_own():
         assert mod.METRICS is None or (isinstance(mod.METRICS, tuple) and mod.METRICS), name
         if mod.STUDY == "lowrank":  # the low-rank study numbers its claims LR1..LR7 (SPEC-lowrank)
             assert all(re.fullmatch(r"LR\d", cid) and text for cid, text in mod.CLAIMS.items()), name
+            assert set(mod.CLAIM_PANELS) == set(mod.CLAIMS) and set(mod.CLAIM_PANELS.values()) <= set(mod.PANELS), name
             continue
         num = getattr(mod, "CLAIM_PREFIX", name.removeprefix("fig"))  # table1: T1A..
         for cid, text in mod.CLAIMS.items():
             assert cid.startswith(num) and cid[len(num)] in mod.PANELS and text, (name, cid)
     assert not hasattr(sys.modules["flossrepro.figures"], "FIGURES")
+    # the report's figure map names every claim on its panel, the low-rank ones included
+    from flossrepro.report import figure_map
+    fmap = "\n".join(figure_map())
+    for mod in discover().values():
+        for cid in mod.CLAIMS:
+            assert re.search(rf"\| (?:[^|\n]*, )?{re.escape(cid)}(?:, [^|\n]*)? \|$", fmap, re.M), cid
     assert {"test_accuracy", "lyap_after_floss[1]"} <= metrics_needed("fig4")
     assert metrics_needed("fig1") == {"floss_lambda_1@10", "floss_loss@10", "lyap_before_floss", "lyap_after_floss"}
     assert metrics_needed("no_such_experiment") == set()

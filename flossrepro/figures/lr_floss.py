@@ -36,6 +36,7 @@ PANELS = {"A": "effective rank of dW per flossing schedule", "B": "singular valu
 METRICS = _METRICS + ("test_accuracy",)
 SCHED = ("none", "pre", "during")
 
+CLAIM_PANELS = {"LR7": "A"}  # the panel each claim is read from (report's figure map)
 CLAIMS = {"LR7": "open question, does flossing raise the rank of dW? Tested as: the median effective rank of dW with "
                  "preflossing and with flossing during training exceeds that without flossing, on every task and g "
                  "(not reproduced: lower; inconclusive: no difference resolved)"}

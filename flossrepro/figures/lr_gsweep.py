@@ -33,6 +33,7 @@ TASKS = ("flipflop", "mante", "romo")
 COLORS = {"flipflop": "#1f77b4", "mante": "#ff7f0e", "romo": "#2ca02c"}
 SHUFFLE_HIGH = 0.5
 
+CLAIM_PANELS = {"LR2": "A", "LR3": "C"}  # the panel each claim is read from (report's figure map)
 CLAIMS = {"LR2": "convergence time is U-shaped in g: its median at the g nearest 1 is below the medians at g = 0 "
                  "and at the largest g, on every task",
           "LR3": f"the loss after shuffling W0 is high: median > {SHUFFLE_HIGH} L0 at the g nearest 1 and at the "

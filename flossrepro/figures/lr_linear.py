@@ -38,12 +38,13 @@ METRICS = _METRICS
 REL_TOL = 0.2
 ZHAT = "task.target_amp"
 
+CLAIM_PANELS = {"LR5": "D"}  # the panel each claim is read from (report's figure map)
 CLAIMS = {"LR5": f"linear networks: convergence time ~ (1 - g^2)^2, ||dW|| ~ (1 - g^2), loss after shuffle = "
                  f"g^4 (2 - g^2)^2 L0, each within {REL_TOL:.0%} relative error at every g > 0 and zhat"}
 
 THEORY = {"conv": lambda g: (1 - g ** 2) ** 2, "dW_norm": lambda g: 1 - g ** 2,
           "shuffle_rel": lambda g: g ** 4 * (2 - g ** 2) ** 2}
-LABEL = {"conv": "convergence time", "dW_norm": "||dW||", "shuffle_rel": "loss after shuffle"}
+RELATION_NAMES = {"conv": "convergence time", "dW_norm": "||dW||", "shuffle_rel": "loss after shuffle"}
 
 
 def _table(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -101,7 +102,7 @@ def plot(metrics: pd.DataFrame) -> Figure:
         grid = np.linspace(0, max(values(t, "init.g")), 100)
         for ax, rel, letter in zip(axes[0], ("conv", "dW_norm", "shuffle_rel"), "ABC"):
             col = "t_conv" if rel == "conv" else rel
-            ax.set_title(f"{letter}  {LABEL[rel]}", loc="left")
+            ax.set_title(f"{letter}  {RELATION_NAMES[rel]}", loc="left")
             ax.set_xlabel("g")
             ax.set_ylabel({"conv": "lr x convergence epoch", "dW_norm": "||dW||_F",
                            "shuffle_rel": "loss after shuffle / L0"}[rel])
@@ -121,7 +122,7 @@ def plot(metrics: pd.DataFrame) -> Figure:
                 s = e[(e["relation"] == rel) & (e["zhat"] == z)] if len(e) else e
                 if len(s):
                     ax.plot(s["g"], s["rel_error"], mk + "-", color=cols[z], ms=3, lw=0.8,
-                            label=f"{LABEL[rel]}, zhat={z:g}")
+                            label=f"{RELATION_NAMES[rel]}, zhat={z:g}")
         for y in (REL_TOL, -REL_TOL):
             ax.axhline(y, color="black", ls="--", lw=0.8)
         ax.axhline(0, color="black", lw=0.5)
@@ -151,7 +152,7 @@ def claims(metrics: pd.DataFrame) -> list[Claim]:
         pre = f"{scale}: " if scale else ""
         for (z, gv), grp in e.groupby(["zhat", "g"]):
             c.groups.append(Group(f"{pre}zhat={z:g}, g={gv:g}", [
-                part_from_reps(f"|{LABEL[r.relation]} sim/theory - 1|", abs(r.rel_error), r.reps, "<", REL_TOL, r.nets)
+                part_from_reps(f"|{RELATION_NAMES[r.relation]} sim/theory - 1|", abs(r.rel_error), r.reps, "<", REL_TOL, r.nets)
                 for r in grp.itertuples()]))
         show = e.drop(columns=["reps", "nets"]) if len(e) else e
         n_hidden = ", ".join(f"{v:g}" for v in values(t, "arch.n_hidden")) if "arch.n_hidden" in t else "?"

@@ -31,6 +31,7 @@ METRICS = _METRICS
 SLOPE_MAX = 0.25
 RANK_GROWTH_MAX = 2.0
 
+CLAIM_PANELS = {"LR4": "C"}  # the panel each claim is read from (report's figure map)
 CLAIMS = {"LR4": f"||dW|| and the functional rank do not grow with N while ||W0|| grows as sqrt(N): per g > 0 the "
                  f"log-log slope of ||dW|| vs N is < {SLOPE_MAX}, that of ||dW|| / ||W0|| is < 0, and the median "
                  f"functional rank grows by <= {RANK_GROWTH_MAX:g} from the smallest to the largest N"}

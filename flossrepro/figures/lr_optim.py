@@ -35,6 +35,7 @@ OPTS = ("adam", "sgd", "sgdm")
 OPT_LABEL = {"adam": "Adam", "sgd": "SGD", "sgdm": "SGD + momentum"}
 OPT_COLOR = {"adam": "#1f77b4", "sgd": "#d62728", "sgdm": "#2ca02c"}
 
+CLAIM_PANELS = {"LR6": "A"}  # the panel each claim is read from (report's figure map)
 CLAIMS = {"LR6": "open question, does the optimiser change the rank of dW? Tested as: the median effective rank of "
                  "dW under SGD (with and without momentum) exceeds that under Adam, at every g (not reproduced: "
                  "lower; inconclusive: no difference resolved)"}

@@ -37,6 +37,7 @@ RANK_MAX_CLAIM = 6         # the reviewers' "rank <= 6 at N = 256"
 OUTLIERS_MAX = 6           # eigenvalues of W outside W0's bulk
 BULK_MARGIN = 0.1
 
+CLAIM_PANELS = {"LR1": "C"}  # the panel each claim is read from (report's figure map)
 CLAIMS = {"LR1": f"dW has low functional rank on all three tasks (median <= {RANK_MAX_CLAIM} among networks that "
                  f"solve the task) while W keeps the random bulk of W0 plus few outliers (median <= {OUTLIERS_MAX} "
                  f"eigenvalues of W beyond W0's spectral radius + {BULK_MARGIN})"}
