@@ -1,6 +1,7 @@
 """The core's float32 peak for ``make bench``: the best single-thread rate of what is available.
 
-Candidates (GFLOP/s, one thread, float32, each the median of a few timed calls):
+Candidates (GFLOP/s, one thread, float32, each the best of a few timed calls: load from other
+processes only slows a call down, and a median would lower the peak on a busy machine):
 
 - ``torch_blas``: a 1024^3 ``torch`` matmul (:func:`flossrepro.bench.matmul_gflops`, PyTorch's BLAS);
 - ``numpy_blas``: ``numpy.matmul`` of two 1024 x 1024 float32 arrays, numpy's own BLAS (OpenBLAS in
