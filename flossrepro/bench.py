@@ -607,7 +607,8 @@ def environment(threads: int) -> dict:
         "threads": torch.get_num_threads(), "threads_requested": threads,
         "machine": {"cpu_model": _cpu_model(), "processor": platform.processor(),
                     "platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "isa": _peak.cpu_isa(), "loadavg_at_start": _loadavg()},
+                    "isa": _peak.cpu_isa(), "loadavg_at_start": _loadavg(),
+                    "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None},
         "blas": "mkl" if torch.backends.mkl.is_available() else "other",
         "device": str(DEVICE),
         "gpu": torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else None,
@@ -912,7 +913,9 @@ def format_report(res: dict) -> str:
              f"load {m['loadavg_at_start']} -> {m.get('loadavg_at_end')})")
     L.append(f"device {res.get('device', 'cpu')}{' (' + res['gpu'] + ')' if res.get('gpu') else ''}; "
              f"native kernels: {res.get('native', 'n/a')}")
+    aff = m.get("cpu_affinity")
     L.append(f"CPU {m['cpu_model']}; ISA {m.get('isa', 'unknown')}"
+             + (f"; pinned to CPU {aff[0]}" if aff and len(aff) == 1 and (m.get("cpu_count") or 1) > 1 else "")
              + (f"; native kernels' ISA: {res['native_isa']}" if res.get("native_isa") else ""))
     if "peak_gflops" in res:
         L.append(f"fp32 peak, 1 thread: {res['peak_gflops']:.1f} GFLOP/s ({res['peak_source']}), the best of: "
@@ -1056,6 +1059,26 @@ def _gemm_lines(res: dict) -> list[str]:
     return L
 
 
+def pin_to_one_cpu() -> int | None:
+    """Pin this thread, and so every thread and subprocess started after it, to one CPU (the
+    highest-numbered one allowed); returns it, or ``None`` where affinity cannot be set.
+
+    Single-thread numbers then use one core in the strict sense, whatever a library does with
+    threads: XLA runs a jitted computation on its own worker thread, and on a loaded machine
+    the hand-offs between that thread and the caller, spinning on two cores, made the JAX
+    peer's epochs bimodal (flossing T_f=55: ~12 ms or ~500 ms, median of 30 epochs 20-490 ms
+    from run to run; pinned: 10.7 ms, p90 12-14 ms). Call it before jax creates its threads
+    (its backend starts on first use)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    try:
+        cpu = max(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpu})
+        return cpu
+    except OSError:
+        return None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m flossrepro.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
@@ -1068,9 +1091,13 @@ def main(argv=None) -> int:
                          "PyTorch path; no targets); the default --out becomes results/bench_cuda.json")
     ap.add_argument("--gated", action="store_true",
                     help="only the LSTM/GRU vs tanh section (default --out results/bench_gated.json)")
+    ap.add_argument("--no-pin", dest="pin", action="store_false",
+                    help="do not pin the process to one CPU (default with --threads 1 on CPU: pinned)")
     args = ap.parse_args(argv)
     global DEVICE
     DEVICE = torch.device(args.device)
+    if args.pin and DEVICE.type == "cpu" and args.threads == 1:
+        pin_to_one_cpu()
     native.tune_allocator()  # as the training job does
     if DEVICE.type == "cuda" and not torch.cuda.is_available():
         print("flossrepro.bench: error: --device cuda but CUDA is not available here; use --device cpu", file=sys.stderr)
