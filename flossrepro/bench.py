@@ -1,7 +1,7 @@
 """Per-core cost of training and flossing epochs: ``python -m flossrepro.bench [--quick]``.
 
-Everything runs on one CPU thread (``torch.set_num_threads(1)``) in float32 (``--device cuda``:
-the same epochs on a GPU). Times are medians
+Everything runs on one CPU thread (``torch.set_num_threads(1)``; the process pinned to one CPU,
+:func:`pin_to_one_cpu`, unless ``--no-pin``) in float32 (``--device cuda``: the same epochs on a GPU). Times are medians
 over repeated epochs after warm-up; competing variants (engine vs eager) are timed
 round-robin, so that load from other processes hits them alike, and their ratio is the
 median of the per-round ratios. Each timed epoch directly follows an untimed epoch of the
@@ -657,7 +657,8 @@ def run_benchmark(quick: bool = False, threads: int = 1, log=print) -> dict:
     jax_fns = {}
     if jx is None:
         from . import bench_jax
-        res["jax"] = {"installed": False, "error": bench_jax.IMPORT_ERROR if DEVICE.type == "cpu" else "CPU only"}
+        # on a GPU the peer is not run (the JAX epochs are CPU, single-thread comparisons)
+        res["jax"] = {"installed": False, "error": bench_jax.IMPORT_ERROR} if DEVICE.type == "cpu" else None
         res["jax_grad_check"] = None
     else:
         res["jax"] = {"installed": True, "version": jx.version(), "xla_flags": os.environ.get("XLA_FLAGS"),
@@ -895,7 +896,7 @@ def peak_and_peer_targets(res: dict) -> dict:
         fr = [r["native_fraction_of_peak"] for r in g]
         rows["native GEMMs at engine shapes >= %.0f%% of peak (min)" % (100 * T_["native_gemm_fraction_of_peak"])] = (
             None if None in fr else 100 * min(fr), 100 * T_["native_gemm_fraction_of_peak"], ">=", "a shape failed")
-    jax_note = "jax not installed" if not res.get("jax", {}).get("installed") else "not measured"
+    jax_note = "jax not installed" if not (res.get("jax") or {}).get("installed") else "not measured"
     rows["JAX / engine >= %.1f train" % T_["jax_over_engine_train"]] = (
         res.get("jax_train_ratio"), T_["jax_over_engine_train"], ">=", jax_note)
     rows["JAX / engine >= %.0f floss (T_f=300)" % T_["jax_over_engine_floss"]] = (

@@ -114,3 +114,15 @@ def test_cpu_isa_from_flags():
 def test_report_without_the_jax_peer():
     lines = bench._peer_lines({"jax": {"installed": False, "error": "ModuleNotFoundError: No module named 'jax'"}})
     assert "not installed" in lines[0] and "[peers]" in lines[0]
+
+
+def test_pin_to_one_cpu_in_a_subprocess():
+    import os
+    import subprocess
+    import sys
+    if not hasattr(os, "sched_setaffinity"):
+        return
+    code = ("import os; from flossrepro import bench; c = bench.pin_to_one_cpu(); "
+            "print(c, sorted(os.sched_getaffinity(0)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout.split()
+    assert out[1:] == [f"[{out[0]}]"]
