@@ -116,11 +116,11 @@ TARGETS = {
 
 # the GEMMs of the engine's loops (label, M, N, K, op(A), op(B)): C[M,N] = op(A)[M,K] op(B)[K,N]
 GEMM_SHAPES = (
-    ("train step  H W^T        16x80 . 80x80", 16, 80, 80, "N", "N"),
-    ("train bwd   G W          16x80 . 80x80", 16, 80, 80, "N", "T"),
-    ("train bwd   dW = G^T P   80x16 . 16x80", 80, 80, 16, "T", "N"),
-    ("tangent     W (D Q)      80x80 . 80x75", 80, 75, 80, "N", "N"),
-    ("tangent bwd W^T Abar     80x80 . 80x75", 80, 75, 80, "T", "N"),
+    ("train step  H W^T         16x80 . 80x80", 16, 80, 80, "N", "N"),
+    ("train bwd   G W           16x80 . 80x80", 16, 80, 80, "N", "T"),
+    ("train bwd   dW = G^T P    80x16 . 16x80", 80, 80, 16, "T", "N"),
+    ("tangent     W (D Q)       80x80 . 80x75", 80, 75, 80, "N", "N"),
+    ("tangent bwd W^T Abar      80x80 . 80x75", 80, 75, 80, "T", "N"),
     ("tangent bwd dW = Abar Y^T 80x75 . 75x80", 80, 80, 75, "N", "T"),
 )
 
@@ -1050,11 +1050,12 @@ def _gemm_lines(res: dict) -> list[str]:
         return []
     f = lambda v: f"{'n/a':>8s}" if v is None else f"{v:8.1f}"  # noqa: E731
     pc = lambda v: f"{'n/a':>6s}" if v is None else f"{100 * v:5.1f}%"  # noqa: E731
+    w = max(len(r["label"]) for r in rows)
     L = ["GEMMs at the engine's shapes (1 thread, float32; native: its own GEMM timed in C; torch: torch.mm in a loop)",
-         f"{'C[M,N] = op(A) op(B)':40s} {'M':>3s} {'N':>3s} {'K':>3s} {'op':>3s} {'native':>8s} {'%peak':>6s} "
+         f"{'C[M,N] = op(A) op(B)':{w}s} {'M':>3s} {'N':>3s} {'K':>3s} {'op':>3s} {'native':>8s} {'%peak':>6s} "
          f"{'torch':>8s} {'%peak':>6s}"]
     for r in rows:
-        L.append(f"{r['label']:40s} {r['M']:3d} {r['N']:3d} {r['K']:3d} {r['ta'] + r['tb']:>3s} {f(r['native_gflops'])} "
+        L.append(f"{r['label']:{w}s} {r['M']:3d} {r['N']:3d} {r['K']:3d} {r['ta'] + r['tb']:>3s} {f(r['native_gflops'])} "
                  f"{pc(r['native_fraction_of_peak'])} {f(r['torch_gflops'])} {pc(r['torch_fraction_of_peak'])}")
     L.append("")
     return L
