@@ -1,7 +1,7 @@
 """Per-core cost of training and flossing epochs: ``python -m flossrepro.bench [--quick]``.
 
-Everything runs on one CPU thread (``torch.set_num_threads(1)``) in float32 (``--device cuda``:
-the same epochs on a GPU). Times are medians
+Everything runs on one CPU thread (``torch.set_num_threads(1)``; the process pinned to one CPU,
+:func:`pin_to_one_cpu`, unless ``--no-pin``) in float32 (``--device cuda``: the same epochs on a GPU). Times are medians
 over repeated epochs after warm-up; competing variants (engine vs eager) are timed
 round-robin, so that load from other processes hits them alike, and their ratio is the
 median of the per-round ratios. Each timed epoch directly follows an untimed epoch of the
@@ -29,6 +29,14 @@ Measured (``R`` ensemble members; times per member where ``R > 1``):
   the engine uses: the native kernel's, else ``torch.linalg.qr``), timed round-robin with
   it: the QR share of the epoch.
 - single-thread matmul rate (1024^3 float32) and the small ``[80,80]x[80,75]`` matmul rate.
+- the core's float32 peak (:mod:`flossrepro.peak`): the best single-thread rate among PyTorch's
+  BLAS (the matmul above), numpy's BLAS, XLA (when jax is installed) and the native kernels'
+  FMA loop (``native.fma_peak_gflops`` where it exists); every epoch's GFLOP/s as a fraction of it.
+- where the native kernels time their own GEMM (``native.gemm_gflops``): that GEMM and
+  ``torch.mm`` at the engine's shapes (:data:`GEMM_SHAPES`), against the peak.
+- the JAX peer (:mod:`flossrepro.bench_jax`, optional extra ``peers``): the same training and
+  flossing epochs in JAX (``lax.scan``, ``jit``, optax), timed round-robin with the engine's, its
+  gradients first checked against the engine's in float64.
 - LSTM and GRU flossing and training epochs next to the tanh network (:func:`gated_section`:
   Fig 6's shape N = 32, k = 1, T_f = 300; k = 32, T_f = 55; training B = 16, T = 300), with
   time ratios and time per FLOP relative to tanh (:func:`gated_floss_flops`).
@@ -74,6 +82,7 @@ from torch import Tensor, nn
 
 from . import lyapunov as _lyap
 from . import native
+from . import peak as _peak
 from .flossing import floss_step, flossing_parameters
 from .job import adam
 from .steps import train_step
@@ -99,7 +108,21 @@ TARGETS = {
     "train_epoch_ms": 6.5, "train_speedup_vs_eager": 3.5, "train_epoch_ms_goal": 3.6,
     "floss_epoch_ms": 70.0, "floss_speedup_vs_eager": 1.6, "floss_epoch_ms_goal": 36.0,
     "floss_epoch_ms_paper": 74.0,
+    # fractions of the core's fp32 peak (peak_gflops) and the JAX peer's time over the engine's
+    "train_fraction_of_peak_goal": 0.40, "floss_fraction_of_peak_goal": 0.50,
+    "native_gemm_fraction_of_peak": 0.70,
+    "jax_over_engine_train": 1.3, "jax_over_engine_floss": 2.0,
 }
+
+# the GEMMs of the engine's loops (label, M, N, K, op(A), op(B)): C[M,N] = op(A)[M,K] op(B)[K,N]
+GEMM_SHAPES = (
+    ("train step  H W^T         16x80 . 80x80", 16, 80, 80, "N", "N"),
+    ("train bwd   G W           16x80 . 80x80", 16, 80, 80, "N", "T"),
+    ("train bwd   dW = G^T P    80x16 . 16x80", 80, 80, 16, "T", "N"),
+    ("tangent     W (D Q)       80x80 . 80x75", 80, 75, 80, "N", "N"),
+    ("tangent bwd W^T Abar      80x80 . 80x75", 80, 75, 80, "T", "N"),
+    ("tangent bwd dW = Abar Y^T 80x75 . 75x80", 80, 80, 75, "N", "T"),
+)
 
 
 # ---------------------------------------------------------------------------- FLOP model
@@ -341,6 +364,12 @@ def time_round_robin(fns: dict, warmup: int, repeats: int, budget_s: float, lead
 
 
 def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
+    """GFLOP/s of an ``n^3`` float32 ``torch`` matmul, median of ``repeats`` calls."""
+    return matmul_rates(n, repeats)["gflops"]
+
+
+def matmul_rates(n: int = 1024, repeats: int = 5) -> dict:
+    """``{"gflops": median, "best_gflops": best}`` of ``repeats`` ``n^3`` float32 ``torch`` matmuls."""
     a, b = torch.randn(n, n, device=DEVICE), torch.randn(n, n, device=DEVICE)
     a @ b
     _sync()
@@ -350,7 +379,8 @@ def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
         a @ b
         _sync()
         ts.append(time.perf_counter() - t0)
-    return 2.0 * n ** 3 / sorted(ts)[len(ts) // 2] / 1e9
+    ts.sort()
+    return {"gflops": 2.0 * n ** 3 / ts[len(ts) // 2] / 1e9, "best_gflops": 2.0 * n ** 3 / ts[0] / 1e9}
 
 
 def small_bmm_gflops(R: int = 1, N: int = 80, k: int = 75, repeats: int = 7, inner: int = 200) -> float:
@@ -407,6 +437,107 @@ def qr_calls(n_calls: int = 290, n: int = 80, k: int = 75):
     return run, "torch.linalg.qr"
 
 
+def torch_mm_gflops(M: int, N: int, K: int, ta: str = "N", tb: str = "N", repeats: int = 7,
+                    inner: int = 500) -> float:
+    """GFLOP/s of ``torch.mm`` (into a preallocated output) for ``C[M,N] = op(A) op(B)``, ``op`` the
+    identity (``"N"``) or the transpose (``"T"``, of a stored ``[K, M]`` / ``[N, K]`` matrix)."""
+    A = torch.randn(M, K, device=DEVICE) if ta == "N" else torch.randn(K, M, device=DEVICE).t()
+    B = torch.randn(K, N, device=DEVICE) if tb == "N" else torch.randn(N, K, device=DEVICE).t()
+    C = torch.empty(M, N, device=DEVICE)
+    torch.mm(A, B, out=C)
+    _sync()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            torch.mm(A, B, out=C)
+        _sync()
+        ts.append((time.perf_counter() - t0) / inner)
+    return 2.0 * M * N * K / sorted(ts)[len(ts) // 2] / 1e9
+
+
+def gemm_shapes(peak: float, quick: bool = False) -> list | None:
+    """The native kernels' own GEMM (``native.gemm_gflops(M, N, K, ta, tb)``, timed in C) and
+    ``torch.mm`` at the engine's shapes (:data:`GEMM_SHAPES`) with their fractions of ``peak``;
+    ``None`` when the native module has no ``gemm_gflops``."""
+    gemm = getattr(native, "gemm_gflops", None)
+    if gemm is None or DEVICE.type != "cpu":
+        return None
+    rows = []
+    for label, M, N, K, ta, tb in GEMM_SHAPES:
+        try:
+            g = gemm(M, N, K, ta, tb)
+            g = float(g) if g is not None else None
+        except Exception as e:  # noqa: BLE001 - a kernel that cannot run here is reported, not fatal
+            g, err = None, f"{type(e).__name__}: {e}"
+        else:
+            err = None
+        t = torch_mm_gflops(M, N, K, ta, tb, 3 if quick else 7)
+        rows.append({"label": label, "M": M, "N": N, "K": K, "ta": ta, "tb": tb, "native_gflops": g,
+                     "torch_gflops": t, "native_fraction_of_peak": g / peak if g else None,
+                     "torch_fraction_of_peak": t / peak, **({"native_error": err} if err else {})})
+    return rows
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: sys.modules[module] is None (import blocked)
+        return False
+
+
+def peak_section(torch_gflops: float, log=print) -> dict:
+    """The core's float32 peak (:mod:`flossrepro.peak`): every candidate with its source, the
+    largest as ``peak_gflops`` / ``peak_source``; ``torch_gflops`` is the torch matmul's best rate.
+    Each candidate is the best of a few timed calls (load only slows a call down: a median
+    would lower the peak on a busy machine and flatter the fractions). On a GPU only the large
+    matmul counts."""
+    cands = {"torch_blas": torch_gflops}
+    info = {"torch_blas": {"gflops": torch_gflops, "library": f"torch {torch.__version__}"
+                           + (" (MKL)" if torch.backends.mkl.is_available() else "")}}
+    if DEVICE.type == "cpu":
+        info["numpy_blas"] = _peak.measure_subprocess("numpy")
+        info["xla"] = (_peak.measure_subprocess("xla") if _installed("jax")
+                       else {"gflops": None, "error": "jax not installed"})
+        fma = getattr(native, "fma_peak_gflops", None)
+        if fma is None:
+            info["native_fma"] = {"gflops": None, "error": "native.fma_peak_gflops not in this version"}
+        else:
+            try:
+                v = fma()
+                info["native_fma"] = {"gflops": None if v is None else float(v), "library": "flossrepro.native",
+                                      **({"error": "native kernels not built"} if v is None else {})}
+            except Exception as e:  # noqa: BLE001
+                info["native_fma"] = {"gflops": None, "error": f"{type(e).__name__}: {e}"}
+        for k in ("numpy_blas", "xla"):
+            cands[k] = info[k].get("best_gflops")
+        cands["native_fma"] = info["native_fma"].get("gflops")
+    peak, src = _peak.choose_peak(cands, {k: v.get("cpu_over_wall") for k, v in info.items()})
+    if peak is None:  # cannot happen while the torch matmul ran; keep the report going
+        peak, src = torch_gflops, "torch_blas"
+    log("fp32 peak, 1 thread: " + ", ".join(f"{k} {'n/a' if v is None else f'{v:.1f}'}" for k, v in cands.items())
+        + f" GFLOP/s -> {peak:.1f} ({src})")
+    return {"peak_candidates_gflops": cands, "peak_candidates": info, "peak_gflops": peak, "peak_source": src}
+
+
+def jax_peer():
+    """:mod:`flossrepro.bench_jax` when jax and optax are installed (and on CPU), else ``None``."""
+    if DEVICE.type != "cpu":
+        return None
+    from . import bench_jax
+    return bench_jax if bench_jax.available() else None
+
+
+def process_cpu_over_wall(fn, n: int = 3) -> float:
+    """The process's CPU time over wall time during ``n`` calls of ``fn`` (every thread counts:
+    above 1 means more than one core was busy)."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.process_time() - c0) / (time.perf_counter() - t0)
+
+
 def fit_exponent(xs, ys) -> float:
     lx = [math.log(x) for x in xs]
     ly = [math.log(y) for y in ys]
@@ -461,17 +592,28 @@ def _loadavg():
     return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
+def _native_isa() -> str | None:
+    """``native.isa()`` where the native module has it (the instruction set its kernels use)."""
+    f = getattr(native, "isa", None)
+    try:
+        return None if f is None else f()
+    except Exception as e:  # noqa: BLE001
+        return f"{type(e).__name__}: {e}"
+
+
 def environment(threads: int) -> dict:
     return {
         "torch_version": torch.__version__, "python": sys.version.split()[0],
         "threads": torch.get_num_threads(), "threads_requested": threads,
         "machine": {"cpu_model": _cpu_model(), "processor": platform.processor(),
                     "platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "loadavg_at_start": _loadavg()},
+                    "isa": _peak.cpu_isa(), "loadavg_at_start": _loadavg(),
+                    "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None},
         "blas": "mkl" if torch.backends.mkl.is_available() else "other",
         "device": str(DEVICE),
         "gpu": torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else None,
         "native": native.status() if DEVICE.type == "cpu" else "not used on " + DEVICE.type,
+        "native_isa": _native_isa(),
         "dtype": "float32",
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": _git_commit(),
@@ -495,7 +637,8 @@ def run_benchmark(quick: bool = False, threads: int = 1, log=print) -> dict:
         sections[name] = now - t_sec[0]
         t_sec[0] = now
 
-    res["matmul_gflops"] = matmul_gflops(1024 if DEVICE.type == "cpu" else 8192, 3 if quick else 7)
+    mm = matmul_rates(1024 if DEVICE.type == "cpu" else 8192, 3 if quick else 7)
+    res["matmul_gflops"], res["matmul_best_gflops"] = mm["gflops"], mm["best_gflops"]
     res["small_bmm_gflops_80x80x75"] = small_bmm_gflops()
     qr = qr_us()
     res["torch_qr_80x75_us"], res["torch_qr_80x75_min_us"] = qr["median_us"], qr["min_us"]
@@ -503,9 +646,36 @@ def run_benchmark(quick: bool = False, threads: int = 1, log=print) -> dict:
         f"bmm [80,80]x[80,75]: {res['small_bmm_gflops_80x80x75']:.1f} GFLOP/s; "
         f"torch.linalg.qr 80x75: {res['torch_qr_80x75_us']:.0f} us")
     section("startup_and_rates")
+    res.update(peak_section(res["matmul_best_gflops"], log))
+    section("peak")
     res["consistency"] = consistency()
     log("consistency (float32, T_f=55): " + ", ".join(f"{k} {v:.1e}" for k, v in res["consistency"].items()))
     section("consistency")
+
+    # -- the JAX peer: gradients against the engine's (float64), then its epochs compiled -----
+    jx = jax_peer()
+    jax_fns = {}
+    if jx is None:
+        from . import bench_jax
+        # on a GPU the peer is not run (the JAX epochs are CPU, single-thread comparisons)
+        res["jax"] = {"installed": False, "error": bench_jax.IMPORT_ERROR} if DEVICE.type == "cpu" else None
+        res["jax_grad_check"] = None
+    else:
+        res["jax"] = {"installed": True, "version": jx.version(), "xla_flags": os.environ.get("XLA_FLAGS"),
+                      "threads_limited_before_import": jx.THREADS_LIMITED}
+        try:
+            res["jax_grad_check"] = jx.grad_check(N, B, T, K, (T, 55))
+        except Exception as e:  # noqa: BLE001 - reported; the timings still run
+            res["jax_grad_check"] = {"error": f"{type(e).__name__}: {e}", "max_rel_diff": None}
+        log(f"JAX peer ({res['jax']['version']}): gradients vs engine, float64, max rel diff "
+            f"{res['jax_grad_check'].get('max_rel_diff')}")
+        jax_fns = {"train": jx.jax_train_epoch(N, B, T), "floss_T300": jx.jax_floss_epoch(N, K, T),
+                   "floss_T55": jx.jax_floss_epoch(N, K, 55)}
+        for f in jax_fns.values():  # jit compilation, outside the timings
+            f()
+        res["jax"]["cpu_over_wall"] = process_cpu_over_wall(jax_fns["floss_T55"], 5)
+        section("jax_check_and_compile")
+    peer = lambda name: {"jax": jax_fns[name]} if jax_fns else {}
 
     # -- single network vs eager vs ensemble (per member), round-robin ----------------
     # on CPU with the native kernels, the engine's pure-PyTorch path too (as on a machine
@@ -515,17 +685,17 @@ def run_benchmark(quick: bool = False, threads: int = 1, log=print) -> dict:
     extra = lambda f: {"engine_pytorch": _pytorch_path(f)} if with_torch_path else {}
     tr = time_round_robin({"engine": engine_train_epoch(1, N, B, T), "eager": eager_train_epoch(N, B, T),
                            "ensemble": engine_train_epoch(R, N, B, T),
-                           **extra(engine_train_epoch(1, N, B, T))}, W, REP, BUD)
+                           **extra(engine_train_epoch(1, N, B, T)), **peer("train")}, W, REP, BUD)
     section("train")
     # T_f = 55 first: it warms up the same code paths for the T_f = 300 group
     f55 = time_round_robin({"engine": engine_floss_epoch(1, N, K, 55), "eager": eager_floss_epoch(N, K, 55),
-                            "ensemble": engine_floss_epoch(R, N, K, 55)}, W, REP, BUD)
+                            "ensemble": engine_floss_epoch(R, N, K, 55), **peer("floss_T55")}, W, REP, BUD)
     section("floss_T55")
     n_qr = res["qr_per_floss_epoch"] = T - default_transients(T)[0]
     qr_run, res["qr_kind"] = qr_calls(n_qr, N, K)
     fl = time_round_robin({"engine": engine_floss_epoch(1, N, K, T), "eager": eager_floss_epoch(N, K, T),
                            "ensemble": engine_floss_epoch(R, N, K, T), "qr_only": qr_run,
-                           **extra(engine_floss_epoch(1, N, K, T))},
+                           **extra(engine_floss_epoch(1, N, K, T)), **peer("floss_T300")},
                           0 if quick else 1, 2 if quick else 15, 2 * BUD + 4)
     section("floss_T300")
     res["timings"] = {"train": tr, "floss_T300": fl, "floss_T55": f55}
@@ -542,6 +712,9 @@ def run_benchmark(quick: bool = False, threads: int = 1, log=print) -> dict:
         "train": tr["eager"]["paired_ratio_to_engine"],
         "floss_T300": fl["eager"]["paired_ratio_to_engine"],
         "floss_T55": f55["eager"]["paired_ratio_to_engine"]}
+    # the JAX peer: its time over the engine's, median of the paired per-round ratios
+    for key, g in (("jax_train_ratio", tr), ("jax_floss_ratio", fl), ("jax_floss_ratio_tf55", f55)):
+        res[key] = g["jax"]["paired_ratio_to_engine"] if "jax" in g else None
     res["ensemble_members"] = R
     res["ensemble_train_epoch_ms_per_member"] = tr["ensemble"]["median_ms"] / R
     res["ensemble_floss_epoch_ms_per_member"] = fl["ensemble"]["median_ms"] / R
@@ -565,10 +738,18 @@ def run_benchmark(quick: bool = False, threads: int = 1, log=print) -> dict:
         "ensemble_train": gf(flops["train_epoch"], res["ensemble_train_epoch_ms_per_member"]),
         "ensemble_floss": gf(flops["floss_epoch"], res["ensemble_floss_epoch_ms_per_member"]),
     }
-    res["fraction_of_matmul_peak"] = {k: v / res["matmul_gflops"] for k, v in res["gflops_per_s"].items()}
-    # time at the measured large-matmul rate: the arithmetic limit of this core
-    res["arithmetic_limit_ms"] = {k: 1e3 * flops[f] / (res["matmul_gflops"] * 1e9)
+    for name, g, key in (("jax_train", tr, "train_epoch"), ("jax_floss", fl, "floss_epoch"),
+                         ("jax_floss_tf55", f55, "floss_epoch_tf55")):
+        if "jax" in g:
+            res["gflops_per_s"][name] = gf(flops[key], g["jax"]["median_ms"])
+    # against the core's peak (peak_section), and against the torch matmul as before
+    res["fraction_of_peak"] = {k: v / res["peak_gflops"] for k, v in res["gflops_per_s"].items()}
+    res["fraction_of_torch_matmul"] = {k: v / res["matmul_gflops"] for k, v in res["gflops_per_s"].items()}
+    # time at the peak rate: the arithmetic limit of this core
+    res["arithmetic_limit_ms"] = {k: 1e3 * flops[f] / (res["peak_gflops"] * 1e9)
                                   for k, f in (("train", "train_epoch"), ("floss", "floss_epoch"))}
+    res["gemm_shapes"] = gemm_shapes(res["peak_gflops"], quick)
+    section("gemm_shapes")
     # the epoch's QR calls alone, timed round-robin with the epochs
     res["qr_share_of_floss_epoch"] = fl["qr_only"]["paired_ratio_to_engine"]
 
@@ -670,6 +851,7 @@ def check_targets(res: dict) -> dict:
         "ensemble floss (T_f=55) per member / single <= 1": (res["ensemble_per_member_over_single"]["floss_T55"],
                                                             1.0, "<="),
     }
+    rows.update(peak_and_peer_targets(res))
     # the absolute limits scaled by this machine's speed relative to the anchor machine
     # (same-run eager epoch / the anchor's eager epoch); informational, not the targets
     fac = res["machine_factor_vs_anchor"]
@@ -677,9 +859,51 @@ def check_targets(res: dict) -> dict:
                          ("goal: train_epoch_ms", "train_epoch_ms", "train"), ("goal: floss_epoch_ms", "floss_epoch_ms", "floss")):
         lim = T_[key + ("_goal" if name.startswith("goal") else "")] * fac[f]
         rows[f"scaled to this core (x{fac[f]:.2f}): {name} <= {lim:.1f}"] = (res[key], lim, "<=")
-    ops = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b}
-    return {name: {"value": v, "limit": lim, "met": bool(ops[op](v, lim)), "scaled": name.startswith("scaled")}
-            for name, (v, lim, op) in rows.items()}
+    return _target_rows(rows)
+
+
+_OPS = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b}
+
+
+def _target_rows(rows: dict) -> dict:
+    """``name -> (value, limit, op[, note])`` as target entries; a ``None`` value (not measured
+    here) gives ``met: None`` and its note."""
+    out = {}
+    for name, (v, lim, op, *note) in rows.items():
+        out[name] = {"value": v, "limit": lim, "met": None if v is None else bool(_OPS[op](v, lim)),
+                     "scaled": name.startswith("scaled")}
+        if note and v is None:
+            out[name]["note"] = note[0]
+    return out
+
+
+def peak_and_peer_targets(res: dict) -> dict:
+    """The targets against the core's peak (values in percent of ``peak_gflops``) and the JAX
+    peer's (its time over the engine's): ``name -> (value or None, limit, op, note)``. The GEMM
+    row only where the native kernels time their GEMM (``gemm_shapes``)."""
+    T_, fp = TARGETS, res.get("fraction_of_peak", {})
+    pct = lambda k: 100 * fp[k] if k in fp else None  # noqa: E731
+    rows = {
+        "goal: train epoch >= %.0f%% of peak" % (100 * T_["train_fraction_of_peak_goal"]):
+            (pct("train"), 100 * T_["train_fraction_of_peak_goal"], ">=", "not measured"),
+        "goal: floss epoch (T_f=300) >= %.0f%% of peak" % (100 * T_["floss_fraction_of_peak_goal"]):
+            (pct("floss"), 100 * T_["floss_fraction_of_peak_goal"], ">=", "not measured"),
+        "goal: floss epoch (T_f=55) >= %.0f%% of peak" % (100 * T_["floss_fraction_of_peak_goal"]):
+            (pct("floss_tf55"), 100 * T_["floss_fraction_of_peak_goal"], ">=", "not measured"),
+    }
+    g = res.get("gemm_shapes")
+    if g:
+        fr = [r["native_fraction_of_peak"] for r in g]
+        rows["native GEMMs at engine shapes >= %.0f%% of peak (min)" % (100 * T_["native_gemm_fraction_of_peak"])] = (
+            None if None in fr else 100 * min(fr), 100 * T_["native_gemm_fraction_of_peak"], ">=", "a shape failed")
+    jax_note = "jax not installed" if not (res.get("jax") or {}).get("installed") else "not measured"
+    rows["JAX / engine >= %.1f train" % T_["jax_over_engine_train"]] = (
+        res.get("jax_train_ratio"), T_["jax_over_engine_train"], ">=", jax_note)
+    rows["JAX / engine >= %.0f floss (T_f=300)" % T_["jax_over_engine_floss"]] = (
+        res.get("jax_floss_ratio"), T_["jax_over_engine_floss"], ">=", jax_note)
+    rows["JAX / engine >= %.0f floss (T_f=55)" % T_["jax_over_engine_floss"]] = (
+        res.get("jax_floss_ratio_tf55"), T_["jax_over_engine_floss"], ">=", jax_note)
+    return rows
 
 
 def format_report(res: dict) -> str:
@@ -690,6 +914,14 @@ def format_report(res: dict) -> str:
              f"load {m['loadavg_at_start']} -> {m.get('loadavg_at_end')})")
     L.append(f"device {res.get('device', 'cpu')}{' (' + res['gpu'] + ')' if res.get('gpu') else ''}; "
              f"native kernels: {res.get('native', 'n/a')}")
+    aff = m.get("cpu_affinity")
+    L.append(f"CPU {m['cpu_model']}; ISA {m.get('isa', 'unknown')}"
+             + (f"; pinned to CPU {aff[0]}" if aff and len(aff) == 1 and (m.get("cpu_count") or 1) > 1 else "")
+             + (f"; native kernels' ISA: {res['native_isa']}" if res.get("native_isa") else ""))
+    if "peak_gflops" in res:
+        L.append(f"fp32 peak, 1 thread: {res['peak_gflops']:.1f} GFLOP/s ({res['peak_source']}), the best of: "
+                 + ", ".join(f"{k} {'n/a' if v is None else f'{v:.1f}'}"
+                             for k, v in res["peak_candidates_gflops"].items()))
     L.append(f"matmul {'1024' if res.get('device', 'cpu') == 'cpu' else '8192'}^3 fp32: {res['matmul_gflops']:.1f} GFLOP/s   "
              f"bmm 80x80x75: {res['small_bmm_gflops_80x80x75']:.1f} GFLOP/s   "
              f"torch.linalg.qr 80x75: {res['torch_qr_80x75_us']:.0f} us (best {res['torch_qr_80x75_min_us']:.0f})")
@@ -702,7 +934,7 @@ def format_report(res: dict) -> str:
     L.append(hdr)
     L.append("-" * len(hdr))
     tm = res["timings"]
-    pk = res["matmul_gflops"]
+    pk = res.get("peak_gflops", res["matmul_gflops"])
 
     def line(label, group, flops, per=1, eager=True, name="engine"):
         e = tm[group][name]
@@ -730,10 +962,12 @@ def format_report(res: dict) -> str:
     line(f"floss  R={Rm} ensemble T_f=300, per member", "floss_T300", F_["floss_epoch"], Rm, False, "ensemble")
     line(f"floss  R={Rm} ensemble T_f=55, per member", "floss_T55", F_["floss_epoch_tf55"], Rm, False, "ensemble")
     L.append("")
+    L.extend(_peer_lines(res))
+    L.extend(_gemm_lines(res))
     cpu = res.get("device", "cpu") == "cpu"
     al = res["arithmetic_limit_ms"]
     if cpu:
-        L.append(f"arithmetic limit at the measured matmul rate: train {al['train']:.2f} ms, floss {al['floss']:.1f} ms "
+        L.append(f"arithmetic limit at the peak rate: train {al['train']:.2f} ms, floss {al['floss']:.1f} ms "
                  f"-> engine at {res['train_epoch_ms'] / al['train']:.1f}x / {res['floss_epoch_ms'] / al['floss']:.1f}x of it")
     L.append(f"its {res['qr_per_floss_epoch']} QRs alone ({res['qr_kind']}, 80x75, timed with it): "
              f"{tm['floss_T300']['qr_only']['median_ms']:.1f} ms, {100 * res['qr_share_of_floss_epoch']:.0f}% "
@@ -747,7 +981,10 @@ def format_report(res: dict) -> str:
         L.append("targets (absolute ones: per core, unloaded machine; compare with the load above)")
     for name, t in res["target_check"].items():
         if not t.get("scaled"):
-            L.append(f"  {'met    ' if t['met'] else 'NOT met'}  {name:46s} measured {t['value']:8.2f}")
+            if t["value"] is None:
+                L.append(f"  {'n/a    '}  {name:46s} {t.get('note', 'not measured')}")
+            else:
+                L.append(f"  {'met    ' if t['met'] else 'NOT met'}  {name:46s} measured {t['value']:8.2f}")
     if any(t.get("scaled") for t in res["target_check"].values()):
         L.append("the absolute limits scaled by the eager factor above (informational, not the targets):")
     for name, t in res["target_check"].items():
@@ -783,6 +1020,67 @@ def format_report(res: dict) -> str:
     return "\n".join(L)
 
 
+def _peer_lines(res: dict) -> list[str]:
+    """The JAX peer's rows of the report (or that it is not installed)."""
+    j = res.get("jax")
+    if j is None:
+        return []
+    if not j.get("installed"):
+        return [f"JAX peer: not installed ({j.get('error')}; pip install -e '.[peers]')", ""]
+    tm, pk = res["timings"], res.get("peak_gflops", res["matmul_gflops"])
+    gc = res.get("jax_grad_check") or {}
+    L = [f"JAX peer ({j['version']}; float32, XLA on 1 thread: process CPU/wall {j['cpu_over_wall']:.2f}), "
+         f"timed round-robin with the engine rows above; gradients vs the engine in float64: max rel diff "
+         + (f"{gc['max_rel_diff']:.1e}" if gc.get("max_rel_diff") is not None else f"n/a ({gc.get('error')})"),
+         f"{'epoch (float32, 1 thread)':42s} {'JAX ms':>16s} {'JAX/eng':>8s} {'GFLOP/s':>8s} {'%peak':>6s}"]
+    for label, group, key, fl in (("train  N=80 B=16 T=300", "train", "jax_train_ratio", "train_epoch"),
+                                  ("floss  N=80 k=75 T_f=300", "floss_T300", "jax_floss_ratio", "floss_epoch"),
+                                  ("floss  N=80 k=75 T_f=55", "floss_T55", "jax_floss_ratio_tf55", "floss_epoch_tf55")):
+        e = tm[group]["jax"]
+        g = res["flops"][fl] / (e["median_ms"] * 1e-3) / 1e9
+        L.append(f"{label:42s} {e['median_ms']:8.1f} ({e['min_ms']:5.1f}) {res[key]:8.2f} {g:8.2f} {100 * g / pk:5.1f}%")
+    L.append("")
+    return L
+
+
+def _gemm_lines(res: dict) -> list[str]:
+    """The table of the native GEMM and torch.mm at the engine's shapes (where measured)."""
+    rows = res.get("gemm_shapes")
+    if not rows:
+        return []
+    f = lambda v: f"{'n/a':>8s}" if v is None else f"{v:8.1f}"  # noqa: E731
+    pc = lambda v: f"{'n/a':>6s}" if v is None else f"{100 * v:5.1f}%"  # noqa: E731
+    w = max(len(r["label"]) for r in rows)
+    L = ["GEMMs at the engine's shapes (1 thread, float32; native: its own GEMM timed in C; torch: torch.mm in a loop)",
+         f"{'C[M,N] = op(A) op(B)':{w}s} {'M':>3s} {'N':>3s} {'K':>3s} {'op':>3s} {'native':>8s} {'%peak':>6s} "
+         f"{'torch':>8s} {'%peak':>6s}"]
+    for r in rows:
+        L.append(f"{r['label']:{w}s} {r['M']:3d} {r['N']:3d} {r['K']:3d} {r['ta'] + r['tb']:>3s} {f(r['native_gflops'])} "
+                 f"{pc(r['native_fraction_of_peak'])} {f(r['torch_gflops'])} {pc(r['torch_fraction_of_peak'])}")
+    L.append("")
+    return L
+
+
+def pin_to_one_cpu() -> int | None:
+    """Pin this thread, and so every thread and subprocess started after it, to one CPU (the
+    highest-numbered one allowed); returns it, or ``None`` where affinity cannot be set.
+
+    Single-thread numbers then use one core in the strict sense, whatever a library does with
+    threads: XLA runs a jitted computation on its own worker thread, and on a loaded machine
+    the hand-offs between that thread and the caller, spinning on two cores, made the JAX
+    peer's epochs bimodal (flossing T_f=55: ~12 ms or ~500 ms, median of 30 epochs 20-490 ms
+    from run to run; pinned: 10.7 ms, p90 12-14 ms). Call it before jax creates its threads
+    (its backend starts on first use)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    try:
+        cpu = max(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpu})
+        return cpu
+    except OSError:
+        return None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m flossrepro.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
@@ -795,9 +1093,13 @@ def main(argv=None) -> int:
                          "PyTorch path; no targets); the default --out becomes results/bench_cuda.json")
     ap.add_argument("--gated", action="store_true",
                     help="only the LSTM/GRU vs tanh section (default --out results/bench_gated.json)")
+    ap.add_argument("--no-pin", dest="pin", action="store_false",
+                    help="do not pin the process to one CPU (default with --threads 1 on CPU: pinned)")
     args = ap.parse_args(argv)
     global DEVICE
     DEVICE = torch.device(args.device)
+    if args.pin and DEVICE.type == "cpu" and args.threads == 1:
+        pin_to_one_cpu()
     native.tune_allocator()  # as the training job does
     if DEVICE.type == "cuda" and not torch.cuda.is_available():
         print("flossrepro.bench: error: --device cuda but CUDA is not available here; use --device cpu", file=sys.stderr)
