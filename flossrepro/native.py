@@ -47,7 +47,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["available", "enabled", "status", "build", "load", "disabled", "tune_allocator", "gemm", "gemm_kind",
-           "gemm_kinds_supported", "sgemm", "gemm_gflops", "fma_peak_gflops", "isa", "run_states", "bptt", "rnn_io_fwd", "rnn_io_bwd", "qr",
+           "gemm_kinds_supported", "sgemm", "bmm", "gemm_gflops", "fma_peak_gflops", "isa", "run_states", "bptt", "rnn_io_fwd", "rnn_io_bwd", "qr",
            "tangent_fwd", "tangent_bwd", "tanh_f32", "NL_CODES", "KERNEL_ARGTYPES", "NativeArgumentError"]
 
 ABI_VERSION = 3
@@ -87,6 +87,8 @@ LIBRARY_SIGNATURES: dict[str, tuple[list, object]] = {
     "fr_set_gemm": ([_I], ctypes.c_int),
     "fr_gemm_kind": ([], ctypes.c_int),
     "fr_sgemm": ([ctypes.c_char, ctypes.c_char, _I, _I, _I, ctypes.c_float, _P, _I, _P, _I, ctypes.c_float, _P, _I], None),
+    "fr_sgemm_batched": ([_I, ctypes.c_char, ctypes.c_char, _I, _I, _I, ctypes.c_float, _P, _I, ctypes.c_long, _P, _I,
+                          ctypes.c_long, ctypes.c_float, _P, _I, ctypes.c_long], None),
     "fr_sgemm_repeat": ([_I, ctypes.c_char, ctypes.c_char, _I, _I, _I, _P, _I, _P, _I, _P, _I], None),
     "fr_fma_peak": ([ctypes.c_long, _P], ctypes.c_double),
 }
@@ -312,6 +314,25 @@ def sgemm(A: Tensor, B: Tensor, ta: str = "N", tb: str = "N", alpha: float = 1.0
         raise RuntimeError(f"flossrepro native kernels unavailable: {status()}")
     lib.fr_sgemm(ta.encode(), tb.encode(), M, N, K, alpha, _p(A), max(1, A.shape[1]), _p(B), max(1, B.shape[1]),
                  beta, _p(C), max(1, N))
+    return C
+
+
+def bmm(A: Tensor, B: Tensor, ta: str = "N", tb: str = "N") -> Tensor:
+    """``op(A[r]) op(B[r])`` for every member ``r`` (``A, B: [R, ., .]``; ``ta``/``tb`` = ``"T"``
+    transposes): through the native float32 GEMM for contiguous float32 CPU tensors (one C call),
+    otherwise ``torch.bmm`` (any dtype or device)."""
+    opA = A if ta == "N" else A.transpose(1, 2)
+    opB = B if tb == "N" else B.transpose(1, 2)
+    if (A.dtype != torch.float32 or not available(A, B) or not A.is_contiguous() or not B.is_contiguous()
+            or A.dim() != 3 or B.dim() != 3 or A.shape[0] != B.shape[0] or opA.shape[2] != opB.shape[1]):
+        return torch.bmm(opA, opB)
+    R, M, K = opA.shape
+    N = opB.shape[2]
+    if max(R, M, N, K, A[0].numel(), B[0].numel(), M * N) > _INT_MAX:
+        return torch.bmm(opA, opB)
+    C = torch.empty(R, M, N, dtype=A.dtype)
+    load().fr_sgemm_batched(R, ta.encode(), tb.encode(), M, N, K, 1.0, _p(A), max(1, A.shape[2]), A[0].numel(),
+                            _p(B), max(1, B.shape[2]), B[0].numel(), 0.0, _p(C), max(1, N), M * N)
     return C
 
 

@@ -106,7 +106,7 @@ class _RateSequence(torch.autograd.Function):
         T, R, B, N = G.shape
         Gm = G.transpose(0, 1).reshape(R, T * B, N)
         Pm = P.transpose(0, 1).reshape(R, T * B, N)
-        dW = torch.bmm(Gm.transpose(1, 2), Pm).mul_(dt)
+        dW = native.bmm(Gm.contiguous(), Pm.contiguous(), ta="T").mul_(dt)
         return dh0, dW, G, None, None
 
 

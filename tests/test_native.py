@@ -47,7 +47,15 @@ def _close(a, b, tol, what=""):
 # ---------------------------------------------------------------------------------------
 # float32 tanh
 # ---------------------------------------------------------------------------------------
-def test_tanh_f32_relative_error_and_specials():
+@pytest.mark.parametrize("kind", ["avx2", "avx512"])  # the 8- and 16-wide loops
+def test_tanh_f32_relative_error_and_specials(kind):
+    if kind not in native.gemm_kinds_supported():
+        pytest.skip(f"this CPU has no {kind} kernels")
+    with native.gemm(kind):
+        _check_tanh_f32()
+
+
+def _check_tanh_f32():
     grid = torch.linspace(-20.0, 20.0, 400_001, dtype=F64)
     tiny = torch.logspace(-30, math.log10(30.0), 20_001, dtype=F64)
     # both sides of the branch points (polynomial below 0.55, exp above; clamp at 9) densely,
@@ -134,10 +142,14 @@ def test_qr_float64_degenerate_columns(name):
     assert (Q @ R - A).abs().max().item() <= 1e-12
 
 
-@pytest.mark.parametrize("shape", [(80, 75), (32, 8), (3, 40, 10)])
-def test_qr_float32_orthonormal_and_reconstructs(shape):
+@pytest.mark.parametrize("kind", ["avx2", "avx512"])  # the AVX-512 reflector or the generic loop
+@pytest.mark.parametrize("shape", [(80, 75), (32, 8), (3, 40, 10), (37, 35), (19, 19), (130, 70)])
+def test_qr_float32_orthonormal_and_reconstructs(shape, kind):
+    if kind not in native.gemm_kinds_supported():
+        pytest.skip(f"this CPU has no {kind} kernels")
     A64 = _randn(*shape, seed=3 + sum(shape))
-    Q, R = native.qr(A64.to(F32))
+    with native.gemm(kind):
+        Q, R = native.qr(A64.to(F32))
     assert Q.dtype == F32 and R.dtype == F32
     Q, R = Q.to(F64), R.to(F64)
     n = shape[-1]
@@ -845,3 +857,17 @@ def test_float32_training_network_microkernels_vs_float64(kind):
             out[dt] = [y.detach().double()] + [g.double() for g in torch.autograd.grad((y * wy.to(dt)).sum(), list(mm.parameters()))]
     for a, b in zip(out[F32], out[F64]):
         assert ((a - b).norm() / b.norm()).item() < 1e-4
+
+
+def test_bmm_native_equals_float64_product():
+    gen = torch.Generator().manual_seed(8)
+    for R, M, N, K, ta, tb in [(2, 80, 80, 4800, "T", "N"), (3, 5, 7, 600, "T", "N"), (1, 16, 80, 80, "N", "N"),
+                               (2, 9, 4, 3, "N", "T"), (2, 3, 3, 1, "T", "T")]:
+        A = torch.randn((R, M, K) if ta == "N" else (R, K, M), generator=gen)
+        B = torch.randn((R, K, N) if tb == "N" else (R, N, K), generator=gen)
+        want = (A if ta == "N" else A.transpose(1, 2)).double() @ (B if tb == "N" else B.transpose(1, 2)).double()
+        got = native.bmm(A, B, ta, tb)
+        assert got.dtype == F32 and got.shape == want.shape
+        assert (got.double() - want).abs().max().item() <= 1e-5 * K ** 0.5 * want.abs().max().item()
+        # float64 and non-contiguous inputs take torch.bmm: same numbers
+        torch.testing.assert_close(native.bmm(A.double(), B.double(), ta, tb), want)

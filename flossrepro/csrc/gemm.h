@@ -147,6 +147,18 @@ static void gemm512(int M, int N, int K, float alpha, const float *A, long rsa, 
     }
 }
 
+/* C = alpha op(A) op(B) + beta C over chunks of KC rows of op(B) (C += alpha op(A)_chunk
+ * op(B)_chunk after the first): a chunk of B stays in L2 while every row block of C walks it */
+enum { KC = 256 };
+typedef void (*gemm_fn)(int, int, int, float, const float *, long, long, const float *, long, float, float *, long);
+static void gemm_kchunks(gemm_fn f, int M, int N, int K, float alpha, const float *A, long rsa, long csa,
+                         const float *B, long ldb, float beta, float *C, long ldc) {
+    for (int k0 = 0; k0 < K; k0 += KC) {
+        const int kc = K - k0 < KC ? K - k0 : KC;
+        f(M, N, kc, alpha, A + k0 * csa, rsa, csa, B + (long)k0 * ldb, ldb, k0 == 0 ? beta : 1.0f, C, ldc);
+    }
+}
+
 /* ---------------------------------------------------------------- AVX2 + FMA */
 #define T256 __attribute__((target("avx2,fma"), always_inline)) static inline
 
@@ -232,6 +244,55 @@ static float fma_peak256(long iters) {
     return o[0] + o[1] + o[2] + o[3] + o[4] + o[5] + o[6] + o[7];
 }
 
+/* Householder reflector I - tau v v^T applied to ncols columns of length m (stride ld), as
+ * FN(reflect) in kernels.h, with 16-wide vectors over rows s..m-1, s = a0 rounded down to 16
+ * (vf is zero below the reflector's row), the last vector masked; four columns per pass. */
+__attribute__((target("avx512f,fma")))
+static void reflect512(const float *vf, int a0, int m, float tj, float *x, int ncols, long ld) {
+    const int s = a0 & ~15, len = m - s, nv = (len + 15) / 16, rem = len - 16 * (nv - 1);
+    const __mmask16 last = (__mmask16)((1u << rem) - 1), full = (__mmask16)0xFFFF;
+    const float *v = vf + s;
+    int c = 0;
+    for (; c + 3 < ncols; c += 4) {
+        float *x0 = x + c * ld + s, *x1 = x0 + ld, *x2 = x1 + ld, *x3 = x2 + ld;
+        __m512 d0 = _mm512_setzero_ps(), d1 = d0, d2 = d0, d3 = d0;
+        for (int iv = 0; iv < nv; iv++) {
+            const __mmask16 mk = iv == nv - 1 ? last : full;
+            const int o = 16 * iv;
+            const __m512 vv = _mm512_maskz_loadu_ps(mk, v + o);
+            d0 = _mm512_fmadd_ps(vv, _mm512_maskz_loadu_ps(mk, x0 + o), d0);
+            d1 = _mm512_fmadd_ps(vv, _mm512_maskz_loadu_ps(mk, x1 + o), d1);
+            d2 = _mm512_fmadd_ps(vv, _mm512_maskz_loadu_ps(mk, x2 + o), d2);
+            d3 = _mm512_fmadd_ps(vv, _mm512_maskz_loadu_ps(mk, x3 + o), d3);
+        }
+        const __m512 w0 = _mm512_set1_ps(_mm512_reduce_add_ps(d0) * tj), w1 = _mm512_set1_ps(_mm512_reduce_add_ps(d1) * tj);
+        const __m512 w2 = _mm512_set1_ps(_mm512_reduce_add_ps(d2) * tj), w3 = _mm512_set1_ps(_mm512_reduce_add_ps(d3) * tj);
+        for (int iv = 0; iv < nv; iv++) {
+            const __mmask16 mk = iv == nv - 1 ? last : full;
+            const int o = 16 * iv;
+            const __m512 vv = _mm512_maskz_loadu_ps(mk, v + o);
+            _mm512_mask_storeu_ps(x0 + o, mk, _mm512_fnmadd_ps(w0, vv, _mm512_maskz_loadu_ps(mk, x0 + o)));
+            _mm512_mask_storeu_ps(x1 + o, mk, _mm512_fnmadd_ps(w1, vv, _mm512_maskz_loadu_ps(mk, x1 + o)));
+            _mm512_mask_storeu_ps(x2 + o, mk, _mm512_fnmadd_ps(w2, vv, _mm512_maskz_loadu_ps(mk, x2 + o)));
+            _mm512_mask_storeu_ps(x3 + o, mk, _mm512_fnmadd_ps(w3, vv, _mm512_maskz_loadu_ps(mk, x3 + o)));
+        }
+    }
+    for (; c < ncols; c++) {
+        float *x0 = x + c * ld + s;
+        __m512 d0 = _mm512_setzero_ps();
+        for (int iv = 0; iv < nv; iv++) {
+            const __mmask16 mk = iv == nv - 1 ? last : full;
+            d0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, v + 16 * iv), _mm512_maskz_loadu_ps(mk, x0 + 16 * iv), d0);
+        }
+        const __m512 w0 = _mm512_set1_ps(_mm512_reduce_add_ps(d0) * tj);
+        for (int iv = 0; iv < nv; iv++) {
+            const __mmask16 mk = iv == nv - 1 ? last : full;
+            const int o = 16 * iv;
+            _mm512_mask_storeu_ps(x0 + o, mk, _mm512_fnmadd_ps(w0, _mm512_maskz_loadu_ps(mk, v + o), _mm512_maskz_loadu_ps(mk, x0 + o)));
+        }
+    }
+}
+
 static int cpu_has(int kind) {
     __builtin_cpu_init();
     if (kind == GEMM_AVX512) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
@@ -249,10 +310,21 @@ EXPORT int fr_set_gemm(int kind) {
     if (kind < 0) kind = cpu_has(GEMM_AVX512) ? GEMM_AVX512 : cpu_has(GEMM_AVX2) ? GEMM_AVX2 : GEMM_BLAS;
     if (!cpu_has(kind)) return -2;
     gemm_kind = kind;
+    tanh512 = kind == GEMM_AVX512;  /* kernels.c: the float32 tanh loop at the same width */
     return kind;
 }
 
 EXPORT int fr_gemm_kind(void) { return gemm_kind; }
+
+/* float32 reflector of the Householder QR: the AVX-512 one where that kind is selected;
+ * returns 0 where the caller's own loop is to run */
+static int reflect_s_fast(const float *vf, int a0, int m, float tj, float *x, int ncols, long ld) {
+#if HAVE_GEMM_KERNELS
+    if (gemm_kind == GEMM_AVX512) { reflect512(vf, a0, m, tj, x, ncols, ld); return 1; }
+#endif
+    (void)vf; (void)a0; (void)m; (void)tj; (void)x; (void)ncols; (void)ld;
+    return 0;
+}
 
 /* Row-major float32 C = alpha op(A) op(B) + beta C through the selected kernel. */
 static void mm_s_fast(char ta, char tb, int M, int N, int K, float alpha, const float *A, int lda,
@@ -271,8 +343,8 @@ static void mm_s_fast(char ta, char tb, int M, int N, int K, float alpha, const 
             ldb_eff = N;
         }
         if (B) {
-            if (gemm_kind == GEMM_AVX512) gemm512(M, N, K, alpha, A, rsa, csa, B, ldb_eff, beta, C, ldc);
-            else gemm256(M, N, K, alpha, A, rsa, csa, B, ldb_eff, beta, C, ldc);
+            gemm_kchunks(gemm_kind == GEMM_AVX512 ? gemm512 : gemm256, M, N, K, alpha, A, rsa, csa, B, ldb_eff,
+                         beta, C, ldc);
             return;
         }
         /* out of memory for the copy: BLAS below reads B in place */
@@ -284,6 +356,13 @@ static void mm_s_fast(char ta, char tb, int M, int N, int K, float alpha, const 
 EXPORT void fr_sgemm(char ta, char tb, int M, int N, int K, float alpha, const float *A, int lda,
                      const float *B, int ldb, float beta, float *C, int ldc) {
     mm_s_fast(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* R independent products, member r at A + r sa, B + r sb, C + r sc (strides in elements) */
+EXPORT void fr_sgemm_batched(int R, char ta, char tb, int M, int N, int K, float alpha, const float *A, int lda,
+                             long sa, const float *B, int ldb, long sb, float beta, float *C, int ldc, long sc) {
+    for (int r = 0; r < R; r++)
+        mm_s_fast(ta, tb, M, N, K, alpha, A + r * sa, lda, B + r * sb, ldb, beta, C + r * sc, ldc);
 }
 
 /* `reps` calls of the same product (for the benchmark: no per-call overhead of Python) */

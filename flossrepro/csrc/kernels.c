@@ -70,7 +70,20 @@ static inline float fr_tanhf(float x) {
     return x != x ? x : res;
 }
 
+static int tanh512;  /* set with the GEMM kind (gemm.h): the AVX-512 loop below */
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
+static void fr_tanh_s512(int n, const float *x, float *out) {
+#pragma omp simd simdlen(16)
+    for (int i = 0; i < n; i++) out[i] = fr_tanhf(x[i]);
+}
+#endif
+
 static void fr_tanh_s(int n, const float *x, float *out) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (tanh512) { fr_tanh_s512(n, x, out); return; }
+#endif
 #pragma omp simd
     for (int i = 0; i < n; i++) out[i] = fr_tanhf(x[i]);
 }
@@ -87,6 +100,7 @@ static void fr_tanh_d(int n, const double *x, double *out) {
 #define REAL float
 #define FN(x) x##_s
 #define FAST_MM mm_s_fast
+#define FAST_REFLECT reflect_s_fast
 #define GEMM sgemm_p
 #define TRSM strsm_p
 #define TANH fr_tanh_s
@@ -99,6 +113,7 @@ static void fr_tanh_d(int n, const double *x, double *out) {
 #undef TANH
 #undef SQRT
 #undef FAST_MM
+#undef FAST_REFLECT
 
 #define REAL double
 #define FN(x) x##_d

@@ -272,6 +272,9 @@ static void FN(trsm_rows)(int k, int N, const REAL *rt, REAL *X) {
  * down to a multiple of 8, so that they are whole aligned vectors (rows below j see a zero
  * coefficient and are unchanged); four columns per pass over vf, then one at a time. */
 static void FN(reflect)(const REAL *vf, int a0, int m, REAL tj, REAL *x, int ncols, long ld) {
+#ifdef FAST_REFLECT
+    if (FAST_REFLECT(vf, a0, m, tj, x, ncols, ld)) return;  /* gemm.h: AVX-512 */
+#endif
     int c = 0;
     for (; c + 7 < ncols; c += 8) {
         REAL *x0 = x + c * ld, *x1 = x0 + ld, *x2 = x1 + ld, *x3 = x2 + ld;
@@ -317,10 +320,11 @@ static void FN(reflect)(const REAL *vf, int a0, int m, REAL tj, REAL *x, int nco
     }
 }
 
-/* vf = v of reflector j in full, from column col (rows > j hold v): returns a0 */
+/* vf = v of reflector j in full, from column col (rows > j hold v): returns a0 = j rounded
+ * down to 8 (rows from j rounded down to 16 are written, for 16-wide vectors) */
 static int FN(full_v)(const REAL *col, int j, int m, REAL *vf) {
     const int a0 = j & ~7;
-    for (int i = a0; i < j; i++) vf[i] = 0;
+    for (int i = j & ~15; i < j; i++) vf[i] = 0;
     vf[j] = 1;
     for (int i = j + 1; i < m; i++) vf[i] = col[i];
     return a0;
