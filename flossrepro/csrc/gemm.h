@@ -97,6 +97,7 @@ static const float *pack_bt(int K, int N, const float *B, int ldb) {
 T512 void mk512(const int mr, const int nv, __mmask16 last, int K, const float *A, long rsa, long csa,
                 const float *B, long ldb, float *C, long ldc, float alpha, float beta) {
     __m512 acc[4][5];
+    const int ragged = last != (__mmask16)0xFFFF;  /* masked loads and stores only where needed: they are slow on AMD */
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < nv; j++) acc[i][j] = _mm512_setzero_ps();
     for (int k = 0; k < K; k++) {
@@ -104,7 +105,7 @@ T512 void mk512(const int mr, const int nv, __mmask16 last, int K, const float *
         const float *a = A + (long)k * csa;
         __m512 bv[5];
         for (int j = 0; j < nv; j++)
-            bv[j] = j == nv - 1 ? _mm512_maskz_loadu_ps(last, b + 16 * j) : _mm512_loadu_ps(b + 16 * j);
+            bv[j] = j == nv - 1 && ragged ? _mm512_maskz_loadu_ps(last, b + 16 * j) : _mm512_loadu_ps(b + 16 * j);
         for (int i = 0; i < mr; i++) {
             const __m512 av = _mm512_set1_ps(a[i * rsa]);
             for (int j = 0; j < nv; j++) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
@@ -114,10 +115,14 @@ T512 void mk512(const int mr, const int nv, __mmask16 last, int K, const float *
     for (int i = 0; i < mr; i++) {
         float *c = C + i * ldc;
         for (int j = 0; j < nv; j++) {
-            const __mmask16 m = j == nv - 1 ? last : (__mmask16)0xFFFF;
             __m512 v = _mm512_mul_ps(va, acc[i][j]);
-            if (beta != 0) v = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, c + 16 * j), v);
-            _mm512_mask_storeu_ps(c + 16 * j, m, v);
+            if (j == nv - 1 && ragged) {
+                if (beta != 0) v = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(last, c + 16 * j), v);
+                _mm512_mask_storeu_ps(c + 16 * j, last, v);
+            } else {
+                if (beta != 0) v = _mm512_fmadd_ps(vb, _mm512_loadu_ps(c + 16 * j), v);
+                _mm512_storeu_ps(c + 16 * j, v);
+            }
         }
     }
 }
@@ -247,6 +252,8 @@ static float fma_peak256(long iters) {
 /* Householder reflector I - tau v v^T applied to ncols columns of length m (stride ld), as
  * FN(reflect) in kernels.h, with 16-wide vectors over rows s..m-1, s = a0 rounded down to 16
  * (vf is zero below the reflector's row), the last vector masked; four columns per pass. */
+#define LD16(mk, p) (mk == (__mmask16)0xFFFF ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(mk, p))
+#define ST16(mk, p, v) do { if (mk == (__mmask16)0xFFFF) _mm512_storeu_ps(p, v); else _mm512_mask_storeu_ps(p, mk, v); } while (0)
 __attribute__((target("avx512f,fma")))
 static void reflect512(const float *vf, int a0, int m, float tj, float *x, int ncols, long ld) {
     const int s = a0 & ~15, len = m - s, nv = (len + 15) / 16, rem = len - 16 * (nv - 1);
@@ -259,22 +266,22 @@ static void reflect512(const float *vf, int a0, int m, float tj, float *x, int n
         for (int iv = 0; iv < nv; iv++) {
             const __mmask16 mk = iv == nv - 1 ? last : full;
             const int o = 16 * iv;
-            const __m512 vv = _mm512_maskz_loadu_ps(mk, v + o);
-            d0 = _mm512_fmadd_ps(vv, _mm512_maskz_loadu_ps(mk, x0 + o), d0);
-            d1 = _mm512_fmadd_ps(vv, _mm512_maskz_loadu_ps(mk, x1 + o), d1);
-            d2 = _mm512_fmadd_ps(vv, _mm512_maskz_loadu_ps(mk, x2 + o), d2);
-            d3 = _mm512_fmadd_ps(vv, _mm512_maskz_loadu_ps(mk, x3 + o), d3);
+            const __m512 vv = LD16(mk, v + o);
+            d0 = _mm512_fmadd_ps(vv, LD16(mk, x0 + o), d0);
+            d1 = _mm512_fmadd_ps(vv, LD16(mk, x1 + o), d1);
+            d2 = _mm512_fmadd_ps(vv, LD16(mk, x2 + o), d2);
+            d3 = _mm512_fmadd_ps(vv, LD16(mk, x3 + o), d3);
         }
         const __m512 w0 = _mm512_set1_ps(_mm512_reduce_add_ps(d0) * tj), w1 = _mm512_set1_ps(_mm512_reduce_add_ps(d1) * tj);
         const __m512 w2 = _mm512_set1_ps(_mm512_reduce_add_ps(d2) * tj), w3 = _mm512_set1_ps(_mm512_reduce_add_ps(d3) * tj);
         for (int iv = 0; iv < nv; iv++) {
             const __mmask16 mk = iv == nv - 1 ? last : full;
             const int o = 16 * iv;
-            const __m512 vv = _mm512_maskz_loadu_ps(mk, v + o);
-            _mm512_mask_storeu_ps(x0 + o, mk, _mm512_fnmadd_ps(w0, vv, _mm512_maskz_loadu_ps(mk, x0 + o)));
-            _mm512_mask_storeu_ps(x1 + o, mk, _mm512_fnmadd_ps(w1, vv, _mm512_maskz_loadu_ps(mk, x1 + o)));
-            _mm512_mask_storeu_ps(x2 + o, mk, _mm512_fnmadd_ps(w2, vv, _mm512_maskz_loadu_ps(mk, x2 + o)));
-            _mm512_mask_storeu_ps(x3 + o, mk, _mm512_fnmadd_ps(w3, vv, _mm512_maskz_loadu_ps(mk, x3 + o)));
+            const __m512 vv = LD16(mk, v + o);
+            ST16(mk, x0 + o, _mm512_fnmadd_ps(w0, vv, LD16(mk, x0 + o)));
+            ST16(mk, x1 + o, _mm512_fnmadd_ps(w1, vv, LD16(mk, x1 + o)));
+            ST16(mk, x2 + o, _mm512_fnmadd_ps(w2, vv, LD16(mk, x2 + o)));
+            ST16(mk, x3 + o, _mm512_fnmadd_ps(w3, vv, LD16(mk, x3 + o)));
         }
     }
     for (; c < ncols; c++) {
@@ -282,16 +289,18 @@ static void reflect512(const float *vf, int a0, int m, float tj, float *x, int n
         __m512 d0 = _mm512_setzero_ps();
         for (int iv = 0; iv < nv; iv++) {
             const __mmask16 mk = iv == nv - 1 ? last : full;
-            d0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, v + 16 * iv), _mm512_maskz_loadu_ps(mk, x0 + 16 * iv), d0);
+            d0 = _mm512_fmadd_ps(LD16(mk, v + 16 * iv), LD16(mk, x0 + 16 * iv), d0);
         }
         const __m512 w0 = _mm512_set1_ps(_mm512_reduce_add_ps(d0) * tj);
         for (int iv = 0; iv < nv; iv++) {
             const __mmask16 mk = iv == nv - 1 ? last : full;
             const int o = 16 * iv;
-            _mm512_mask_storeu_ps(x0 + o, mk, _mm512_fnmadd_ps(w0, _mm512_maskz_loadu_ps(mk, v + o), _mm512_maskz_loadu_ps(mk, x0 + o)));
+            ST16(mk, x0 + o, _mm512_fnmadd_ps(w0, LD16(mk, v + o), LD16(mk, x0 + o)));
         }
     }
 }
+#undef LD16
+#undef ST16
 
 static int cpu_has(int kind) {
     __builtin_cpu_init();
@@ -315,6 +324,21 @@ EXPORT int fr_set_gemm(int kind) {
 }
 
 EXPORT int fr_gemm_kind(void) { return gemm_kind; }
+
+/* C = the lower triangle of S [k, k] mirrored into the upper (C[i][j] = S[max(i,j)][min(i,j)]),
+ * by one blocked transpose and a copy of each row's lower part; returns 0 where the caller's
+ * own element loop is to run */
+static int sym_lower_s_fast(int k, const float *S, float *C) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (gemm_kind != GEMM_BLAS) {
+        transpose8(k, k, S, k, C);
+        for (int i = 0; i < k; i++) memcpy(C + (long)i * k, S + (long)i * k, (size_t)(i + 1) * sizeof(float));
+        return 1;
+    }
+#endif
+    (void)k; (void)S; (void)C;
+    return 0;
+}
 
 /* float32 reflector of the Householder QR: the AVX-512 one where that kind is selected;
  * returns 0 where the caller's own loop is to run */

@@ -101,6 +101,7 @@ static void fr_tanh_d(int n, const double *x, double *out) {
 #define FN(x) x##_s
 #define FAST_MM mm_s_fast
 #define FAST_REFLECT reflect_s_fast
+#define FAST_SYM sym_lower_s_fast
 #define GEMM sgemm_p
 #define TRSM strsm_p
 #define TANH fr_tanh_s
@@ -114,6 +115,7 @@ static void fr_tanh_d(int n, const double *x, double *out) {
 #undef SQRT
 #undef FAST_MM
 #undef FAST_REFLECT
+#undef FAST_SYM
 
 #define REAL double
 #define FN(x) x##_d

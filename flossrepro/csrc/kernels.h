@@ -449,6 +449,9 @@ EXPORT void FN(tangent_bwd)(int R, int Tq, int N, int k, int transient_q, double
             if (flags[s]) {
                 FN(mm)('N', 'T', k, k, N, 1, qbT, N, qT, N, 0, S, k);
                 if (s >= transient_q) { for (int i = 0; i < k; i++) S[(long)i * k + i] -= cr[i]; }
+#ifdef FAST_SYM
+                if (!FAST_SYM(k, S, C))
+#endif
                 for (int i = 0; i < k; i++)
                     for (int j = 0; j < k; j++)
                         C[(long)i * k + j] = i >= j ? S[(long)i * k + j] : S[(long)j * k + i];
