@@ -354,6 +354,8 @@ def _floss(dtype, seed=4, g=0.9, n=32, k=8, Ts=200):
 @pytest.mark.parametrize("seed,n,k,Ts", [
     (4, 32, 8, 200),
     (5, 37, 11, 150),  # float32 column panels of 16 with a ragged tail, row blocks 4 + 4 + 3
+    (6, 13, 3, 150),   # fewer tangent vectors than a row block
+    (7, 50, 41, 150),  # k > 32: several row blocks and column panels in the QR and its pullback
 ])
 @pytest.mark.parametrize("kind", ["blas", "avx2", "avx512"])
 def test_float32_native_vs_float64_stable_tanh(seed, n, k, Ts, kind):

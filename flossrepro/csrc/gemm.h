@@ -325,6 +325,74 @@ EXPORT int fr_set_gemm(int kind) {
 
 EXPORT int fr_gemm_kind(void) { return gemm_kind; }
 
+/* X <- R^{-1} X for X [k, N] row-major and R upper triangular given as rt = R^T [k, k] (as
+ * FN(trsm_rows) in kernels.h): block back substitution, four rows at a time, over column panels
+ * of NV vectors of 16 held in registers (the panel's last vector masked where N is ragged). */
+__attribute__((target("avx512f,fma"), always_inline))
+static inline void trsm512_panel(int k, int N, const float *rt, float *X, int c0, const int nv, __mmask16 last) {
+#define RIJ(i, j) rt[(long)(j) * k + (i)]
+#define LDV(p, v) (v == nv - 1 && last != (__mmask16)0xFFFF ? _mm512_maskz_loadu_ps(last, p) : _mm512_loadu_ps(p))
+#define STV(p, v, x) do { if (v == nv - 1 && last != (__mmask16)0xFFFF) _mm512_mask_storeu_ps(p, last, x); \
+                          else _mm512_storeu_ps(p, x); } while (0)
+    for (int i1 = k; i1 > 0; i1 -= 4) {
+        const int i0 = i1 - 4 > 0 ? i1 - 4 : 0, nb = i1 - i0;
+        __m512 a[4][2];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+            for (int v = 0; v < nv; v++) a[r][v] = r < nb ? LDV(X + (long)(i0 + r) * N + c0 + 16 * v, v) : _mm512_setzero_ps();
+        /* a top block of nb < 4 rows (i0 = 0) also updates rows nb..3 of its registers with
+         * R[nb..3][j] (entries of rt that exist, j >= i1 > 3); those rows are never stored */
+        for (int j = i1; j < k; j++) {
+            const float *xj = X + (long)j * N + c0;
+            const float *rj = rt + (long)j * k + i0;  /* R[i0..i0+3][j] */
+            __m512 y[2];
+            for (int v = 0; v < nv; v++) y[v] = LDV(xj + 16 * v, v);
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                const __m512 rr = _mm512_set1_ps(rj[r]);
+                for (int v = 0; v < nv; v++) a[r][v] = _mm512_fnmadd_ps(rr, y[v], a[r][v]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 3; r >= 0; r--) {  /* the block's own triangle, bottom row first */
+            if (r >= nb) continue;
+            const __m512 d = _mm512_set1_ps(1 / RIJ(i0 + r, i0 + r));
+            for (int v = 0; v < nv; v++) {
+                a[r][v] = _mm512_mul_ps(a[r][v], d);
+                STV(X + (long)(i0 + r) * N + c0 + 16 * v, v, a[r][v]);
+            }
+#pragma GCC unroll 4
+            for (int q = 0; q < r; q++) {
+                const __m512 rr = _mm512_set1_ps(RIJ(i0 + q, i0 + r));
+                for (int v = 0; v < nv; v++) a[q][v] = _mm512_fnmadd_ps(rr, a[r][v], a[q][v]);
+            }
+        }
+    }
+#undef LDV
+#undef STV
+#undef RIJ
+}
+
+__attribute__((target("avx512f,fma")))
+static void trsm512(int k, int N, const float *rt, float *X) {
+    for (int c0 = 0; c0 < N; c0 += 32) {
+        const int w = N - c0 < 32 ? N - c0 : 32, nv = (w + 15) / 16, rem = w - 16 * (nv - 1);
+        const __mmask16 last = (__mmask16)((1u << rem) - 1);
+        if (nv == 2) trsm512_panel(k, N, rt, X, c0, 2, last);
+        else trsm512_panel(k, N, rt, X, c0, 1, last);
+    }
+}
+
+/* float32 X <- R^{-1} X of the QR pullback: the AVX-512 one where that kind is selected;
+ * returns 0 where the caller's own loop is to run */
+static int trsm_s_fast(int k, int N, const float *rt, float *X) {
+#if HAVE_GEMM_KERNELS
+    if (gemm_kind == GEMM_AVX512 && k >= 4) { trsm512(k, N, rt, X); return 1; }  /* k >= 4: see the top block */
+#endif
+    (void)k; (void)N; (void)rt; (void)X;
+    return 0;
+}
+
 /* C = the lower triangle of S [k, k] mirrored into the upper (C[i][j] = S[max(i,j)][min(i,j)]),
  * by one blocked transpose and a copy of each row's lower part; returns 0 where the caller's
  * own element loop is to run */

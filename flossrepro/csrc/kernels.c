@@ -102,6 +102,7 @@ static void fr_tanh_d(int n, const double *x, double *out) {
 #define FAST_MM mm_s_fast
 #define FAST_REFLECT reflect_s_fast
 #define FAST_SYM sym_lower_s_fast
+#define FAST_TRSM trsm_s_fast
 #define GEMM sgemm_p
 #define TRSM strsm_p
 #define TANH fr_tanh_s
@@ -116,6 +117,7 @@ static void fr_tanh_d(int n, const double *x, double *out) {
 #undef FAST_MM
 #undef FAST_REFLECT
 #undef FAST_SYM
+#undef FAST_TRSM
 
 #define REAL double
 #define FN(x) x##_d

@@ -190,6 +190,9 @@ static inline void FN(vstore)(REAL *p, FN(vec) v) { memcpy(p, &v, sizeof v); }
  * (row-major, lower triangle read): block back substitution, four rows at a time over
  * column panels of two vectors held in registers (BLAS trsm is slow for these sizes). */
 static void FN(trsm_rows)(int k, int N, const REAL *rt, REAL *X) {
+#ifdef FAST_TRSM
+    if (FAST_TRSM(k, N, rt, X)) return;  /* gemm.h: AVX-512 */
+#endif
     typedef FN(vec) V;
 #define RIJ(i, j) rt[(long)(j) * k + (i)]
     const int PW = 2 * VL;
