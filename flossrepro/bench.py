@@ -114,14 +114,18 @@ TARGETS = {
     "jax_over_engine_train": 1.3, "jax_over_engine_floss": 2.0,
 }
 
-# the GEMMs of the engine's loops (label, M, N, K, op(A), op(B)): C[M,N] = op(A)[M,K] op(B)[K,N]
+# the GEMMs the engine's native loops call (csrc/kernels.h; the training dW through native.bmm),
+# (label, M, N, K, op(A), op(B)): row-major C[M,N] = op(A)[M,K] op(B)[K,N]. The backward passes
+# hold W as well as W^T, so their "transposed" products are plain ones.
 GEMM_SHAPES = (
-    ("train step  H W^T         16x80 . 80x80", 16, 80, 80, "N", "N"),
-    ("train bwd   G W           16x80 . 80x80", 16, 80, 80, "N", "T"),
-    ("train bwd   dW = G^T P    80x16 . 16x80", 80, 80, 16, "T", "N"),
-    ("tangent     W (D Q)       80x80 . 80x75", 80, 75, 80, "N", "N"),
-    ("tangent bwd W^T Abar      80x80 . 80x75", 80, 75, 80, "T", "N"),
-    ("tangent bwd dW = Abar Y^T 80x75 . 75x80", 80, 80, 75, "N", "T"),
+    ("train fwd   H += P W^T        16x80 . 80x80", 16, 80, 80, "N", "N"),
+    ("train bwd   G W               16x80 . 80x80", 16, 80, 80, "N", "N"),
+    ("train bwd   dW = G^T P     80x4800 . 4800x80", 80, 80, 4800, "T", "N"),
+    ("tangent     A^T = Y^T W^T     75x80 . 80x80", 75, 80, 80, "N", "N"),
+    ("tangent bwd Ybar^T = Abar^T W 75x80 . 80x80", 75, 80, 80, "N", "N"),
+    ("tangent bwd S = Qbar^T Q      75x80 . 80x75", 75, 75, 80, "N", "T"),
+    ("tangent bwd Abar^T -= C Q^T   75x75 . 75x80", 75, 80, 75, "N", "N"),
+    ("tangent bwd dW = Abar Y^T  80x1200 . 1200x80", 80, 80, 1200, "T", "N"),
 )
 
 
