@@ -11,9 +11,17 @@
  * through strides (no copy); a transposed B is first copied into a row-major buffer of its
  * own (K x N; small next to the 2 M N K flops of the product).
  *
+ * K is walked in chunks of KC rows so that a chunk of op(B) stays in L2 (dW over 4800 rows).
+ *
  * Chosen at run time (fr_set_gemm): the widest kind this CPU supports, unless overridden;
  * BLAS (sgemm_ of PyTorch's library) is the fallback for other CPUs and compilers, and always
  * for float64. Compiled for x86-64 with GCC or Clang only (target attributes), else absent.
+ *
+ * With the AVX-512 kind, the other float32 inner loops of kernels.h take 16-wide versions from
+ * here through hooks (FAST_REFLECT, FAST_TRSM, FAST_SYM; kernels.c also switches its tanh loop):
+ * the Householder reflector, the QR pullback's triangular solve and its symmetric matrix.
+ * Masked loads and stores are used only on ragged edges (they are slow on AMD cores).
+ * fr_fma_peak is the benchmark's FMA-throughput ceiling.
  */
 #include <stdlib.h>
 
