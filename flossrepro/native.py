@@ -233,7 +233,7 @@ def load() -> ctypes.CDLL | None:
                 if got < 0:
                     raise RuntimeError(f"FLOSSREPRO_NATIVE_GEMM={want}: this CPU or build has no {want} kernels "
                                        f"(use auto or blas)")
-                reason = f"loaded {lib._name} (float32 GEMM: {_KIND_NAMES[got]})"
+                reason = f"loaded {_shown(lib._name)} (float32 GEMM: {_KIND_NAMES[got]})"
             except Exception as e:  # noqa: BLE001 - any failure means: use the PyTorch path
                 lib, reason = None, f"{type(e).__name__}: {e}"
                 if mode in ("1", "on", "true", "yes", "require"):
@@ -243,6 +243,18 @@ def load() -> ctypes.CDLL | None:
 
 
 _KIND_NAMES = {v: k for k, v in GEMM_KINDS.items()}
+
+
+def _shown(path: str) -> str:
+    """The library's path as reports show it: relative to the repository (or home) where it
+    lies inside one, so that stored results carry no machine paths."""
+    p = Path(path).resolve()
+    for base, prefix in ((_SRC_DIR.parent.parent, ""), (Path.home(), "~/")):
+        try:
+            return prefix + str(p.relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return str(p)
 
 
 def _gemm_env() -> str:
