@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from . import native
-from .models import LSTM, NONLINEARITIES, VanillaRNN, _bptt, _dphi_from_phi, _outer_sum, _run_states
+from .models import NONLINEARITIES, VanillaRNN, _GatedRNN, _bptt, _dphi_from_phi, _outer_sum, _run_states
 
 __all__ = [
     "lyapunov_spectrum",
@@ -291,11 +291,11 @@ def _reference_spectrum(model, inputs: Tensor, k: int, Q0: Tensor, s_ons: int,
     h = h0[:, None, :]
     Q = Q0
     logsum = 0.0
-    lstm = isinstance(model, LSTM) or getattr(model, "kind", "") == "gru"  # gated: the Jacobian reads the input
+    gated = isinstance(model, _GatedRNN)  # the gated Jacobians read the input
     for t in range(T):
         s = t - transient_h
         if s >= 0:
-            Q = model.jacobian_apply(h[:, 0], Q, inputs[t]) if lstm else model.jacobian_apply(h[:, 0], Q)
+            Q = model.jacobian_apply(h[:, 0], Q, inputs[t]) if gated else model.jacobian_apply(h[:, 0], Q)
             if flags[s]:
                 Q, Rm = torch.linalg.qr(Q)
                 if s >= transient_q:

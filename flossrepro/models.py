@@ -345,7 +345,57 @@ class VanillaRNN(nn.Module):
             )
 
 
-class LSTM(nn.Module):
+class _GatedRNN(nn.Module):
+    """What the LSTM and the GRU share: ``GATES`` gate blocks of ``N`` rows in ``U: [R, G N, N]``,
+    ``V: [R, G N, S]``, ``b: [R, G N]``; readout ``y = w_r h + c`` from the first ``N`` entries of
+    the state; a trainable initial state ``h0: [R, STATE N]`` (``STATE`` = 2 for the LSTM's
+    ``[h, c]``). Subclasses give ``step``, ``run``, ``step_from_drive``, ``jacobian``,
+    ``jacobian_apply``."""
+
+    GATES = 1
+    STATE = 1
+
+    def __init__(self, n_members: int, n_hidden: int, n_in: int, n_out: int,
+                 input_gain: float | None = None, dtype: torch.dtype = torch.float32, device=None):
+        super().__init__()
+        for name, v in (("n_members", n_members), ("n_hidden", n_hidden), ("n_in", n_in), ("n_out", n_out)):
+            if int(v) < 1:
+                raise ValueError(f"{name}={v} must be a positive integer")
+        R, N, S, O = n_members, n_hidden, n_in, n_out
+        self.n_members, self.n_hidden, self.n_in, self.n_out = R, N, S, O
+        self.nonlinearity = self.kind
+        self.input_gain = 1.0 / S if input_gain is None else float(input_gain)
+        kw = dict(dtype=dtype, device=device)
+        G = self.GATES
+        self.U = nn.Parameter(torch.zeros(R, G * N, N, **kw))
+        self.V = nn.Parameter(torch.zeros(R, G * N, S, **kw))
+        self.b = nn.Parameter(torch.zeros(R, G * N, **kw))
+        self.w_r = nn.Parameter(torch.zeros(R, O, N, **kw))
+        self.c = nn.Parameter(torch.zeros(R, O, **kw))
+        self.h0 = nn.Parameter(torch.zeros(R, self.STATE * N, **kw))
+
+    @property
+    def state_dim(self) -> int:
+        return self.STATE * self.n_hidden
+
+    def initial_state(self, batch_size: int) -> Tensor:
+        return self.h0[:, None, :].expand(-1, batch_size, -1)
+
+    def input_drive(self, x: Tensor) -> Tensor:
+        """``input_gain V x + b`` for ``x: [..., R, B, S]`` -> ``[..., R, B, G N]`` (the gates' input part)."""
+        return self.input_gain * x @ self.V.transpose(1, 2) + self.b[:, None, :]
+
+    def readout(self, H: Tensor) -> Tensor:
+        return torch.einsum("trbn,ron->trbo", H[..., : self.n_hidden], self.w_r) + self.c[None, :, None, :]
+
+    def forward(self, inputs: Tensor, fast: bool = True) -> Tensor:
+        return self.readout(self.run(inputs))
+
+    def drive(self, inputs: Tensor) -> Tensor:  # pragma: no cover - not used for gated networks
+        raise NotImplementedError(f"the {self.kind.upper()} has no additive drive; use step()")
+
+
+class LSTM(_GatedRNN):
     """R-member LSTM with dynamical state ``(h, c)`` (Jacobian ``2N x 2N``).
 
     Gates (PyTorch order i, f, g, o): ``z = U h + V x + b`` with ``U: [R, 4N, N]``,
@@ -355,28 +405,8 @@ class LSTM(nn.Module):
     """
 
     kind = "lstm"
-
-    def __init__(self, n_members: int, n_hidden: int, n_in: int, n_out: int,
-                 input_gain: float | None = None, dtype: torch.dtype = torch.float32, device=None):
-        super().__init__()
-        R, N, S, O = n_members, n_hidden, n_in, n_out
-        self.n_members, self.n_hidden, self.n_in, self.n_out = R, N, S, O
-        self.nonlinearity = "lstm"
-        self.input_gain = 1.0 / S if input_gain is None else float(input_gain)
-        kw = dict(dtype=dtype, device=device)
-        self.U = nn.Parameter(torch.zeros(R, 4 * N, N, **kw))
-        self.V = nn.Parameter(torch.zeros(R, 4 * N, S, **kw))
-        self.b = nn.Parameter(torch.zeros(R, 4 * N, **kw))
-        self.w_r = nn.Parameter(torch.zeros(R, O, N, **kw))
-        self.c = nn.Parameter(torch.zeros(R, O, **kw))
-        self.h0 = nn.Parameter(torch.zeros(R, 2 * N, **kw))
-
-    @property
-    def state_dim(self) -> int:
-        return 2 * self.n_hidden
-
-    def initial_state(self, batch_size: int) -> Tensor:
-        return self.h0[:, None, :].expand(-1, batch_size, -1)
+    GATES = 4
+    STATE = 2
 
     def _gates(self, s: Tensor, x: Tensor):
         N = self.n_hidden
@@ -399,17 +429,6 @@ class LSTM(nn.Module):
             s = self.step(s, x)
             out.append(s)
         return torch.stack(out)
-
-    def readout(self, H: Tensor) -> Tensor:
-        h = H[..., : self.n_hidden]
-        return torch.einsum("trbn,ron->trbo", h, self.w_r) + self.c[None, :, None, :]
-
-    def forward(self, inputs: Tensor, fast: bool = True) -> Tensor:
-        return self.readout(self.run(inputs))
-
-    def input_drive(self, x: Tensor) -> Tensor:
-        """``input_gain V x + b`` for ``x: [R, B, S]`` -> ``[R, B, 4N]`` (the gates' input part)."""
-        return self.input_gain * x @ self.V.transpose(1, 2) + self.b[:, None, :]
 
     def step_from_drive(self, s: Tensor, d: Tensor) -> Tensor:
         """:meth:`step` with the input part of the gates given: ``s: [R, B, 2N]``, ``d: [R, B, 4N]``."""
@@ -460,11 +479,8 @@ class LSTM(nn.Module):
         dh2 = do * tc2 + o * (1 - tc2 * tc2) * dc2
         return torch.cat([dh2, dc2], dim=1)
 
-    def drive(self, inputs: Tensor) -> Tensor:  # pragma: no cover - not used for LSTMs
-        raise NotImplementedError("the LSTM has no additive drive; use step()")
 
-
-class GRU(nn.Module):
+class GRU(_GatedRNN):
     """R-member GRU (state ``h``, Jacobian ``N x N``); not in the paper, built like the LSTM.
 
     Gates (PyTorch order r, z, n): ``U: [R, 3N, N]``, ``V: [R, 3N, S]``, ``b: [R, 3N]``;
@@ -475,35 +491,7 @@ class GRU(nn.Module):
     """
 
     kind = "gru"
-
-    def __init__(self, n_members: int, n_hidden: int, n_in: int, n_out: int,
-                 input_gain: float | None = None, dtype: torch.dtype = torch.float32, device=None):
-        super().__init__()
-        for name, v in (("n_members", n_members), ("n_hidden", n_hidden), ("n_in", n_in), ("n_out", n_out)):
-            if int(v) < 1:
-                raise ValueError(f"{name}={v} must be a positive integer")
-        R, N, S, O = n_members, n_hidden, n_in, n_out
-        self.n_members, self.n_hidden, self.n_in, self.n_out = R, N, S, O
-        self.nonlinearity = "gru"
-        self.input_gain = 1.0 / S if input_gain is None else float(input_gain)
-        kw = dict(dtype=dtype, device=device)
-        self.U = nn.Parameter(torch.zeros(R, 3 * N, N, **kw))
-        self.V = nn.Parameter(torch.zeros(R, 3 * N, S, **kw))
-        self.b = nn.Parameter(torch.zeros(R, 3 * N, **kw))
-        self.w_r = nn.Parameter(torch.zeros(R, O, N, **kw))
-        self.c = nn.Parameter(torch.zeros(R, O, **kw))
-        self.h0 = nn.Parameter(torch.zeros(R, N, **kw))
-
-    @property
-    def state_dim(self) -> int:
-        return self.n_hidden
-
-    def initial_state(self, batch_size: int) -> Tensor:
-        return self.h0[:, None, :].expand(-1, batch_size, -1)
-
-    def input_drive(self, x: Tensor) -> Tensor:
-        """``input_gain V x + b`` for ``x: [R, B, S]`` -> ``[R, B, 3N]``."""
-        return self.input_gain * x @ self.V.transpose(1, 2) + self.b[:, None, :]
+    GATES = 3
 
     def _parts(self, h: Tensor, d: Tensor):
         """``(r, z, n, m)`` with ``m = U_n h``, from ``h: [R, B, N]`` and the input drive ``d``."""
@@ -533,12 +521,6 @@ class GRU(nn.Module):
             out.append(h)
         return torch.stack(out)
 
-    def readout(self, H: Tensor) -> Tensor:
-        return torch.einsum("trbn,ron->trbo", H, self.w_r) + self.c[None, :, None, :]
-
-    def forward(self, inputs: Tensor, fast: bool = True) -> Tensor:
-        return self.readout(self.run(inputs))
-
     def jacobian(self, h: Tensor, x: Tensor) -> Tensor:
         """One-step Jacobian ``dh'/dh``, analytic and batched: ``h: [R, B, N]``, ``x: [R, B, S]`` ->
         ``[R, B, N, N]``: ``diag((h - n) z (1-z)) U_z + diag((1-z)(1-n^2)) [diag(m r (1-r)) U_r +
@@ -553,6 +535,3 @@ class GRU(nn.Module):
     def jacobian_apply(self, h: Tensor, Q: Tensor, x: Tensor) -> Tensor:
         """``D(h, x) Q`` with ``h: [R, N]``, ``x: [R, S]``, ``Q: [R, N, k]`` -> ``[R, N, k]``."""
         return torch.bmm(self.jacobian(h[:, None], x[:, None])[:, 0], Q)
-
-    def drive(self, inputs: Tensor) -> Tensor:  # pragma: no cover - not used for GRUs
-        raise NotImplementedError("the GRU has no additive drive; use step()")
