@@ -10,7 +10,7 @@ from ..constants import CHANCE, SCHEDULE_LABEL, SCHEDULES
 from . import planned
 from .claims import OPS, Part, g, median_reps, part, part_from_reps, scale_of
 from .data import final, fmt_setting, network_values, pick_delay, rows, values
-from .plotting import SCHEDULE_COLOR, empty_panel, jitter, median_band, note
+from .plotting import SCHEDULE_COLOR, dots_and_median, empty_panel, median_band, note
 
 
 def _chance_line(ax, task: str, metric: str) -> None:
@@ -74,15 +74,9 @@ def vs_delay(ax, df: pd.DataFrame, task: str, metric: str, schedules: list[str],
     width = 0.35 * step / max(len(present), 1)
     msgs = []
     for j, s in enumerate(present):
-        g = rows(f, flossing__schedule=s)
         off = (j - (len(present) - 1) / 2) * width
-        x = g["task.delay"].to_numpy(float) + off + jitter(len(g), 0.3 * width, seed=j)
-        ax.scatter(x, g["value"], s=10, color=SCHEDULE_COLOR[s], alpha=0.5, lw=0)
-        m = g.groupby("task.delay")["value"].median()
-        per = g.groupby("task.delay").size()
-        n = str(per.iloc[0]) if per.nunique() == 1 else f"{per.min()}-{per.max()}"
-        ax.plot(m.index + off, m.values, "o-", ms=4, color=SCHEDULE_COLOR[s], lw=1.6,
-                label=f"{SCHEDULE_LABEL[s]} (n={n} per delay)")
+        m = dots_and_median(ax, rows(f, flossing__schedule=s), "task.delay", off, 0.3 * width, SCHEDULE_COLOR[s],
+                            f"{SCHEDULE_LABEL[s]} (n={{n}} per delay)", seed=j)
         lacking = [d for d in delays if d not in m.index]
         if lacking:
             msgs.append(f"{s}: no d={','.join(map(str, lacking))}")

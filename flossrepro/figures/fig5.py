@@ -24,7 +24,7 @@ from . import experiments, planned
 from .claims import Claim, Group, g, part_from_reps, replicates, rng_for, scale_of
 from .common_task import finals
 from .data import fmt_setting, network_values, rows, values
-from .plotting import STYLE, empty_panel, jitter, new_figure, note, palette, suptitle
+from .plotting import STYLE, dots_and_median, empty_panel, jitter, new_figure, note, palette, suptitle
 
 EXPERIMENTS = ("fig5", "fig4")
 STUDY = "flossing"
@@ -129,14 +129,21 @@ def lacking_cells(f: pd.DataFrame, ks, delays) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- panels
-def vs_delay_k(ax, f: pd.DataFrame, ks: list, expected_delays: list, title: str) -> None:
-    """Final accuracy vs delay, one colour per k: a dot per network and the median line."""
+def _accuracy_axes(ax, f: pd.DataFrame, title: str, xlabel: str) -> bool:
+    """Title, labels and the chance line of a final-accuracy panel; False (and an empty-panel
+    note) when ``f`` has no rows."""
     ax.set_title(title, loc="left")
-    ax.set_xlabel("delay d (steps)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("final test accuracy")
     ax.axhline(CHANCE_ACC, color="black", ls="--", lw=1, label="chance (0.5)")
     if f.empty:
         empty_panel(ax, "no runs of this task and schedule in the tables")
+    return not f.empty
+
+
+def vs_delay_k(ax, f: pd.DataFrame, ks: list, expected_delays: list, title: str) -> None:
+    """Final accuracy vs delay, one colour per k: a dot per network and the median line."""
+    if not _accuracy_axes(ax, f, title, "delay d (steps)"):
         return
     present = values(f, "flossing.k")
     delays = values(f, "task.delay")
@@ -144,14 +151,9 @@ def vs_delay_k(ax, f: pd.DataFrame, ks: list, expected_delays: list, title: str)
     width = 0.5 * step / max(len(present), 1)
     colors = dict(zip(present, palette(len(present))))
     for j, k in enumerate(present):
-        sub = rows(f, flossing__k=k)
         off = (j - (len(present) - 1) / 2) * width
-        x = sub["task.delay"].to_numpy(float) + off + jitter(len(sub), 0.25 * width, seed=j)
-        ax.scatter(x, sub["value"], s=10, color=colors[k], alpha=0.5, lw=0)
-        m = sub.groupby("task.delay")["value"].median()
-        per = sub.groupby("task.delay").size()
-        n = str(per.iloc[0]) if per.nunique() == 1 else f"{per.min()}-{per.max()}"
-        ax.plot(m.index + off, m.values, "o-", ms=4, lw=1.6, color=colors[k], label=f"k={fmt_setting(k)} (n={n})")
+        dots_and_median(ax, rows(f, flossing__k=k), "task.delay", off, 0.25 * width, colors[k],
+                        f"k={fmt_setting(k)} (n={{n}})", seed=j)
     msgs = []
     lost_k = [k for k in ks if k not in present]
     if lost_k:
@@ -166,12 +168,7 @@ def vs_delay_k(ax, f: pd.DataFrame, ks: list, expected_delays: list, title: str)
 
 def vs_k(ax, f: pd.DataFrame, ks: list, title: str) -> None:
     """Final accuracy vs k (log axis), one line (median) per delay, a dot per network."""
-    ax.set_title(title, loc="left")
-    ax.set_xlabel("flossed exponents k")
-    ax.set_ylabel("final test accuracy")
-    ax.axhline(CHANCE_ACC, color="black", ls="--", lw=1, label="chance (0.5)")
-    if f.empty:
-        empty_panel(ax, "no runs of this task and schedule in the tables")
+    if not _accuracy_axes(ax, f, title, "flossed exponents k"):
         return
     present = values(f, "flossing.k")
     ax.set_xscale("log")

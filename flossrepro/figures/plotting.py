@@ -76,3 +76,17 @@ def suptitle(fig: Figure, title: str, df: pd.DataFrame, extra: str = "") -> None
 
 def jitter(n: int, width: float, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-width, width, n)
+
+
+def dots_and_median(ax: Axes, df: pd.DataFrame, x: str, off: float, spread: float, color, label: str,
+                    seed: int = 0) -> pd.Series:
+    """One group of final values: a dot per network at its ``x`` (shifted by ``off``, jittered by
+    ``spread``) and the median line over ``x``; ``label`` may name ``{n}``, the networks per point
+    (``"3"``, or ``"2-4"`` where it varies). Returns the medians."""
+    pos = df[x].to_numpy(float) + off + jitter(len(df), spread, seed=seed)
+    ax.scatter(pos, df["value"], s=10, color=color, alpha=0.5, lw=0)
+    m = df.groupby(x)["value"].median()
+    per = df.groupby(x).size()
+    n = str(per.iloc[0]) if per.nunique() == 1 else f"{per.min()}-{per.max()}"
+    ax.plot(m.index + off, m.values, "o-", ms=4, lw=1.6, color=color, label=label.format(n=n))
+    return m
