@@ -86,6 +86,7 @@ LIBRARY_SIGNATURES: dict[str, tuple[list, object]] = {
     "fr_tanh_f32": ([_I, _P, _P], None),
     "fr_set_gemm": ([_I], ctypes.c_int),
     "fr_gemm_kind": ([], ctypes.c_int),
+    "fr_gemm_supported": ([_I], ctypes.c_int),
     "fr_sgemm": ([ctypes.c_char, ctypes.c_char, _I, _I, _I, ctypes.c_float, _P, _I, _P, _I, ctypes.c_float, _P, _I], None),
     "fr_sgemm_batched": ([_I, ctypes.c_char, ctypes.c_char, _I, _I, _I, ctypes.c_float, _P, _I, ctypes.c_long, _P, _I,
                           ctypes.c_long, ctypes.c_float, _P, _I, ctypes.c_long], None),
@@ -295,14 +296,7 @@ def gemm(kind: str):
 def gemm_kinds_supported() -> list[str]:
     """The float32 GEMM kinds this CPU and build can run."""
     lib = load()
-    if lib is None:
-        return []
-    prev, out = lib.fr_gemm_kind(), []
-    for name, code in GEMM_KINDS.items():
-        if lib.fr_set_gemm(code) >= 0:
-            out.append(name)
-    lib.fr_set_gemm(prev)
-    return out
+    return [] if lib is None else [name for name, code in GEMM_KINDS.items() if lib.fr_gemm_supported(code)]
 
 
 def sgemm(A: Tensor, B: Tensor, ta: str = "N", tb: str = "N", alpha: float = 1.0, beta: float = 0.0,

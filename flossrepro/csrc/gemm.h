@@ -333,6 +333,9 @@ EXPORT int fr_set_gemm(int kind) {
 
 EXPORT int fr_gemm_kind(void) { return gemm_kind; }
 
+/* 1 if this CPU and build can run the float32 GEMM `kind`, else 0 */
+EXPORT int fr_gemm_supported(int kind) { return cpu_has(kind); }
+
 /* X <- R^{-1} X for X [k, N] row-major and R upper triangular given as rt = R^T [k, k] (as
  * FN(trsm_rows) in kernels.h): block back substitution, four rows at a time, over column panels
  * of NV vectors of 16 held in registers (the panel's last vector masked where N is ragged). */
