@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ARGS    ?=
 PYTEST_ARGS ?=
-NATIVE  := $(BIN)/python -c "from flossrepro.native import main; raise SystemExit(main())"
+NATIVE  := $(BIN)/python -c "from flossrepro.engine.native import main; raise SystemExit(main())"
 
 .PHONY: setup native run test test-slow bench bench-tables figures report clean
 .DEFAULT_GOAL := run
@@ -35,7 +35,7 @@ bench: $(STAMP)            ## speed benchmark, writes results/bench.json
 	$(BIN)/python -m flossrepro.bench $(ARGS)
 
 bench-tables: $(STAMP)     ## a paper-scale Fig 4 sweep's tables written and aggregated, writes results/bench_tables.json
-	$(BIN)/python -m flossrepro.bench_tables --json results/bench_tables.json
+	$(BIN)/python -m flossrepro.perf.table_bench --json results/bench_tables.json
 
 figures: $(STAMP)          ## rebuild every figure from results/ (no training)
 	$(BIN)/python -m flossrepro.figures $(ARGS)

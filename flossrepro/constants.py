@@ -22,11 +22,11 @@ CHANCE = {"copy": 1.0 / 12.0, "temporal_xor": 1.0 / 18.0, "lag_xor": 1.0 / 18.0,
 
 METRICS_DIR = "metrics"
 
-# Run directories (flossrepro.rundir, flossrepro.cli, conf/config.yaml).
+# Run directories (flossrepro.store.rundir, flossrepro.run.cli, conf/config.yaml).
 # Command-line keys left out of run directory names: they do not change a run's results, so a
 # rerun with e.g. another device or progress style finds (and resumes) the same directory.
 # conf/config.yaml reads this list through the ``run_name_exclude_keys`` resolver; a sweep over
-# one of these keys keeps it in the names (flossrepro.cli), so no two jobs share a directory.
+# one of these keys keeps it in the names (flossrepro.run.cli), so no two jobs share a directory.
 RUN_NAME_EXCLUDE_KEYS = ("experiment", "scale", "hydra/launcher", "progress", "log_every", "device",
                          "threads", "logger")
 # Top-level settings left out of a run's identity (the hash in run.json): how it runs, not what.

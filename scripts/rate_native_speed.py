@@ -10,10 +10,10 @@ import time
 
 import torch
 
-from flossrepro import native
-from flossrepro.init import initialize
-from flossrepro.lyapunov import lyapunov_spectrum
-from flossrepro.rate import RateRNN
+from flossrepro.engine import native
+from flossrepro.engine.init import initialize
+from flossrepro.engine.lyapunov import lyapunov_spectrum
+from flossrepro.engine.rate import RateRNN
 
 
 def epochs(N: int):

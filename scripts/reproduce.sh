@@ -22,5 +22,5 @@ t0=$(date +%s)
 echo "reproduce: ${cmd[*]}" >&2
 "${cmd[@]}" || { rc=$?; echo "reproduce: the sweep did not finish every job (exit $rc); not published to $results/$exp (see $sweep)" >&2; exit "$rc"; }
 t1=$(date +%s)
-"$py" -m flossrepro.aggregate "$sweep" --out "$results/$exp" \
+"$py" -m flossrepro.report.aggregate "$sweep" --out "$results/$exp" \
   --provenance "command=${cmd[*]}" "scale=$scale" "started=$start" "wall_s=$((t1 - t0))"

@@ -1,6 +1,6 @@
 """Bad inputs: each stops before anything is made, with one line naming the setting and the fix.
 
-Every case runs through the command's own entry point (``flossrepro.cli.main``) in this
+Every case runs through the command's own entry point (``flossrepro.run.cli.main``) in this
 process, in a folder that already holds a finished run; a handful also run as the real
 command in a subprocess. Each asserts: a non-zero exit, exactly one line on stderr of the
 form ``flossrepro: error: <setting> ... <fix>``, no file or directory created or changed
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from flossrepro import cli
+from flossrepro.run import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ["scale=smoke", "logger=none", "progress=none"]

@@ -2,7 +2,7 @@
 engine, its FLOP model scales as documented, and every epoch it times runs."""
 import torch
 
-from flossrepro import bench
+from flossrepro.perf import bench
 
 
 def test_eager_reference_matches_engine():
@@ -37,7 +37,7 @@ def test_epochs_run_and_timing_table():
 
 
 def test_peak_is_the_largest_usable_candidate():
-    from flossrepro import peak
+    from flossrepro.perf import peak
     assert peak.choose_peak({"torch_blas": 80.0, "numpy_blas": 120.0, "xla": 240.0, "native_fma": None}) == (240.0, "xla")
     # missing, None, NaN, non-positive and non-numbers are skipped
     assert peak.choose_peak({"torch_blas": 80.0, "xla": None, "numpy_blas": float("nan"), "native_fma": 0.0,
@@ -50,7 +50,7 @@ def test_peak_is_the_largest_usable_candidate():
 
 
 def test_peak_section_uses_what_native_offers(monkeypatch):
-    from flossrepro import peak
+    from flossrepro.perf import peak
     monkeypatch.setattr(peak, "measure_subprocess",
                         lambda kind: {"gflops": {"numpy": 90.0, "xla": None}[kind],
                                       "best_gflops": {"numpy": 100.0, "xla": None}[kind], "cpu_over_wall": 0.99})
@@ -105,7 +105,7 @@ def test_torch_mm_rate_with_transposes():
 
 
 def test_cpu_isa_from_flags():
-    from flossrepro import peak
+    from flossrepro.perf import peak
     assert peak.cpu_isa({"avx512f", "avx512vl", "avx512bw", "avx2", "fma", "avx"}) == "AVX-512 (f bw vl), AVX2, FMA"
     assert peak.cpu_isa({"avx2", "fma"}) == "AVX2, FMA"
     assert peak.cpu_isa(set()) == "unknown"
@@ -122,7 +122,7 @@ def test_pin_to_one_cpu_in_a_subprocess():
     import sys
     if not hasattr(os, "sched_setaffinity"):
         return
-    code = ("import os; from flossrepro import bench; c = bench.pin_to_one_cpu(); "
+    code = ("import os; from flossrepro.perf import bench; c = bench.pin_to_one_cpu(); "
             "print(c, sorted(os.sched_getaffinity(0)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout.split()
     assert out[1:] == [f"[{out[0]}]"]

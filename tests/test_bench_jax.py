@@ -5,7 +5,7 @@ import pytest
 jax = pytest.importorskip("jax")
 pytest.importorskip("optax")
 
-from flossrepro import bench_jax  # noqa: E402
+from flossrepro.perf import jax_peer as bench_jax  # noqa: E402
 
 
 def test_jax_gradients_equal_the_engines_float64():

@@ -13,13 +13,13 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from flossrepro import cli
-from flossrepro import condition as K
+from flossrepro.run import cli
+from flossrepro.engine import condition as K
 from flossrepro.figures import claims as cl
 from flossrepro.figures import fig2, fig16
-from flossrepro.init import initialize
-from flossrepro.models import VanillaRNN
-from flossrepro.tables import Recorder, read_run, select_metrics
+from flossrepro.engine.init import initialize
+from flossrepro.engine.models import VanillaRNN
+from flossrepro.store.tables import Recorder, read_run, select_metrics
 
 torch.set_num_threads(1)
 

@@ -23,7 +23,6 @@ import torch
 
 from flossrepro import (
     LSTM,
-    native,
     VanillaRNN,
     clip_grad_norm_per_member,
     condition_number_estimate,
@@ -36,8 +35,9 @@ from flossrepro import (
     make_task,
     member_generators,
 )
-from flossrepro.lyapunov import random_orthonormal
-from flossrepro.models import rnn_sequence
+from flossrepro.engine import native
+from flossrepro.engine.lyapunov import random_orthonormal
+from flossrepro.engine.models import rnn_sequence
 
 F64 = torch.float64
 
@@ -538,7 +538,7 @@ def test_lstm_spectrum():
             m.U[idx] = old
         fd = (lp - lm) / (2 * eps)
         assert abs(fd - gU[idx].item()) <= 1e-6 * max(1.0, abs(fd)), (idx, fd, gU[idx].item())
-    # the gated fast path (flossrepro.gated, the default above) equals the per-step autograd path
+    # the gated fast path (flossrepro.engine.gated, the default above) equals the per-step autograd path
     ref = lyapunov_spectrum(m, x, k, fast=False, **kw)
     torch.testing.assert_close(lam.detach(), ref.detach(), rtol=0, atol=1e-12)
 

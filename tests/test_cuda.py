@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from flossrepro import VanillaRNN, floss_step, flossing_parameters, initialize, lyapunov_spectrum
-from flossrepro.lyapunov import random_orthonormal
-from flossrepro.models import rnn_sequence
+from flossrepro.engine.lyapunov import random_orthonormal
+from flossrepro.engine.models import rnn_sequence
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 F64 = torch.float64

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from flossrepro import VanillaRNN, initialize, lyapunov_spectrum
-from flossrepro.lyapunov import _qr_pullback_diag_T, random_orthonormal
-from flossrepro.models import rnn_sequence
+from flossrepro.engine.lyapunov import _qr_pullback_diag_T, random_orthonormal
+from flossrepro.engine.models import rnn_sequence
 
 F64 = torch.float64
 

@@ -88,7 +88,7 @@ def test_a_refused_run_never_touches_an_existing_run(tmp_path):
 
 
 CRASH_MODULE = textwrap.dedent('''
-    from flossrepro.tasks import BinaryXORTask
+    from flossrepro.tasks.paper import BinaryXORTask
 
     class CrashTask(BinaryXORTask):
         """Valid settings, crashes once training draws its first batch."""
@@ -101,19 +101,19 @@ def test_sweep_with_an_invalid_and_a_crashing_job_finishes_aggregates_and_fails(
     (tmp_path / "crashmod.py").write_text(CRASH_MODULE)
     sweep = tmp_path / "sweep"
     args = ["-m", "scale=smoke", *QUIET, "epochs=5", "task.delay=10,60",
-            "task._target_=flossrepro.tasks.BinaryXORTask,crashmod.CrashTask", f"hydra.sweep.dir={sweep}"]
+            "task._target_=flossrepro.tasks.paper.BinaryXORTask,crashmod.CrashTask", f"hydra.sweep.dir={sweep}"]
     p = run(args, tmp_path, env={"PYTHONPATH": str(tmp_path)})
     out = p.stdout + p.stderr
     assert p.returncode == 1, out[-3000:]
     runs = pd.read_csv(sweep / "runs.csv")
     st = dict(zip(runs["path"], runs["status"]))
-    assert st["epochs=5,task._target_=flossrepro.tasks.BinaryXORTask,task.delay=10"] == "complete", st
+    assert st["epochs=5,task._target_=flossrepro.tasks.paper.BinaryXORTask,task.delay=10"] == "complete", st
     assert st["epochs=5,task._target_=crashmod.CrashTask,task.delay=10"] == "failed", st
-    assert st["epochs=5,task._target_=flossrepro.tasks.BinaryXORTask,task.delay=60"] == "invalid", st
+    assert st["epochs=5,task._target_=flossrepro.tasks.paper.BinaryXORTask,task.delay=60"] == "invalid", st
     err = dict(zip(runs["path"], runs["error"]))
     assert "injected crash" in err["epochs=5,task._target_=crashmod.CrashTask,task.delay=10"]
-    assert "task.delay" in err["epochs=5,task._target_=flossrepro.tasks.BinaryXORTask,task.delay=60"]
-    assert "[flossrepro.aggregate]" in out and "3 of 4 jobs did not finish" in out, out[-3000:]
+    assert "task.delay" in err["epochs=5,task._target_=flossrepro.tasks.paper.BinaryXORTask,task.delay=60"]
+    assert "[flossrepro.report.aggregate]" in out and "3 of 4 jobs did not finish" in out, out[-3000:]
     # the rerun skips the finished job and records the same outcome (exit status still 1)
     p2 = run(args, tmp_path, env={"PYTHONPATH": str(tmp_path)})
     assert p2.returncode == 1 and "1 finished (skipped)" in p2.stdout, p2.stdout[-2000:]
@@ -209,7 +209,7 @@ def test_sigterm_to_a_sweep_stops_its_workers_which_checkpoint_and_the_sweep_res
     time.sleep(1.0)
     left = [p for p in seen if _alive(p)]
     assert not left, f"processes left behind: {left}"
-    assert "sweep stopped" in log and "[flossrepro.aggregate]" in log
+    assert "sweep stopped" in log and "[flossrepro.report.aggregate]" in log
     statuses = {d.name: status(d)["status"] for d in sweep.iterdir() if (d / "summary.json").exists()}
     assert "interrupted" in statuses.values(), statuses
     for name, st in statuses.items():
@@ -223,7 +223,7 @@ def test_sigterm_to_a_sweep_stops_its_workers_which_checkpoint_and_the_sweep_res
 
 def test_a_sweep_over_a_key_left_out_of_run_names_gives_each_job_its_own_directory(tmp_path, monkeypatch, capsys):
     """`-m device=cpu,cuda` (device is left out of run names): two jobs, two directories."""
-    from flossrepro import cli
+    from flossrepro.run import cli
 
     monkeypatch.chdir(tmp_path)
     rc = cli.main(["-m", "scale=smoke", "logger=none", "device=cpu,auto", "threads=1,2", "--dry-run"])

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flossrepro.tables import select_metrics
+from flossrepro.store.tables import select_metrics
 from matplotlib.figure import Figure
 
-from flossrepro import report
+from flossrepro.report import report
 from flossrepro.constants import CHANCE
 from flossrepro.figures import claims as cl
 from flossrepro.figures import discover, experiments, fig1, fig3, fig4, metrics_needed, planned
@@ -263,7 +263,7 @@ def test_figure_modules_declare_what_they_own():
             assert cid.startswith(num) and cid[len(num)] in mod.PANELS and text, (name, cid)
     assert not hasattr(sys.modules["flossrepro.figures"], "FIGURES")
     # the report's figure map names every claim on its panel, the low-rank ones included
-    from flossrepro.report import figure_map
+    from flossrepro.report.report import figure_map
     fmap = "\n".join(figure_map())
     for mod in discover().values():
         for cid in mod.CLAIMS:

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from flossrepro.figures import claims as cl
 from flossrepro.figures import fig5, fig7, fig14
-from flossrepro.tables import select_metrics
+from flossrepro.store.tables import select_metrics
 
 TASKS = ("binary_xor", "spatial_xor")
 K5, D5 = (1, 10, 40), (40, 70)     # fig5.yaml at small scale

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from flossrepro import GRU, LSTM, floss_step, flossing_loss, flossing_parameters, initialize, lyapunov_spectrum
-from flossrepro.lyapunov import random_orthonormal
+from flossrepro.engine.lyapunov import random_orthonormal
 
 F64 = torch.float64
 

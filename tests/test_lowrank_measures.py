@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from flossrepro.init import initialize
-from flossrepro.lowrank_measures import functional_rank, truncate
-from flossrepro.rate import RateRNN
-from flossrepro.tables import read_run
+from flossrepro.engine.init import initialize
+from flossrepro.jobs.lowrank_measures import functional_rank, truncate
+from flossrepro.engine.rate import RateRNN
+from flossrepro.store.tables import read_run
 
 
 def test_truncate_is_the_best_rank_r_approximation():

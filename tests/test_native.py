@@ -1,4 +1,4 @@
-"""The native (compiled C) kernels of :mod:`flossrepro.native` against oracles.
+"""The native (compiled C) kernels of :mod:`flossrepro.engine.native` against oracles.
 
 Oracles (not the code under test):
 - float64 ``torch.tanh`` for the kernels' own float32 tanh;
@@ -22,9 +22,9 @@ import math
 import pytest
 import torch
 
-from flossrepro import VanillaRNN, flossing_loss, initialize, lyapunov_spectrum, native
-from flossrepro.lyapunov import random_orthonormal
-from flossrepro.models import rnn_sequence
+from flossrepro import VanillaRNN, flossing_loss, initialize, lyapunov_spectrum; from flossrepro.engine import native
+from flossrepro.engine.lyapunov import random_orthonormal
+from flossrepro.engine.models import rnn_sequence
 
 F64, F32 = torch.float64, torch.float32
 
@@ -736,7 +736,7 @@ def test_boundary_checks_hold_under_python_O(tmp_path):
     import sys
     code = (
         "import torch\n"
-        "from flossrepro import native\n"
+        "from flossrepro.engine import native\n"
         "assert not __debug__ or print('asserts on')\n"
         "W = torch.randn(2, 5, 5, dtype=torch.float64)\n"
         "drive = torch.randn(2, 3, 2, 5, dtype=torch.float64)\n"

@@ -2,7 +2,7 @@
 otherwise only show as skipped native tests and a slower engine."""
 import pytest
 
-from flossrepro import native
+from flossrepro.engine import native
 
 
 def test_native_kernels_build_where_a_compiler_exists():

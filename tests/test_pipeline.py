@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-import flossrepro.config  # noqa: F401  (registers the by_scale resolver)
-from flossrepro.aggregate import collect
-from flossrepro.tables import part_files, read_run
+import flossrepro.store.config  # noqa: F401  (registers the by_scale resolver)
+from flossrepro.report.aggregate import collect
+from flossrepro.store.tables import part_files, read_run
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "experiments").glob("*.yaml"))
@@ -73,7 +73,7 @@ def test_every_experiment_composes_at_every_scale():
 def test_experiment_sweep_runs_at_smoke_scale(tmp_path, exp):
     d = tmp_path / exp
     p = run([f"+experiment={exp}", "scale=smoke", *QUIET, f"hydra.sweep.dir={d}"], timeout=600)
-    assert "[flossrepro.aggregate]" in p.stdout
+    assert "[flossrepro.report.aggregate]" in p.stdout
     metrics, runs, report = collect(d)
     assert len(runs) >= 2 and (runs.status == "complete").all(), report
     assert (d / "metrics.parquet").exists() and (d / "runs.csv").exists()
@@ -240,7 +240,7 @@ def test_aggregator_reports_failed_and_lost_runs(tmp_path):
     (failed / ".hydra").mkdir(parents=True)
     (failed / ".hydra" / "config.yaml").write_text("seed: 4\n")
     (failed / "summary.json").write_text(json.dumps({"status": "failed", "run_id": "x/seed=4", "error": "RuntimeError: boom"}))
-    p = subprocess.run([sys.executable, "-m", "flossrepro.aggregate", str(sweep)], capture_output=True, text=True, cwd=ROOT)
+    p = subprocess.run([sys.executable, "-m", "flossrepro.report.aggregate", str(sweep)], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 0, p.stderr
     assert "2 complete" in p.stdout and "1 failed" in p.stdout and "1 lost" in p.stdout
     assert "RuntimeError: boom" in p.stdout

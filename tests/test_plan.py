@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from flossrepro import cli
-from flossrepro import plan as P
-from flossrepro.cost import CostModel, coords, floss_features, train_features
-from flossrepro.launcher import SlurmLauncher, user_set_timeout
+from flossrepro.run import cli
+from flossrepro.run import plan as P
+from flossrepro.jobs.cost import CostModel, coords, floss_features, train_features
+from flossrepro.run.launcher import SlurmLauncher, user_set_timeout
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_C = np.array([2e-5, 1e-5, 3e-9, 4e-10])          # T, R T, R N B T, R N^2 B T
@@ -88,7 +88,7 @@ def _cfg(overrides):
         return [cfg]
     plans, _ = None, None
     primary = cli.compose(loader, overrides + ["hydra.mode=MULTIRUN"], True)
-    from flossrepro import sweep as SW
+    from flossrepro.run import sweep as SW
     probe = cli.compose(loader, overrides, True)
     out = []
     for job in SW.expand(loader, probe, overrides):

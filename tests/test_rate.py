@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from flossrepro.flossing import floss_step, flossing_parameters
-from flossrepro.init import initialize
-from flossrepro.lyapunov import lyapunov_spectrum
-from flossrepro.rate import RateRNN
+from flossrepro.engine.flossing import floss_step, flossing_parameters
+from flossrepro.engine.init import initialize
+from flossrepro.engine.lyapunov import lyapunov_spectrum
+from flossrepro.engine.rate import RateRNN
 
 D64 = torch.float64
 
@@ -23,7 +23,7 @@ def _net(nl="tanh", R=2, N=12, S=2, O=2, g=1.5, dt=0.5, seed=0):
 
 def _ctx(native_on):
     """The native kernels (default on CPU) or the PyTorch fast path."""
-    from flossrepro import native
+    from flossrepro.engine import native
     return contextlib.nullcontext() if native_on else native.disabled()
 
 
@@ -153,7 +153,7 @@ def test_flossing_moves_lambda1_to_target():
 @pytest.mark.parametrize("native_on", [True, False])
 def test_float32_spectrum_and_gradient_vs_float64(native_on):
     """float32 (native kernels with the leak term, or the PyTorch fast path) against float64."""
-    from flossrepro import native
+    from flossrepro.engine import native
 
     m = _net("tanh", R=2, N=24, S=1, O=1, g=1.5, dt=0.5, seed=4)
     x = torch.randn(300, 2, 1, dtype=D64, generator=torch.Generator().manual_seed(6))
@@ -184,7 +184,7 @@ def test_bad_settings():
 def test_rate_native_loops_are_the_ones_that_run():
     """Without mocks: on CPU the rate network's state and tangent loops run in the native kernels
     (no per-step ATen ops); with them disabled, the PyTorch fast path issues per-step ops."""
-    from flossrepro import native
+    from flossrepro.engine import native
     from test_native import _aten_counts
 
     m = _net("tanh", R=1, N=12, S=1, O=1, g=1.5)

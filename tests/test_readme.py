@@ -67,7 +67,7 @@ def test_readme_lists_the_commands_we_check():
 def test_flossrepro_command_as_written(c, tmp_path, monkeypatch, capsys):
     """Checked in this process through the command's entry point (--dry-run at the scale written);
     single jobs also run as a real command at smoke scale."""
-    from flossrepro import cli
+    from flossrepro.run import cli
 
     monkeypatch.chdir(tmp_path)
     args = _flossrepro_args(c)

@@ -155,7 +155,7 @@ def _summaries(sweep: Path) -> dict[str, dict]:
 
 
 def _final_numbers(d: Path, drop=("run_id",)) -> pd.DataFrame:
-    from flossrepro.tables import read_run
+    from flossrepro.store.tables import read_run
 
     df = read_run(d)
     return df.drop(columns=list(drop)).sort_values(["metric", "member", "epoch", "index"]).reset_index(drop=True)
@@ -286,7 +286,7 @@ def test_failed_and_killed_jobs_are_reported_and_the_others_kept(slurm_cluster: 
     assert lost["previous_status"] == "running" and lost["epochs_done"] >= 20, lost
     assert (sweep / "epochs=100000" / "checkpoint.pt").exists()
     # the finished run's numbers are in the sweep's table
-    from flossrepro.tables import read_run
+    from flossrepro.store.tables import read_run
 
     metrics = read_run(sweep / "epochs=30")
     tl = metrics[metrics.metric == "train_loss"]
@@ -298,7 +298,7 @@ def test_waiting_prints_pending_running_done_counts(tmp_path: Path, monkeypatch,
     import logging
     from types import SimpleNamespace
 
-    from flossrepro import launcher as L
+    from flossrepro.run import launcher as L
 
     class FakeJob:
         def __init__(self, i: int):

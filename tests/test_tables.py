@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from flossrepro import aggregate
-from flossrepro.tables import Recorder, part_files, read_run
+from flossrepro.report import aggregate
+from flossrepro.store.tables import Recorder, part_files, read_run
 
 
 def _fill(rec: Recorder, epochs: range) -> list[tuple]:
@@ -119,7 +119,7 @@ def test_aggregate_names_and_skips_corrupt_tables_and_summaries(tmp_path):
 
 
 def test_bench_tables_writes_and_aggregates_a_small_synthetic_sweep(tmp_path):
-    from flossrepro import bench_tables
+    from flossrepro.perf import table_bench as bench_tables
 
     out = tmp_path / "res.json"
     assert bench_tables.main(["--runs", "3", "--members", "2", "--epochs", "1000", "--dir", str(tmp_path),
@@ -133,7 +133,7 @@ def test_bench_tables_writes_and_aggregates_a_small_synthetic_sweep(tmp_path):
 
 
 def test_metric_selections_pick_indices_and_epoch_blocks():
-    from flossrepro.tables import metric_specs, select_metrics
+    from flossrepro.store.tables import metric_specs, select_metrics
 
     df = pd.DataFrame({"metric": ["a"] * 20 + ["s"] * 6, "epoch": list(range(20)) + [0, 0, 0, 5, 5, 5],
                        "index": pd.array([None] * 20 + [1, 2, 3, 1, 2, 3], dtype="Int64"), "value": 0.0})
@@ -149,7 +149,7 @@ def test_metric_selections_pick_indices_and_epoch_blocks():
     # the aggregator's SQL keeps the same rows as the pandas filter
     import duckdb
 
-    from flossrepro.tables import metrics_sql
+    from flossrepro.store.tables import metrics_sql
     con = duckdb.connect()
     con.register("t", df)
     for spec in (["a@10"], ["s[2:3]"], ["a@10", "s[1]"], ["s[1]", "s[3]"]):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from flossrepro.tasks import (
+from flossrepro.tasks.paper import (
     TASKS,
     Batch,
     BinaryXORTask,
@@ -291,7 +291,7 @@ def test_bad_name_and_sample_args():
 
 
 def test_sample_inputs_has_no_delay_constraint_and_matches_sample():
-    from flossrepro.tasks import make_task, member_generators
+    from flossrepro.tasks.paper import make_task, member_generators
     task = make_task("copy", delay=40, seq_len=60, batch_size=2)
     short = task.sample_inputs(member_generators([0, 1], "x"), batch_size=1, seq_len=10)
     assert short.shape == (10, 2, 1, 1)

@@ -6,8 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flossrepro.tasks import member_generators
-from flossrepro.tasks_lowrank import FlipFlopTask, LinearFixedPointTask, ManteTask, RomoTask
+from flossrepro.tasks.paper import member_generators
+from flossrepro.tasks.lowrank import FlipFlopTask, LinearFixedPointTask, ManteTask, RomoTask
 
 SEEDS = st.integers(0, 10_000)
 

@@ -10,7 +10,7 @@ A *figure module* is a module of this package with these attributes (helpers suc
 - ``TITLE``: one line for the report and the figure map;
 - ``PANELS``: ``{letter: what the panel shows}`` for the figure map;
 - ``METRICS``: the metrics its panels and claims read (``None``: all), each a name or
-  ``name[i]`` / ``name[i:j]`` for some indices only (:func:`flossrepro.tables.metric_specs`).
+  ``name[i]`` / ``name[i:j]`` for some indices only (:func:`flossrepro.store.tables.metric_specs`).
   Figure code is handed only these rows, so the summary tables committed to git hold what
   figures need;
 - ``CLAIMS``: ``{claim id: claim text}`` (ids start with the figure number and panel letter);
@@ -82,7 +82,7 @@ def planned(experiment: str, key: str, scale: str | None = None) -> list:
     interpolations resolved); ``[]`` when the sweep does not set ``key`` or cannot be read."""
     from omegaconf import OmegaConf
 
-    from .. import config  # noqa: F401  (registers the by_scale resolver)
+    from flossrepro.store import config  # noqa: F401  (registers the by_scale resolver)
 
     path = experiments().get(experiment)
     if path is None:

@@ -13,8 +13,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import discover
-from .data import load_tables
+from flossrepro.figures import discover
+from flossrepro.figures.data import load_tables
 
 
 def run_hint(experiment: str, results: str | Path = "results") -> str:

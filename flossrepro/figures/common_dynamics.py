@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .data import NET, pick_delay, rows, values
-from .plotting import SCHEDULE_COLOR
+from flossrepro.figures.data import NET, pick_delay, rows, values
+from flossrepro.figures.plotting import SCHEDULE_COLOR
 
 TASK = "binary_xor"
 DELAY = 70            # Figs 8-12: binary temporal XOR at d=70

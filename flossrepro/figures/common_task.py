@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..constants import CHANCE, SCHEDULE_LABEL, SCHEDULES
-from . import planned
-from .claims import OPS, Part, g, median_reps, part, part_from_reps, scale_of
-from .data import final, fmt_setting, network_values, pick_delay, rows, values
-from .plotting import SCHEDULE_COLOR, dots_and_median, empty_panel, median_band, note
+from flossrepro.constants import CHANCE, SCHEDULE_LABEL, SCHEDULES
+from flossrepro.figures import planned
+from flossrepro.figures.claims import OPS, Part, g, median_reps, part, part_from_reps, scale_of
+from flossrepro.figures.data import final, fmt_setting, network_values, pick_delay, rows, values
+from flossrepro.figures.plotting import (SCHEDULE_COLOR, dots_and_median, empty_panel, median_band, note)
 
 
 def _chance_line(ax, task: str, metric: str) -> None:

@@ -1,7 +1,7 @@
 """Table helpers shared by the figure modules and the claims report (pandas only, no plotting).
 
 The input is an experiment's aggregated tidy table (``metrics.parquet``, see
-``flossrepro.trainer``): one row per observation with columns ``run_id, member, epoch,
+``flossrepro.jobs.trainer``): one row per observation with columns ``run_id, member, epoch,
 metric, index, value`` plus the run's settings (``task.name``, ``flossing.schedule``,
 ``task.delay``, ``flossing.k``, ``flossing.target``, ``arch.n_hidden``, ``scale.name``,
 ``members``, ``epochs``, ...). A *network* (one realization) is a ``(run_id, member)`` pair.
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..tables import metric_specs, select_metrics
+from flossrepro.store.tables import metric_specs, select_metrics
 
 NET = ["run_id", "member"]
 

@@ -19,10 +19,10 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from . import planned
-from .claims import Claim, Group, frac, g, part, rng_for, scale_of
-from .data import NET, band, first_setting, last_epoch_rows, rows, values
-from .plotting import STYLE, empty_panel, jitter, median_band, new_figure, note, palette, suptitle
+from flossrepro.figures import planned
+from flossrepro.figures.claims import Claim, Group, frac, g, part, rng_for, scale_of
+from flossrepro.figures.data import NET, band, first_setting, last_epoch_rows, rows, values
+from flossrepro.figures.plotting import (STYLE, empty_panel, jitter, median_band, new_figure, note, palette, suptitle)
 
 EXPERIMENTS = ("fig1",)
 STUDY = "flossing"

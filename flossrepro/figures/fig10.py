@@ -20,11 +20,11 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from ..constants import SCHEDULE_LABEL
-from .claims import Claim, Group, median_reps, part_from_reps, rng_for
-from .common_dynamics import at_delay, color, episodes, mark_episodes, traces
-from .data import rows
-from .plotting import STYLE, empty_panel, new_figure, note, suptitle
+from flossrepro.constants import SCHEDULE_LABEL
+from flossrepro.figures.claims import Claim, Group, median_reps, part_from_reps, rng_for
+from flossrepro.figures.common_dynamics import at_delay, color, episodes, mark_episodes, traces
+from flossrepro.figures.data import rows
+from flossrepro.figures.plotting import STYLE, empty_panel, new_figure, note, suptitle
 
 EXPERIMENTS = ("fig4",)
 STUDY = "flossing"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from . import fig10
+from flossrepro.figures import fig10
 
 EXPERIMENTS = fig10.EXPERIMENTS
 STUDY = fig10.STUDY

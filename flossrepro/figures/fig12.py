@@ -17,11 +17,11 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from ..constants import SCHEDULE_LABEL
-from .claims import Claim, Group, part, rng_for
-from .common_dynamics import at_delay, color, episodes, mark_episodes, traces
-from .data import rows
-from .plotting import STYLE, empty_panel, median_band, new_figure, note, suptitle
+from flossrepro.constants import SCHEDULE_LABEL
+from flossrepro.figures.claims import Claim, Group, part, rng_for
+from flossrepro.figures.common_dynamics import at_delay, color, episodes, mark_episodes, traces
+from flossrepro.figures.data import rows
+from flossrepro.figures.plotting import STYLE, empty_panel, median_band, new_figure, note, suptitle
 
 EXPERIMENTS = ("fig12",)
 STUDY = "flossing"

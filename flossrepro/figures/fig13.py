@@ -16,9 +16,9 @@ from matplotlib import rc_context
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from .claims import Claim, Group, median_reps, part, part_from_reps, rng_for
-from .data import NET, last_epoch_rows, rows
-from .plotting import STYLE, empty_panel, jitter, new_figure, suptitle
+from flossrepro.figures.claims import Claim, Group, median_reps, part, part_from_reps, rng_for
+from flossrepro.figures.data import NET, last_epoch_rows, rows
+from flossrepro.figures.plotting import STYLE, empty_panel, jitter, new_figure, suptitle
 
 EXPERIMENTS = ("fig4",)
 STUDY = "flossing"

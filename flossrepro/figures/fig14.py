@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from . import fig4, planned
-from .claims import Claim, Group, part_from_reps, replicates, rng_for, scale_of
-from .common_task import delays_text, finals, median_table, planned_delays
-from .data import network_values, values
+from flossrepro.figures import fig4; from flossrepro.figures import planned
+from flossrepro.figures.claims import Claim, Group, part_from_reps, replicates, rng_for, scale_of
+from flossrepro.figures.common_task import delays_text, finals, median_table, planned_delays
+from flossrepro.figures.data import network_values, values
 
 EXPERIMENTS = ("fig14",)
 STUDY = "flossing"

@@ -20,9 +20,9 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from .claims import Claim, Group, g, part, rng_for
-from .data import describe, fmt_setting, rows, values
-from .plotting import STYLE, empty_panel, new_figure, palette
+from flossrepro.figures.claims import Claim, Group, g, part, rng_for
+from flossrepro.figures.data import describe, fmt_setting, rows, values
+from flossrepro.figures.plotting import STYLE, empty_panel, new_figure, palette
 
 EXPERIMENTS = ("fig16",)
 STUDY = "flossing"

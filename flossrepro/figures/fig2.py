@@ -28,10 +28,10 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from . import planned
-from .claims import Claim, Group, g, part, rng_for, scale_of
-from .data import NET, describe, fmt_setting, rows, values
-from .plotting import STYLE, empty_panel, new_figure, note, palette
+from flossrepro.figures import planned
+from flossrepro.figures.claims import Claim, Group, g, part, rng_for, scale_of
+from flossrepro.figures.data import NET, describe, fmt_setting, rows, values
+from flossrepro.figures.plotting import STYLE, empty_panel, new_figure, note, palette
 
 EXPERIMENTS = ("fig2",)
 STUDY = "flossing"

@@ -16,12 +16,11 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from ..constants import CHANCE
-from .claims import Claim, Group, g, median_reps, part_from_reps, rng_for
-from .common_task import (conditions, delays_text, finals, leaves_chance, median_part, median_table, planned_delays,
-                          vs_delay, vs_epochs)
-from .data import values
-from .plotting import STYLE, new_figure, suptitle
+from flossrepro.constants import CHANCE
+from flossrepro.figures.claims import Claim, Group, g, median_reps, part_from_reps, rng_for
+from flossrepro.figures.common_task import (conditions, delays_text, finals, leaves_chance, median_part, median_table, planned_delays, vs_delay, vs_epochs)
+from flossrepro.figures.data import values
+from flossrepro.figures.plotting import STYLE, new_figure, suptitle
 
 EXPERIMENTS = ("fig3",)
 STUDY = "flossing"

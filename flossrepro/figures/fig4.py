@@ -15,12 +15,11 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from ..constants import SCHEDULES
-from .claims import Claim, Group, rng_for
-from .common_task import (conditions, delays_text, diff_part, finals, leaves_chance, median_part, median_table,
-                          planned_delays, vs_delay, vs_epochs)
-from .data import rows, values
-from .plotting import STYLE, new_figure, suptitle
+from flossrepro.constants import SCHEDULES
+from flossrepro.figures.claims import Claim, Group, rng_for
+from flossrepro.figures.common_task import (conditions, delays_text, diff_part, finals, leaves_chance, median_part, median_table, planned_delays, vs_delay, vs_epochs)
+from flossrepro.figures.data import rows, values
+from flossrepro.figures.plotting import STYLE, new_figure, suptitle
 
 EXPERIMENTS = ("fig4",)
 STUDY = "flossing"

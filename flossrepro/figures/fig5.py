@@ -20,11 +20,11 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from . import experiments, planned
-from .claims import Claim, Group, g, part_from_reps, replicates, rng_for, scale_of
-from .common_task import finals
-from .data import fmt_setting, network_values, rows, values
-from .plotting import STYLE, dots_and_median, empty_panel, jitter, new_figure, note, palette, suptitle
+from flossrepro.figures import experiments; from flossrepro.figures import planned
+from flossrepro.figures.claims import (Claim, Group, g, part_from_reps, replicates, rng_for, scale_of)
+from flossrepro.figures.common_task import finals
+from flossrepro.figures.data import fmt_setting, network_values, rows, values
+from flossrepro.figures.plotting import (STYLE, dots_and_median, empty_panel, jitter, new_figure, note, palette, suptitle)
 
 EXPERIMENTS = ("fig5", "fig4")
 STUDY = "flossing"
@@ -95,7 +95,7 @@ def fig4_k(scale: str | None) -> int | None:
     """``flossing.k`` of fig4's runs at ``scale`` (read from its yaml; None when unreadable)."""
     from omegaconf import OmegaConf
 
-    from .. import config  # noqa: F401  (registers the by_scale resolver)
+    from flossrepro.store import config  # noqa: F401  (registers the by_scale resolver)
 
     path = experiments().get("fig4")
     if path is None:

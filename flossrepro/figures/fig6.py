@@ -24,9 +24,9 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from .claims import Claim, Group, frac, g, part, rng_for
-from .data import NET, last_epoch_rows, rows, values
-from .plotting import STYLE, empty_panel, median_band, new_figure, note, suptitle
+from flossrepro.figures.claims import Claim, Group, frac, g, part, rng_for
+from flossrepro.figures.data import NET, last_epoch_rows, rows, values
+from flossrepro.figures.plotting import STYLE, empty_panel, median_band, new_figure, note, suptitle
 
 EXPERIMENTS = ("fig6",)
 STUDY = "flossing"

@@ -18,11 +18,10 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from .claims import Claim, Group, part, rng_for
-from .data import fmt_setting, values
-from .fig5 import (CHANCE_ACC, TASKS, k_cell, k_finals, k_table, medians, planned_k_delays, planned_ks, vs_delay_k, vs_k,
-                   ylim_acc)
-from .plotting import STYLE, empty_panel, new_figure, suptitle
+from flossrepro.figures.claims import Claim, Group, part, rng_for
+from flossrepro.figures.data import fmt_setting, values
+from flossrepro.figures.fig5 import (CHANCE_ACC, TASKS, k_cell, k_finals, k_table, medians, planned_k_delays, planned_ks, vs_delay_k, vs_k, ylim_acc)
+from flossrepro.figures.plotting import STYLE, empty_panel, new_figure, suptitle
 
 EXPERIMENTS = ("fig5", "fig4")
 STUDY = "flossing"

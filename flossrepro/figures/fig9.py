@@ -22,10 +22,10 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from .claims import Claim, Group, part, rng_for
-from .common_dynamics import at_delay, first_for_good, traces
-from .data import rows
-from .plotting import STYLE, empty_panel, new_figure, palette, suptitle
+from flossrepro.figures.claims import Claim, Group, part, rng_for
+from flossrepro.figures.common_dynamics import at_delay, first_for_good, traces
+from flossrepro.figures.data import rows
+from flossrepro.figures.plotting import STYLE, empty_panel, new_figure, palette, suptitle
 
 EXPERIMENTS = ("fig4",)
 STUDY = "flossing"

@@ -1,5 +1,5 @@
 """Helpers shared by the low-rank study's figure modules (``lr_*``): one value per network from the
-measures of :mod:`flossrepro.lowrank_measures`, medians against a setting, and claim parts.
+measures of :mod:`flossrepro.jobs.lowrank_measures`, medians against a setting, and claim parts.
 
 A network is ``(run_id, member)``. Measures recorded once at the end (``functional_rank``,
 ``shuffle_loss``, ...) give one row per network; ``L0`` is a network's training loss at epoch 0
@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .claims import median_reps, part_from_reps
-from .data import NET
+from flossrepro.figures.claims import median_reps, part_from_reps
+from flossrepro.figures.data import NET
 
 #: what the lr_* figures read (per network; dW_sv over training for the spectra)
 METRICS = ("train_loss", "test_loss", "dW_sv", "dW_norm", "W0_norm", "dW_rel_norm", "dW_effective_rank",

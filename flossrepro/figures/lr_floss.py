@@ -21,12 +21,12 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from ..constants import SCHEDULE_LABEL
-from .claims import Claim, Group, rng_for
-from .data import NET, values
-from .lowrank_common import METRICS as _METRICS
-from .lowrank_common import TASK_LABEL, diff_median_part, md_table, table, vectors
-from .plotting import SCHEDULE_COLOR, STYLE, empty_panel, jitter, new_figure, suptitle
+from flossrepro.constants import SCHEDULE_LABEL
+from flossrepro.figures.claims import Claim, Group, rng_for
+from flossrepro.figures.data import NET, values
+from flossrepro.figures.lowrank_common import METRICS as _METRICS
+from flossrepro.figures.lowrank_common import TASK_LABEL, diff_median_part, md_table, table, vectors
+from flossrepro.figures.plotting import (SCHEDULE_COLOR, STYLE, empty_panel, jitter, new_figure, suptitle)
 
 EXPERIMENTS = ("lr_floss", "lr_floss_xor")
 STUDY = "lowrank"

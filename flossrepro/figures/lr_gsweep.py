@@ -17,11 +17,11 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from .claims import Claim, Group, rng_for
-from .data import values
-from .lowrank_common import METRICS as _METRICS
-from .lowrank_common import TASK_LABEL, diff_median_part, md_table, median_part, medians_by, nearest, table
-from .plotting import STYLE, empty_panel, new_figure, suptitle
+from flossrepro.figures.claims import Claim, Group, rng_for
+from flossrepro.figures.data import values
+from flossrepro.figures.lowrank_common import METRICS as _METRICS
+from flossrepro.figures.lowrank_common import (TASK_LABEL, diff_median_part, md_table, median_part, medians_by, nearest, table)
+from flossrepro.figures.plotting import STYLE, empty_panel, new_figure, suptitle
 
 EXPERIMENTS = ("lr_flipflop", "lr_mante", "lr_romo")
 STUDY = "lowrank"

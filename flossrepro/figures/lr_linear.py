@@ -20,12 +20,12 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from ..lowrank_conf import linear_lr
-from .claims import Claim, Group, median_reps, part_from_reps, rng_for
-from .data import NET, values
-from .lowrank_common import METRICS as _METRICS
-from .lowrank_common import md_table, table
-from .plotting import STYLE, empty_panel, new_figure, palette, suptitle
+from flossrepro.store.lowrank_defaults import linear_lr
+from flossrepro.figures.claims import Claim, Group, median_reps, part_from_reps, rng_for
+from flossrepro.figures.data import NET, values
+from flossrepro.figures.lowrank_common import METRICS as _METRICS
+from flossrepro.figures.lowrank_common import md_table, table
+from flossrepro.figures.plotting import STYLE, empty_panel, new_figure, palette, suptitle
 
 EXPERIMENTS = ("lr_linear",)
 STUDY = "lowrank"

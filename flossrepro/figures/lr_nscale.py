@@ -17,11 +17,11 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from .claims import Claim, Group, N_BOOT, part_from_reps, rng_for
-from .data import NET, values
-from .lowrank_common import METRICS as _METRICS
-from .lowrank_common import diff_median_part, md_table, medians_by, table
-from .plotting import STYLE, empty_panel, new_figure, palette, suptitle
+from flossrepro.figures.claims import Claim, Group, N_BOOT, part_from_reps, rng_for
+from flossrepro.figures.data import NET, values
+from flossrepro.figures.lowrank_common import METRICS as _METRICS
+from flossrepro.figures.lowrank_common import diff_median_part, md_table, medians_by, table
+from flossrepro.figures.plotting import STYLE, empty_panel, new_figure, palette, suptitle
 
 EXPERIMENTS = ("lr_nscale",)
 STUDY = "lowrank"

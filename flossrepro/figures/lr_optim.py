@@ -19,11 +19,11 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from .claims import Claim, Group, rng_for
-from .data import NET, values
-from .lowrank_common import METRICS as _METRICS
-from .lowrank_common import diff_median_part, md_table, nearest, table, vectors
-from .plotting import STYLE, empty_panel, jitter, new_figure, suptitle
+from flossrepro.figures.claims import Claim, Group, rng_for
+from flossrepro.figures.data import NET, values
+from flossrepro.figures.lowrank_common import METRICS as _METRICS
+from flossrepro.figures.lowrank_common import diff_median_part, md_table, nearest, table, vectors
+from flossrepro.figures.plotting import STYLE, empty_panel, jitter, new_figure, suptitle
 
 EXPERIMENTS = ("lr_optim",)
 STUDY = "lowrank"

@@ -18,11 +18,11 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from .claims import Claim, Group, rng_for
-from .data import NET, values
-from .lowrank_common import METRICS as _METRICS
-from .lowrank_common import TASK_LABEL, md_table, median_part, nearest, table, vectors
-from .plotting import STYLE, empty_panel, new_figure, palette, suptitle
+from flossrepro.figures.claims import Claim, Group, rng_for
+from flossrepro.figures.data import NET, values
+from flossrepro.figures.lowrank_common import METRICS as _METRICS
+from flossrepro.figures.lowrank_common import TASK_LABEL, md_table, median_part, nearest, table, vectors
+from flossrepro.figures.plotting import STYLE, empty_panel, new_figure, palette, suptitle
 
 EXPERIMENTS = ("lr_flipflop", "lr_mante", "lr_romo")
 STUDY = "lowrank"

@@ -7,8 +7,8 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ..constants import SCHEDULES
-from .data import NET, band, describe, fmt_setting
+from flossrepro.constants import SCHEDULES
+from flossrepro.figures.data import NET, band, describe, fmt_setting
 
 STYLE = {"axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
          "grid.alpha": 0.3, "font.size": 9, "axes.titlesize": 10, "legend.fontsize": 7.5,

@@ -1,6 +1,6 @@
 """Table 1: the measured cost of a training epoch and of a flossing epoch, against the paper's scaling.
 
-Reads the ``table1`` experiment (``job=cost``, :mod:`flossrepro.cost`): CPU milliseconds of the
+Reads the ``table1`` experiment (``job=cost``, :mod:`flossrepro.jobs.cost`): CPU milliseconds of the
 thread per epoch of one network on one thread (the machine is shared: wall times include the
 waits for a core; they are in the table too, ``costwall_*``), one factor at a time around a base point, with the epoch
 functions ``make bench`` times. Panels (log-log, median and 25-75% of the repeats per point,
@@ -15,7 +15,7 @@ Table 1 scaling drawn through the largest point):
 
 Claims T1A-T1G (one per panel) compare each fitted exponent (three largest points: the O() statements are
 asymptotic) with the local exponent of the paper's Table 1 formula over the same points; the
-section lists, per factor, the exponent of our FLOP model (``flossrepro.bench``) and the
+section lists, per factor, the exponent of our FLOP model (``flossrepro.perf.bench``) and the
 achieved GFLOP/s, which say why a measured exponent differs.
 """
 from __future__ import annotations
@@ -25,9 +25,9 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from ..cost import fit_exponent, parse_metric, points
-from .claims import Claim, Group, g, part, rng_for
-from .plotting import STYLE, empty_panel, new_figure, note
+from flossrepro.jobs.cost import fit_exponent, parse_metric, points
+from flossrepro.figures.claims import Claim, Group, g, part, rng_for
+from flossrepro.figures.plotting import STYLE, empty_panel, new_figure, note
 
 EXPERIMENTS = ("table1",)
 STUDY = "flossing"
@@ -71,7 +71,7 @@ def text_cost(kind: str, N, B, T, k, Tf, s, R=1) -> float:
 
 
 def flop_model(kind: str, N, B, T, k, Tf, s, R=1, transient_h: int = 10) -> float:
-    """This engine's FLOPs (``flossrepro.bench``), the QR and its pullback on every ``s``-th step."""
+    """This engine's FLOPs (``flossrepro.perf.bench``), the QR and its pullback on every ``s``-th step."""
     if kind == "train":
         return R * (6.0 * N * N * B * T + 10.0 * N * B * T)
     Tq = Tf - transient_h
@@ -161,7 +161,7 @@ def _panel(ax, df: pd.DataFrame, names, letter: str, title: str) -> None:
 
 
 def _panel_arch(ax, df: pd.DataFrame) -> None:
-    from ..cost import medians
+    from flossrepro.jobs.cost import medians
     ax.set_title("H  per architecture: flossing (k=1, T_f=300) and training epochs vs N", loc="left")
     med, pts = medians(df), points(df)
     archs = sorted({f[5:] for (_, f, _) in med if f.startswith("arch-")})

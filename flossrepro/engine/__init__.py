@@ -1,0 +1,1 @@
+"""The engine: models, initialisation, Lyapunov spectra (the tangent loop), flossing, the condition number, native kernels."""

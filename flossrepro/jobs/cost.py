@@ -1,0 +1,301 @@
+"""The cost of training and flossing epochs (paper Table 1), measured, and the model built on it.
+
+Measurement (``job=cost``, :class:`CostJob`; the sweep ``conf/experiment/table1.yaml``): one
+process times, on one thread, a training epoch (:func:`flossrepro.engine.flossing.train_step`) and a
+flossing epoch (:func:`flossrepro.engine.flossing.floss_step`) with the same epoch functions
+``make bench`` times (:func:`flossrepro.perf.bench.engine_train_epoch`,
+:func:`~flossrepro.perf.bench.engine_floss_epoch`), one factor at a time around a base point:
+
+- training: ``N``, batch ``B``, sequence length ``T``;
+- flossing: ``N`` at fixed ``k``, ``N`` with ``k = N``, ``k`` at fixed ``N``, ``T_f``, ``s_ons``;
+- per architecture (``job.archs``, over ``job.arch_N``): the training epoch and flossing epochs
+  with ``k = base.k`` and ``k = 1`` (the planner fits each architecture to its own points).
+
+Times are the thread's CPU time (``time.thread_time``: on a shared machine it leaves out the
+time the thread waited for a core; the wall time is recorded beside it as ``costwall_*``).
+Rows (one member, ``epoch`` = repeat): ``cost_<train|floss>_ms_<factor>_<value>`` (factor ``N``,
+``B``, ``T``, ``k``, ``Tf``, ``sons``, ``NkN`` for ``k = N``; e.g. ``cost_floss_ms_k_32``), and
+``cost_<train|floss|floss1>_ms_arch-<arch>_<N>`` (``floss1``: k = 1); ``costpt_<kind>_<factor>_<value>``
+holds each point's ``[N, B, T, k, T_f, s_ons]`` (``index`` 1..6). Times are wall milliseconds per
+epoch; each timed epoch follows an untimed one (:func:`flossrepro.perf.bench.time_round_robin`).
+
+Cost model (:class:`CostModel`, used by the planner ``flossrepro ... --plan`` and the SLURM
+launcher): seconds per epoch of an ``R``-member ensemble, training ``T (a0 + R (a1 + a2 N B +
+a3 N^2 B))`` and flossing ``T_f (b0 + R (b1 + b2 N^2)) + R T_q (b3 N^2 k + b4 N k^2 / s_ons)``
+(``T_q = T_f - transient_h``; ``a0``, ``b0``: per-step costs the members of a batched ensemble
+share), least squares in relative error on the measured rows, coefficients >= 0, one set per
+architecture (``job.ensemble_R`` measures the ensembles).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from flossrepro.jobs.base import Job
+from flossrepro.store.outputs import Progress
+
+log = logging.getLogger("flossrepro")
+
+__all__ = ["CostJob", "CostModel", "fit_exponent", "load_model", "FACTORS"]
+
+#: factor -> (kind, the setting it varies, the paper's exponent: Table 1, then main text / SPEC)
+FACTORS = {
+    "train_N": ("train", "N", {"table1": 2.0}),
+    "train_B": ("train", "B", {"table1": 1.0}),
+    "train_T": ("train", "T", {"table1": 1.0}),
+    "floss_N": ("floss", "N", {"table1": 2.0, "text": 1.0}),
+    "floss_NkN": ("floss", "N (k = N)", {"table1": 3.0, "text": 3.0}),
+    "floss_k": ("floss", "k", {"table1": 1.0, "text": 2.0}),
+    "floss_Tf": ("floss", "T_f", {"table1": 1.0, "text": 1.0}),
+    "floss_sons": ("floss", "s_ons", {}),   # Table 1: (1 + k/s_ons + k): a local slope, see table1.py
+}
+
+
+def fit_exponent(xs, ys) -> float:
+    """Least-squares slope of ``log y`` on ``log x``."""
+    lx, ly = np.log(np.asarray(xs, float)), np.log(np.asarray(ys, float))
+    lx = lx - lx.mean()
+    return float((lx * (ly - ly.mean())).sum() / (lx * lx).sum())
+
+
+class CostJob(Job):
+    """Times training and flossing epochs over the grid of ``job`` (see the module docstring)."""
+
+    unit = "point"
+    training_epochs = 0
+
+    def build_task(self):
+        return None
+
+    @property
+    def starts(self) -> list[int]:
+        return []
+
+    def grid(self) -> list[tuple[str, str, dict]]:
+        """``(kind, factor, value, epoch kwargs)`` of every point, in order."""
+        j = self.cfg.job
+        base = dict(j.base)
+        pts = []
+        kinds = {"both": ("train", "floss"), "train": ("train",), "floss": ("floss",)}[str(j.measure)]
+        for N in j.train_N:
+            pts.append(("train", "N", int(N), dict(N=int(N), B=base["B"], T=base["T"])))
+        for B in j.train_B:
+            pts.append(("train", "B", int(B), dict(N=base["N"], B=int(B), T=base["T"])))
+        for T in j.train_T:
+            pts.append(("train", "T", int(T), dict(N=base["N"], B=base["B"], T=int(T))))
+        for N in j.floss_N:
+            pts.append(("floss", "N", int(N), dict(N=int(N), k=min(base["k"], int(N)), T=base["T_f"])))
+        for N in j.floss_NkN:
+            pts.append(("floss", "NkN", int(N), dict(N=int(N), k=int(N), T=base["T_f"])))
+        for k in j.floss_k:
+            pts.append(("floss", "k", int(k), dict(N=base["N"], k=int(k), T=base["T_f"])))
+        for Tf in j.floss_Tf:
+            pts.append(("floss", "Tf", int(Tf), dict(N=base["N"], k=base["k"], T=int(Tf))))
+        for s in j.floss_sons:
+            pts.append(("floss", "sons", int(s), dict(N=base["N"], k=base["k_sons"], T=base["T_sons"], s_ons=int(s))))
+        for R in j.ensemble_R:  # ensembles: members share the per-step op dispatch
+            pts.append(("train", "R", int(R), dict(N=base["N"], B=base["B"], T=base["T"], R=int(R))))
+            pts.append(("floss", "R", int(R), dict(N=base["N"], k=base["k"], T=base["T_f"], R=int(R))))
+        for arch in j.archs:
+            for R in j.ensemble_R:
+                if int(R) > 1:
+                    N = int(j.arch_N_ensemble)
+                    pts.append(("train", f"archR-{arch}", int(R), dict(N=N, B=base["B"], T=base["T"], arch=arch, R=int(R))))
+                    pts.append(("floss1", f"archR-{arch}", int(R), dict(N=N, k=1, T=base["T_sons"], arch=arch, R=int(R))))
+            for N in j.arch_N:
+                N = int(N)
+                pts.append(("train", f"arch-{arch}", N, dict(N=N, B=base["B"], T=base["T"], arch=arch)))
+                pts.append(("floss", f"arch-{arch}", N, dict(N=N, k=min(base["k"], N), T=base["T_f"], arch=arch)))
+                pts.append(("floss1", f"arch-{arch}", N, dict(N=N, k=1, T=base["T_sons"], arch=arch)))
+        return [p for p in pts if p[0].rstrip("1") in kinds]
+
+    def progress_total(self) -> tuple[int, int]:
+        return len(self.grid()), self.epoch
+
+    def loop(self, progress: Progress, fresh: bool) -> None:
+        import torch
+
+        from flossrepro.perf import bench
+
+        bench.DEVICE = self.device
+        torch.set_num_threads(1)
+        reps = int(self.cfg.job.repeats)
+        pts = self.grid()
+        budget = float(self.cfg.job.budget_s)
+        while self.epoch < len(pts):
+            kind, factor, value, kw = pts[self.epoch]
+            args = dict(kw)
+            fn = (bench.engine_train_epoch if kind == "train" else bench.engine_floss_epoch)(args.pop("R", 1), **args)
+            fn()  # warm-up
+            ts, walls, t_start = [], [], time.perf_counter()
+            for i in range(reps):  # each timed epoch follows an untimed one (as in a training loop)
+                fn()
+                bench._sync()
+                c0, t0 = time.thread_time(), time.perf_counter()
+                fn()
+                bench._sync()
+                ts.append(1e3 * (time.thread_time() - c0))
+                walls.append(1e3 * (time.perf_counter() - t0))
+                if i + 1 >= 3 and time.perf_counter() - t_start > budget:
+                    break
+            metric = f"cost_{kind}_ms_{factor}_{value}"
+            for i, (v, w) in enumerate(zip(ts, walls)):
+                self.recorder.add(i, metric, [v])
+                self.recorder.add(i, "costwall" + metric[4:], [w])
+            self.recorder.add_vectors(0, f"costpt_{kind}_{factor}_{value}", [coords(kind, kw)])
+            self.epoch += 1
+            med = float(np.median(ts))
+            progress.update(self.epoch, lambda: ({"point": metric, "ms": f"{med:.2f}"}, ""))
+            self.check_stop()
+
+    def final(self) -> dict[str, list[float]]:
+        return {}
+
+
+def coords(kind: str, kw: dict) -> list[float]:
+    """A point's ``[N, B, T, k, T_f, s_ons, R]`` (the entries its kind does not use are 0)."""
+    if kind == "train":
+        return [kw["N"], kw["B"], kw["T"], 0, 0, 0, kw.get("R", 1)]
+    return [kw["N"], 1, 0, kw["k"], kw["T"], kw.get("s_ons", 1), kw.get("R", 1)]
+
+
+# ----------------------------------------------------------------------------- the model
+TRAIN_FEATURES = ("T", "R T", "R N B T", "R N^2 B T")
+FLOSS_FEATURES = ("T_f", "R T_f", "R N^2 T_f", "R N^2 k T_q", "R N k^2 T_q / s_ons")
+
+
+def train_features(N, B, T, R=1) -> np.ndarray:
+    return np.array([T, R * T, R * N * B * T, R * N * N * B * T], float)
+
+
+def floss_features(N, k, T_f, s_ons=1, transient_h=10, R=1) -> np.ndarray:
+    Tq = max(T_f - transient_h, 1)
+    return np.array([T_f, R * T_f, R * N * N * T_f, R * N * N * k * Tq, R * N * k * k * Tq / s_ons], float)
+
+
+def _nnls_rel(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares in relative error (rows divided by ``y``) with coefficients >= 0 (active set:
+    drop the most negative coefficient and refit)."""
+    A = X / y[:, None]
+    b = np.ones(len(y))
+    keep = list(range(X.shape[1]))
+    while keep:
+        coef, *_ = np.linalg.lstsq(A[:, keep], b, rcond=None)
+        if (coef >= 0).all():
+            out = np.zeros(X.shape[1])
+            out[keep] = coef
+            return out
+        keep.pop(int(np.argmin(coef)))
+    return np.zeros(X.shape[1])
+
+
+@dataclass
+class CostModel:
+    """Seconds per epoch of one member (see the module docstring): ``coef[arch] = (train
+    coefficients, flossing coefficients)``, each architecture fitted to its own points (tanh:
+    the one-factor grid and its ``arch-tanh`` points; relu and linear use tanh's)."""
+    coef: dict
+    source: str = ""
+    transient_h: int = 10
+
+    def _c(self, arch: str):
+        return self.coef.get({"relu": "tanh", "linear": "tanh", "identity": "tanh"}.get(arch, arch))
+
+    def train_s(self, N, B, T, arch="tanh", R: int = 1) -> float:
+        """Seconds per training epoch of an ``R``-member ensemble."""
+        return float(self._c(arch)[0] @ train_features(N, B, T, R))
+
+    def floss_s(self, N, k, T_f, s_ons=1, arch="tanh", transient_h=None, R: int = 1) -> float:
+        """Seconds per flossing epoch of an ``R``-member ensemble (``N``: hidden units; an LSTM's
+        coefficients absorb its 2N state)."""
+        th = self.transient_h if transient_h is None else transient_h
+        return float(self._c(arch)[1] @ floss_features(N, k, T_f, s_ons, th, R))
+
+    def known(self, arch: str) -> bool:
+        return self._c(arch) is not None
+
+    @classmethod
+    def fit(cls, df, source: str = "") -> "CostModel":
+        """From a table of ``cost_*`` rows (the aggregated ``table1`` table, or runs' rows)."""
+        med, pts = medians(df), points(df)
+        rows: dict = {}
+        for key, t in med.items():
+            kind, factor, _ = key
+            c = pts.get(key)
+            if c is None:
+                continue
+            arch = factor.split("-", 1)[1] if factor.startswith(("arch-", "archR-")) else "tanh"
+            N, B, T, k, Tf, s_ons, R = (tuple(c) + (1,))[:7]
+            tr, fl = rows.setdefault(arch, ([], []))
+            if kind == "train":
+                tr.append((train_features(N, B, T, R), t))
+            else:
+                fl.append((floss_features(N, k, Tf, s_ons, 10, R), t))
+        coef = {}
+        for arch, (tr, fl) in rows.items():
+            if tr and fl:
+                coef[arch] = (_nnls_rel(np.array([x for x, _ in tr]), 1e-3 * np.array([t for _, t in tr])),
+                              _nnls_rel(np.array([x for x, _ in fl]), 1e-3 * np.array([t for _, t in fl])))
+        return cls(coef, source)
+
+
+def parse_metric(metric: str) -> tuple[str, str, int] | None:
+    """``cost_<kind>_ms_<factor>_<value>`` -> ``(kind, factor, value)`` (None for other metrics)."""
+    if not metric.startswith("cost_") or "_ms_" not in metric:
+        return None
+    kind, rest = metric[len("cost_"):].split("_ms_", 1)
+    factor, _, value = rest.rpartition("_")
+    try:
+        return kind, factor, int(value)
+    except ValueError:
+        return None
+
+
+def medians(df) -> dict:
+    """``{(kind, factor, value): median ms}`` over the repeats of each point in ``cost_*`` rows."""
+    out = {}
+    for metric, g in df[df["metric"].str.startswith("cost_")].groupby("metric"):
+        key = parse_metric(metric)
+        if key is not None:
+            out[key] = float(np.median(g["value"].to_numpy(float)))
+    return out
+
+
+def points(df) -> dict:
+    """``{(kind, factor, value): (N, B, T, k, T_f, s_ons, R)}`` from the ``costpt_*`` rows."""
+    out = {}
+    for metric, g in df[df["metric"].str.startswith("costpt_")].groupby("metric"):
+        key = parse_metric("cost_" + metric[len("costpt_"):].replace("_", "_ms_", 1))
+        if key is not None:
+            v = g.sort_values("index")["value"].to_numpy(float)
+            out[key] = tuple(int(round(x)) for x in v[:7])
+    return out
+
+
+def load_model(results: str | Path = "results") -> CostModel | None:
+    """The cost model of the measured table ``<results>/table1/metrics.parquet`` (None when absent)."""
+    import pandas as pd
+
+    p = Path(results) / "table1" / "metrics.parquet"
+    if not p.exists():
+        return None
+    df = pd.read_parquet(p)
+    src = p
+    prov = Path(results) / "table1" / "provenance.json"
+    if prov.exists():
+        import json
+        try:
+            pr = json.loads(prov.read_text())
+            src = f"{p} (measured {pr.get('started', '?')}, commit {str(pr.get('git_commit', '?'))[:12]})"
+        except (OSError, ValueError):
+            pass
+    return CostModel.fit(df, str(src))
+
+
+def hours(s: float) -> str:
+    return f"{s / 3600:.3g} h" if s >= 3600 else (f"{s / 60:.3g} min" if s >= 60 else f"{s:.3g} s")
+

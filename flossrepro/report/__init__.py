@@ -1,0 +1,1 @@
+"""Reports: aggregation of a sweep, the claims report."""

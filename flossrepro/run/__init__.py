@@ -1,0 +1,1 @@
+"""Running: the command line, sweeps, the launcher, the planner."""

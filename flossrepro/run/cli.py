@@ -1,0 +1,594 @@
+"""The ``flossrepro`` command (also ``python -m flossrepro``): one run, or a sweep.
+
+Before Hydra makes any directory, the command composes the config of every job the command
+means (one, or each job of a ``-m`` / ``+experiment=`` sweep) and checks it: the settings
+(:func:`flossrepro.store.config.validate`), the run directory (in use by another process? made by
+a run with other settings?). A single run with a bad setting stops there with one line
+``flossrepro: error: ...`` and exit status 2, having created and changed nothing.
+
+In a sweep, a job whose settings cannot work is recorded in its own run directory as
+``invalid`` with the message, a job that crashes as ``failed``; the other jobs go on, the
+sweep's tables are aggregated at the end, and the exit status is 0 only when every job
+finished. SIGTERM/SIGINT to the sweep stop it: running jobs checkpoint, the rest wait for a
+rerun of the same command, which resumes. See ``flossrepro --help``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from flossrepro.store import config as C
+from flossrepro.store import rundir as RD
+from flossrepro.run import sweep as SW
+from flossrepro.constants import RUN_NAME_EXCLUDE_KEYS
+from flossrepro.errors import ConfigError, FlossreproError
+from flossrepro.store.outputs import update_summary
+
+log = logging.getLogger("flossrepro")
+PROG = "flossrepro"
+
+# settings recorded as columns of every run's table (plus whatever the command line sets)
+KEY_COLUMNS = ["experiment_name", "scale.name", "flossing.schedule", "task.name", "task.delay",
+               "arch.name", "arch.n_hidden", "init.scheme", "init.g", "flossing.k", "flossing.target",
+               "optim.name", "seed", "members", "epochs"]
+
+# Hydra's own flags: handed to Hydra unchanged (no checks, no runs)
+HYDRA_FLAGS = {"--hydra-help", "--version", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
+               "--resolve", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+               "--config-dir", "-cd", "--experimental-rerun"}
+
+
+class UsageError(FlossreproError):
+    pass
+
+
+# -- composing, as Hydra will ---------------------------------------------------------------------
+def _loader():
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_automatic_config_search_path
+    from hydra.core.utils import setup_globals
+
+    from flossrepro.run.launcher import register_configs
+
+    setup_globals()
+    register_configs()
+    return ConfigLoaderImpl(config_search_path=create_automatic_config_search_path(None, None, "pkg://flossrepro.conf"))
+
+
+def one_line(e: BaseException) -> str:
+    """A Hydra/OmegaConf composition error as one line with the fix."""
+    from hydra.errors import MissingConfigException
+
+    msg = " ".join(str(e).split())
+    if isinstance(e, MissingConfigException) and getattr(e, "options", None) is not None:
+        missing = str(getattr(e, "missing_cfg_file", "") or "")
+        group, _, opt = missing.rpartition("/")
+        if group:
+            extra = " (an experiment is added with +experiment=<name>)" if group == "experiment" else ""
+            return f"{group}={opt} is not an option of {group}; allowed: {', '.join(e.options)}{extra}"
+    low = msg.lower()
+    if "could not override" in low and "to append to your config use" in low:
+        key = msg.split("'")[1] if "'" in msg else "the key"
+        group, _, name = key.rpartition(".")
+        known = sorted(C._reference(group, None)) if group in C.GROUPS else []
+        hint = C._suggest(name, known, group) if known else ""
+        return (f"{key} is not a setting; {hint}check its spelling (see {PROG} --help, or {PROG} --cfg job "
+                f"for every setting)")
+    if "could not override 'experiment'" in low:
+        return "experiment is added, not overridden: write +experiment=<name> (see flossrepro --help)"
+    if "ambiguous value for argument" in low:
+        arg = msg.split("'")[1] if "'" in msg else "the argument"
+        key = arg.split("=", 1)[0]
+        return f"{arg} is a comma list: add -m to sweep over it, or write {key}=[...] for a list value"
+    if "multiple values for" in low:
+        return f"{msg} (give each group once)"
+    return f"{msg.rstrip('.')} (see {PROG} --help)"
+
+
+def parse_check(overrides: list[str]) -> None:
+    """Each override parses (one line naming the one that does not)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for o in overrides:
+        try:
+            parser.parse_override(o)
+        except Exception as e:
+            why = " ".join(str(e).split()).split(" See https")[0]
+            raise UsageError(f"{o} cannot be parsed ({why}); write key=value, quote values with special "
+                             f"characters ('key=\"a b\"'), lists as key=[a,b]") from None
+
+
+def compose(loader, overrides: list[str], multirun: bool) -> DictConfig:
+    from hydra.types import RunMode
+
+    try:
+        return loader.load_configuration("config", list(overrides),
+                                         run_mode=RunMode.MULTIRUN if multirun else RunMode.RUN)
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise UsageError(one_line(e)) from None
+
+
+def _job_dir(cfg: DictConfig, multirun: bool) -> tuple[Path, Path]:
+    """``(run_dir, sweep_dir)`` of a composed job config (sweep_dir: the run dir's parent folder
+    for a single run)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().set_config(cfg)
+    try:
+        if multirun:
+            sweep = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir")))
+            return (sweep / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))).absolute(), sweep.absolute()
+        run = Path(str(OmegaConf.select(cfg, "hydra.run.dir"))).absolute()
+        return run, run.parent
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise UsageError(one_line(e)) from None
+
+
+def _choices(cfg: DictConfig) -> dict:
+    return dict(OmegaConf.select(cfg, "hydra.runtime.choices") or {})
+
+
+# -- the job, in the process Hydra runs it in -----------------------------------------------------
+def run_columns(cfg: DictConfig, hc) -> dict:
+    """The run's settings as table columns: the key settings and every command-line override."""
+    cols = {}
+    keys = list(KEY_COLUMNS)
+    for ov in hc.overrides.task:
+        key = ov.split("=", 1)[0].lstrip("+~")
+        if key.split(".")[0] not in RUN_NAME_EXCLUDE_KEYS and key not in RUN_NAME_EXCLUDE_KEYS and key not in keys:
+            keys.append(key)
+    for key in keys:
+        if key in hc.runtime.choices and hc.runtime.choices[key] is not None:
+            cols[key] = hc.runtime.choices[key]
+            continue
+        v = OmegaConf.select(cfg, key, default=None)
+        if isinstance(v, DictConfig) or OmegaConf.is_list(v):
+            v = json.dumps(OmegaConf.to_container(v, resolve=True))
+        cols[key] = v
+    return cols
+
+
+def _write_hydra_record(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> None:
+    """``.hydra/config.yaml`` and ``overrides.yaml`` of a new run (an existing record is kept)."""
+    d = run_dir / ".hydra"
+    if (d / "config.yaml").exists():
+        return
+    d.mkdir(exist_ok=True)
+    task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    OmegaConf.save(task_cfg, d / "config.yaml")
+    OmegaConf.save(OmegaConf.create(list(overrides)), d / "overrides.yaml")
+
+
+_created_run_dir: str | None = None  # the run directory a single run's checks found missing (Hydra makes it)
+
+
+def _remove_unstarted(run_dir: Path, ctrl: "SW.Control | None") -> None:
+    """A job that never started leaves no directory behind when this command made it (a sweep's
+    new directory, or a single run's directory that did not exist before its checks)."""
+    made = ctrl.is_new(run_dir) if ctrl is not None else os.path.realpath(run_dir) == _created_run_dir
+    if not made:
+        return
+    for name in (RD.LOCK_FILE, RD.RUN_RECORD, ".hydra/config.yaml", ".hydra/overrides.yaml"):
+        p = run_dir / name
+        if p.is_file():
+            p.unlink()
+    for d in (run_dir / ".hydra", run_dir):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+
+
+_stop_seen: int | None = None
+
+
+def _hold_stop_signals() -> None:
+    """In a sweep worker: SIGTERM/SIGINT outside a running job only raise a flag (the job installs
+    its own handlers, which checkpoint, while it runs)."""
+    import signal
+
+    def flag(signum, frame):
+        global _stop_seen
+        _stop_seen = signum
+
+    from flossrepro.store.checkpoint import _is_submitit_bypass
+
+    for s in (signal.SIGTERM, signal.SIGINT):
+        if _is_submitit_bypass(signal.getsignal(s)):
+            continue  # a SLURM job: submitit's handler stays (the job checkpoints on it and goes on)
+        signal.signal(s, flag)
+
+
+def task(cfg: DictConfig):
+    """Hydra's task function: one job in its run directory (see the module docstring)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from flossrepro.engine import native
+    from flossrepro.jobs.base import StopRequested, make_job
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    run_id = f"{cfg.experiment_name}/{cfg.scale.name}/{RD.leaf(hc.job.override_dirname)}"
+    overrides = list(hc.overrides.task)
+    ctrl = SW.Control.from_env() if multirun else None
+
+    def refuse(msg: str, status: str | None = None):
+        if not multirun:
+            print(f"{PROG}: error: {msg}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        log.error("%s: %s", run_id, msg)
+        return {"status": status or "refused", "run_id": run_id, "error": msg}
+
+    if ctrl is not None:
+        _hold_stop_signals()  # a SIGTERM before the job's own handler is installed must not kill the worker
+        ctrl.register()
+        if ctrl.stopped():
+            ctrl.unregister()
+            _remove_unstarted(run_dir, ctrl)
+            return {"status": "not started", "run_id": run_id}
+    lock = None
+    try:
+        try:
+            lock = RD.RunLock(run_dir).acquire()
+            ident = RD.identity_config(cfg)
+            RD.check_identity(run_dir, ident, "hydra.sweep.dir=<another dir>" if multirun else
+                              "hydra.run.dir=<another dir>")
+        except RD.RunDirError as e:
+            if not multirun and lock is not None:
+                _remove_unstarted(run_dir, None)
+            return refuse(str(e))
+        invalid = None
+        try:
+            C.validate(cfg, dict(hc.runtime.choices))
+        except ConfigError as e:
+            invalid = str(e)
+        if invalid is not None:
+            if multirun:
+                if RD.status(run_dir) is None:  # record it (a new run: nothing of another run is touched)
+                    RD.write_record(run_dir, ident, overrides)
+                    _write_hydra_record(run_dir, cfg, overrides)
+                    update_summary(run_dir, status="invalid", run_id=run_id, error=invalid)
+                return refuse(invalid, "invalid")
+            _remove_unstarted(run_dir, None)
+            return refuse(invalid)
+        done = RD.finished(run_dir)
+        if done is not None and (run_dir / "checkpoint.pt").exists():
+            print(f"[flossrepro] already complete, skipping: {run_id} ({run_dir}); "
+                  f"to run it again, give it another directory (hydra.run.dir=...)", flush=True)
+            return done
+        if ctrl is not None and (ctrl.stopped() or _stop_seen):
+            _remove_unstarted(run_dir, ctrl)
+            return {"status": "not started", "run_id": run_id}
+        try:
+            job = make_job(cfg, run_dir, run_id=run_id, columns=run_columns(cfg, hc))
+        except ConfigError as e:
+            if multirun:
+                if RD.status(run_dir) is None:
+                    RD.write_record(run_dir, ident, overrides)
+                    _write_hydra_record(run_dir, cfg, overrides)
+                    update_summary(run_dir, status="invalid", run_id=run_id, error=str(e))
+            else:
+                _remove_unstarted(run_dir, None)
+            return refuse(str(e), "invalid")
+        if ctrl is not None and (ctrl.stopped() or _stop_seen):
+            _remove_unstarted(run_dir, ctrl)
+            return {"status": "not started", "run_id": run_id}
+        RD.write_record(run_dir, ident, overrides)
+        _write_hydra_record(run_dir, cfg, overrides)
+        native.tune_allocator()  # reuse the epochs' large buffers instead of faulting them in again
+        try:
+            summary = job.run()
+        except StopRequested:
+            if not multirun:
+                sys.exit(143)
+            return {"status": "interrupted", "run_id": run_id}
+        except FlossreproError as e:  # a corrupt checkpoint, an unreadable table: one line, the fix
+            update_summary(run_dir, status="failed", run_id=run_id, error=str(e))
+            return refuse(str(e), "failed")
+        except Exception as e:  # a crashed run is recorded; in a sweep the other runs go on
+            err = "".join(traceback.format_exception_only(type(e), e)).strip()
+            update_summary(run_dir, status="failed", run_id=run_id, error=err, traceback=traceback.format_exc(),
+                            columns=getattr(job, "columns", None),
+                            slurm_job_id=os.environ.get("SLURM_JOB_ID"))
+            log.error("run %s failed: %s", run_id, err)
+            if multirun:
+                return {"status": "failed", "run_id": run_id, "error": err}
+            raise
+        _print_summary(summary, run_dir)
+        return summary
+    finally:
+        if lock is not None:
+            lock.release()
+        if ctrl is not None:
+            ctrl.unregister()
+
+
+def _print_summary(s: dict, run_dir: Path) -> None:
+    try:
+        fm = " ".join(f"{k}={v:.4g}" for k, v in (s.get("final_mean") or {}).items())
+        t = s.get("timings") or {}
+        members = s.get("members") or []
+        pr = s.get("progress") or {"unit": "ep", "done": s.get("epochs_done"), "total": s.get("epochs")}
+        unit = "epochs" if pr.get("unit") == "ep" else ("flossing epochs" if pr.get("unit") == "floss-ep" else pr.get("unit"))
+        print(f"[flossrepro] {s['status']}: {s['run_id']} {unit} {pr.get('done')}/{pr.get('total')} "
+              f"members {len(members)} ({sum(m.get('status') == 'ok' for m in members)} ok) | "
+              f"mean over members: {fm} | train {t.get('train_s', 0):.1f}s floss {t.get('floss_s', 0):.1f}s "
+              f"total {t.get('total_s', 0):.1f}s | {run_dir}", flush=True)
+    except Exception:
+        print(f"[flossrepro] {s.get('status')}: {s.get('run_id')} | {run_dir}", flush=True)
+
+
+# -- the command line --------------------------------------------------------------------------
+def _run_hydra(argv: list[str]) -> None:
+    from hydra._internal.utils import _run_hydra as run, get_args_parser
+
+    from flossrepro.run.launcher import register_configs
+
+    register_configs()
+    parser = get_args_parser()
+    run(args=parser.parse_args(argv), args_parser=parser, task_function=task, config_path="pkg://flossrepro.conf",
+        config_name="config")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    flags = {a for a in argv if a.startswith("-")}
+    if flags & {"-h", "--help"}:
+        print(help_text())
+        return 0
+    if flags & HYDRA_FLAGS:
+        _run_hydra(argv)
+        return 0
+    multirun = bool(flags & {"-m", "--multirun"})
+    dry = "--dry-run" in flags
+    plan = "--plan" in flags
+    unknown = flags - {"-m", "--multirun", "--dry-run", "--plan", "-r", "--run"}
+    overrides = [a for a in argv if not a.startswith("-")]
+    try:
+        if unknown:
+            raise UsageError(f"unknown option {sorted(unknown)[0]}; see {PROG} --help")
+        return _command(overrides, multirun, dry, plan)
+    except FlossreproError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr, flush=True)
+        return 2
+
+
+def _command(overrides: list[str], multirun: bool, dry: bool, plan: bool = False) -> int:
+    parse_check(overrides)
+    if plan:
+        return _plan(overrides, multirun)
+    loader = _loader()
+    probe = compose(loader, overrides + ["hydra.mode=MULTIRUN"] if multirun else overrides, True)
+    from hydra.types import RunMode
+    multirun = multirun or probe.hydra.mode == RunMode.MULTIRUN
+    if not multirun:
+        return _single(loader, overrides, dry)
+    return _multi(loader, probe, overrides, dry)
+
+
+def _plan(overrides: list[str], multirun: bool) -> int:
+    """``--plan``: every job's settings checked and its cost estimated; nothing is made or run."""
+    from flossrepro.run import plan as P
+
+    loader = _loader()
+    probe = compose(loader, overrides + ["hydra.mode=MULTIRUN"] if multirun else overrides, True)
+    from hydra.types import RunMode
+    if not (multirun or probe.hydra.mode == RunMode.MULTIRUN):
+        cfgs = [(" ".join(overrides) or "(default)", compose(loader, overrides, False))]
+        n_jobs = 1
+    else:
+        primary = compose(loader, overrides + ["hydra.mode=MULTIRUN"], True)
+        cfgs = []
+        for i, job in enumerate(SW.expand(loader, probe, overrides)):
+            try:
+                cfgs.append((" ".join(job) or "(no overrides)", loader.load_sweep_config(primary, list(job))))
+            except Exception as e:
+                raise UsageError(f"sweep job {i} ({' '.join(job)}): {one_line(e)}") from None
+        n_jobs = int(OmegaConf.select(primary, "hydra.launcher.n_jobs", default=1) or 1)
+    model = P.find_model()
+    plans = []
+    for name, cfg in cfgs:
+        _job_dir(cfg, True)  # sets the Hydra config the interpolations read
+        C.validate(cfg, _choices(cfg))
+        plans.append(P.estimate(cfg, model, name))
+    print(P.format_plan(plans, model.source if model else "", n_jobs), flush=True)
+    return 0
+
+
+def _single(loader, overrides: list[str], dry: bool) -> int:
+    cfg = compose(loader, overrides, False)
+    C.validate(cfg, _choices(cfg))
+    run_dir, _ = _job_dir(cfg, False)
+    state = "new"
+    if run_dir.exists():
+        RD.probe_lock(run_dir)
+        state = RD.check_identity(run_dir, RD.identity_config(cfg))
+    done = RD.finished(run_dir) if state == "same" else None
+    if done is not None and (run_dir / "checkpoint.pt").exists():
+        print(f"[flossrepro] already complete, skipping: {done.get('run_id')} ({run_dir}); "
+              f"to run it again, give it another directory (hydra.run.dir=...)", flush=True)
+        return 0
+    if dry:
+        print(f"[flossrepro] dry run: settings valid; would {'resume' if state == 'same' else 'start'} "
+              f"a run in {run_dir}")
+        return 0
+    global _created_run_dir
+    _created_run_dir = None if run_dir.exists() else os.path.realpath(run_dir)
+    _run_hydra(overrides)
+    return 0
+
+
+def _multi(loader, probe: DictConfig, overrides: list[str], dry: bool) -> int:
+    swept = SW.swept_keys(loader, probe, overrides)
+    keep = [k for k in RUN_NAME_EXCLUDE_KEYS if k not in swept]
+    extra = []
+    if len(keep) != len(RUN_NAME_EXCLUDE_KEYS):  # a swept key stays in the run names
+        extra = ["hydra.job.config.override_dirname.exclude_keys=[" + ",".join(f"'{k}'" for k in keep) + "]"]
+    jobs = SW.expand(loader, probe, overrides)
+    primary = compose(loader, overrides + extra + ["hydra.mode=MULTIRUN"], True)
+    seen: dict[Path, str] = {}
+    run_dirs, sweep_dirs, new_dirs, invalid = [], [], [], []
+    counts = {"start": 0, "resume": 0, "skip": 0, "invalid": 0}
+    for i, job in enumerate(jobs):
+        try:
+            cfg = loader.load_sweep_config(primary, list(job))
+        except Exception as e:
+            raise UsageError(f"sweep job {i} ({' '.join(job)}): {one_line(e)}") from None
+        run_dir, sweep_dir = _job_dir(cfg, True)
+        name = " ".join(job) or "(no overrides)"
+        if run_dir in seen:
+            raise UsageError(f"sweep jobs '{seen[run_dir]}' and '{name}' would share the run directory {run_dir}; "
+                             f"set hydra.sweep.subdir so that it names every swept setting")
+        seen[run_dir] = name
+        run_dirs.append(run_dir)
+        sweep_dirs.append(sweep_dir)
+        try:
+            C.validate(cfg, _choices(cfg))
+            ok = None
+        except FlossreproError as e:
+            ok = str(e)
+        state = "new"
+        if run_dir.exists():
+            RD.probe_lock(run_dir)
+            try:
+                state = RD.check_identity(run_dir, RD.identity_config(cfg), "hydra.sweep.dir=<another dir>")
+            except RD.RunDirError as e:
+                raise UsageError(f"sweep job {i} ({name}): {e}") from None
+        if state == "new" and not (run_dir.exists() and any(run_dir.iterdir())):
+            new_dirs.append(os.path.realpath(run_dir))
+        if ok is not None:
+            counts["invalid"] += 1
+            invalid.append((name, ok))
+        elif state == "same" and RD.finished(run_dir) is not None:
+            counts["skip"] += 1
+        else:
+            counts["resume" if state == "same" else "start"] += 1
+    unsafe = [m for _, m in invalid if m.startswith("experiment_name=")]
+    if unsafe:  # its run directory's name is not safe to make: refuse the sweep, make nothing
+        raise UsageError(unsafe[0])
+    if invalid and len(invalid) == len(jobs):  # nothing would run: refuse the sweep, make nothing
+        msgs = sorted({m for _, m in invalid})
+        raise UsageError(f"{msgs[0]}" + (f" (and {len(msgs) - 1} other problems)" if len(msgs) > 1 else "")
+                         + f" [every job of the sweep: {len(jobs)}]")
+    where = ", ".join(sorted({str(s) for s in sweep_dirs}))
+    print(f"[flossrepro] sweep of {len(jobs)} jobs into {where}: {counts['start']} to start, "
+          f"{counts['resume']} to resume, {counts['skip']} finished (skipped), {counts['invalid']} invalid"
+          + (" (recorded as invalid, the others run)" if invalid and not dry else ""), flush=True)
+    for name, msg in invalid:
+        print(f"[flossrepro]   invalid: {name}: {msg}", flush=True)
+    if dry:
+        for name, d in zip([" ".join(j) for j in jobs], run_dirs):
+            print(f"[flossrepro]   {d}")
+        return 2 if invalid else 0
+    ctrl = SW.Control.create(new_dirs)
+    joblib = str(OmegaConf.select(primary, "hydra.launcher._target_", default="")).endswith("JoblibLauncher")
+    fwd = SW.StopForwarder(ctrl).install() if joblib else None
+    old_env = os.environ.get(SW.CTRL_ENV)
+    os.environ[SW.CTRL_ENV] = str(ctrl.path)
+    crashed = None
+    try:
+        _run_hydra(["-m", *overrides, *extra])
+    except SystemExit as e:  # Hydra reported an error (a worker died, a launcher failed)
+        crashed = e.code
+    finally:
+        if fwd is not None:
+            fwd.uninstall()
+        if old_env is None:
+            os.environ.pop(SW.CTRL_ENV, None)
+        else:
+            os.environ[SW.CTRL_ENV] = old_env
+    stopped = fwd is not None and fwd.signum is not None
+    code = SW.finish(sweep_dirs, run_dirs, stopped, print_fn=lambda s: print(s, flush=True))
+    if joblib:
+        _shutdown_workers()
+    ctrl.cleanup()
+    if crashed not in (None, 0) and code == 0:
+        code = 1
+    return code
+
+
+def _shutdown_workers() -> None:
+    """Stop joblib's idle worker processes now (they would otherwise outlive the sweep for minutes)."""
+    try:
+        from joblib.externals.loky import reusable_executor as re_
+        if re_._executor is not None:
+            re_._executor.shutdown(wait=True)
+    except Exception:
+        pass
+    SW.wait_children_gone(10.0)
+
+
+def entry() -> None:
+    """Console script ``flossrepro``."""
+    sys.exit(main())
+
+
+def help_text() -> str:
+    """``flossrepro --help``: the config groups and their options, settings, experiments, usage."""
+    top = C._top_level()
+    groups = []
+    for g in C.GROUPS + ("scale",):
+        opts = C.options(g)
+        default = _default_option(g)
+        keys = sorted(k for k in C._reference(g, default) if k not in ("_target_",)) if g != "scale" else []
+        groups.append(f"  {g:<12} {', '.join(o + ('*' if o == default else '') for o in opts)}"
+                      + (f"\n  {'':<12}   keys: {', '.join(keys)}" if keys else ""))
+    settings = ", ".join(f"{k}={C._fmt(v)}" for k, v in top.items())
+    exps = ", ".join(C.options("experiment"))
+    return f"""usage: {PROG} [-m] [--dry-run] [--plan] [key=value ...] [group=option ...] [+experiment=NAME]
+       (also: python -m flossrepro ...)
+
+Gradient flossing (Engelken, NeurIPS 2023): train and floss RNN ensembles, or run a figure's sweep.
+Every setting is a Hydra override; bad settings stop before anything runs, with one line.
+
+Config groups (group=option; * marks the default) and their keys (group.key=value):
+{chr(10).join(groups)}
+
+Top-level settings (defaults): {settings}
+
+Experiments (one figure's sweep each; note the +):  +experiment=<{'|'.join(C.options('experiment'))}>
+  e.g. {PROG} +experiment=fig4 scale=smoke     ({exps})
+
+Options:
+  -m, --multirun     sweep over comma lists: {PROG} -m seed=1,2,3 task.delay=20,40
+  --dry-run          check every job's settings and run directory, print them, run nothing
+  --plan             check every job and estimate its cost (networks, epochs, core-hours) from
+                     this machine's measured epochs (results/table1), run nothing
+  --cfg job          print the composed config (--resolve to resolve it)
+  --hydra-help       Hydra's own help (launchers, sweepers, --info)
+  -h, --help         this text
+
+Examples:
+  {PROG}                                        the default job -> outputs/default/small/default/
+  {PROG} scale=smoke logger=none                seconds, no W&B
+  {PROG} task.delay=40 flossing=during flossing.k=24 init.g=1.5 seed=3
+  {PROG} +experiment=fig1 scale=smoke           a figure's sweep -> multirun/fig1/smoke/
+  {PROG} -m seed=1,2 hydra/launcher=submitit_slurm   one SLURM job per run (docs/slurm.md)
+
+Run directories: outputs/<experiment_name>/<scale>/<overrides or 'default'>/ (sweeps: multirun/...).
+A rerun of the same command skips a finished run and resumes an interrupted one; a directory
+made with other settings, or in use by another process, is refused and left as it is.
+Sweep exit status: 0 when every job finished, 1 when any failed, was invalid or lost, 143 when stopped.
+
+Tab completion (bash), with the console script on PATH:  eval "$({PROG} -sc install=bash)"
+"""
+
+
+def _default_option(group: str) -> str | None:
+    for item in OmegaConf.load(C.CONF_DIR / "config.yaml").get("defaults", []):
+        if isinstance(item, (dict, DictConfig)) and group in item:
+            return str(item[group])
+    return None

@@ -1,0 +1,1 @@
+"""Storage: config validation, run directories, checkpoints, tables, summaries."""

@@ -1,0 +1,1 @@
+"""Tasks: the flossing paper's (paper) and the low-rank study's (lowrank)."""
