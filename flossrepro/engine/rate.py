@@ -258,7 +258,7 @@ class _RateLyapunov(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h0, W, drive, Q0, nonlinearity, dt, s_ons, transient_h, transient_q):
-        from flossrepro.engine.lyapunov import _exponents, _qr_schedule
+        from flossrepro.engine.tangent import _exponents, _qr_schedule
 
         T = drive.shape[0]
         a = 1.0 - dt

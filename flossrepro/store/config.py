@@ -17,7 +17,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from flossrepro.store import rundir as _rundir  # noqa: F401  (registers the run_leaf / run_name_exclude_keys resolvers)
-from flossrepro.engine.lyapunov import default_transients
+from flossrepro.engine.tangent import default_transients
 from flossrepro.tasks.paper import Task
 
 SCHEDULES = ("none", "pre", "during", "throughout")
