@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from flossrepro.run import cli
-from flossrepro.run import plan as P
+from flossrepro.run import compose
+from flossrepro.run import estimate as P
 from flossrepro.jobs.cost import CostModel, coords, floss_features, train_features
 from flossrepro.run.launcher import SlurmLauncher, user_set_timeout
 
@@ -80,21 +80,11 @@ def test_cost_model_recovers_the_coefficients_it_was_made_from():
 
 
 def _cfg(overrides):
-    loader = cli._loader()
-    multi = any(o.startswith("+experiment=") for o in overrides)
-    if not multi:
-        cfg = cli.compose(loader, overrides, False)
-        cli._job_dir(cfg, False)
-        return [cfg]
-    plans, _ = None, None
-    primary = cli.compose(loader, overrides + ["hydra.mode=MULTIRUN"], True)
-    from flossrepro.run import sweep as SW
-    probe = cli.compose(loader, overrides, True)
+    cmd = compose.job_configs(overrides)
     out = []
-    for job in SW.expand(loader, probe, overrides):
-        c = loader.load_sweep_config(primary, list(job))
-        cli._job_dir(c, True)
-        out.append(c)
+    for job in cmd.jobs:
+        compose.job_dir(job.cfg, cmd.multirun)
+        out.append(job.cfg)
     return out
 
 
@@ -146,9 +136,9 @@ def test_slurm_time_limit_from_the_plan(tmp_path, monkeypatch):
     synthetic_cost_table(archs=("tanh", "lstm", "gru")).to_parquet(tmp_path / "table1" / "metrics.parquet")
     monkeypatch.setenv("FLOSSREPRO_COSTS", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    loader = cli._loader()
+    loader = compose.loader()
     for extra, want_none in (([], False), (["hydra.launcher.timeout_min=33"], True)):
-        cfg = cli.compose(loader, ["+experiment=fig6", "scale=small", "hydra/launcher=submitit_slurm", *extra,
+        cfg = compose.compose(loader, ["+experiment=fig6", "scale=small", "hydra/launcher=submitit_slurm", *extra,
                                    "hydra.mode=MULTIRUN"], True)
         params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
         params.pop("_target_")
@@ -161,6 +151,6 @@ def test_slurm_time_limit_from_the_plan(tmp_path, monkeypatch):
             continue
         est = []
         for j in jobs:
-            cli._job_dir(j, True)
+            compose.job_dir(j, True)
             est.append(P.estimate(j, P.find_model()).seconds)
         assert got == P.slurm_time_limit_min(max(est), params["time_margin"], params["time_pad_min"])

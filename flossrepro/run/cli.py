@@ -25,13 +25,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from flossrepro.store import config as C
 from flossrepro.store import rundir as RD
+from flossrepro.run import compose
 from flossrepro.run import sweep as SW
+from flossrepro.run.compose import PROG, UsageError, parse_check
 from flossrepro.constants import RUN_NAME_EXCLUDE_KEYS
 from flossrepro.errors import ConfigError, FlossreproError
 from flossrepro.store.outputs import update_summary
 
 log = logging.getLogger("flossrepro")
-PROG = "flossrepro"
 
 # settings recorded as columns of every run's table (plus whatever the command line sets)
 KEY_COLUMNS = ["experiment_name", "scale.name", "flossing.schedule", "task.name", "task.delay",
@@ -42,101 +43,6 @@ KEY_COLUMNS = ["experiment_name", "scale.name", "flossing.schedule", "task.name"
 HYDRA_FLAGS = {"--hydra-help", "--version", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
                "--resolve", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                "--config-dir", "-cd", "--experimental-rerun"}
-
-
-class UsageError(FlossreproError):
-    pass
-
-
-# -- composing, as Hydra will ---------------------------------------------------------------------
-def _loader():
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra._internal.utils import create_automatic_config_search_path
-    from hydra.core.utils import setup_globals
-
-    from flossrepro.run.launcher import register_configs
-
-    setup_globals()
-    register_configs()
-    return ConfigLoaderImpl(config_search_path=create_automatic_config_search_path(None, None, "pkg://flossrepro.conf"))
-
-
-def one_line(e: BaseException) -> str:
-    """A Hydra/OmegaConf composition error as one line with the fix."""
-    from hydra.errors import MissingConfigException
-
-    msg = " ".join(str(e).split())
-    if isinstance(e, MissingConfigException) and getattr(e, "options", None) is not None:
-        missing = str(getattr(e, "missing_cfg_file", "") or "")
-        group, _, opt = missing.rpartition("/")
-        if group:
-            extra = " (an experiment is added with +experiment=<name>)" if group == "experiment" else ""
-            return f"{group}={opt} is not an option of {group}; allowed: {', '.join(e.options)}{extra}"
-    low = msg.lower()
-    if "could not override" in low and "to append to your config use" in low:
-        key = msg.split("'")[1] if "'" in msg else "the key"
-        group, _, name = key.rpartition(".")
-        known = sorted(C._reference(group, None)) if group in C.GROUPS else []
-        hint = C._suggest(name, known, group) if known else ""
-        return (f"{key} is not a setting; {hint}check its spelling (see {PROG} --help, or {PROG} --cfg job "
-                f"for every setting)")
-    if "could not override 'experiment'" in low:
-        return "experiment is added, not overridden: write +experiment=<name> (see flossrepro --help)"
-    if "ambiguous value for argument" in low:
-        arg = msg.split("'")[1] if "'" in msg else "the argument"
-        key = arg.split("=", 1)[0]
-        return f"{arg} is a comma list: add -m to sweep over it, or write {key}=[...] for a list value"
-    if "multiple values for" in low:
-        return f"{msg} (give each group once)"
-    return f"{msg.rstrip('.')} (see {PROG} --help)"
-
-
-def parse_check(overrides: list[str]) -> None:
-    """Each override parses (one line naming the one that does not)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
-    for o in overrides:
-        try:
-            parser.parse_override(o)
-        except Exception as e:
-            why = " ".join(str(e).split()).split(" See https")[0]
-            raise UsageError(f"{o} cannot be parsed ({why}); write key=value, quote values with special "
-                             f"characters ('key=\"a b\"'), lists as key=[a,b]") from None
-
-
-def compose(loader, overrides: list[str], multirun: bool) -> DictConfig:
-    from hydra.types import RunMode
-
-    try:
-        return loader.load_configuration("config", list(overrides),
-                                         run_mode=RunMode.MULTIRUN if multirun else RunMode.RUN)
-    except ConfigError:
-        raise
-    except Exception as e:
-        raise UsageError(one_line(e)) from None
-
-
-def _job_dir(cfg: DictConfig, multirun: bool) -> tuple[Path, Path]:
-    """``(run_dir, sweep_dir)`` of a composed job config (sweep_dir: the run dir's parent folder
-    for a single run)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    HydraConfig.instance().set_config(cfg)
-    try:
-        if multirun:
-            sweep = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir")))
-            return (sweep / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))).absolute(), sweep.absolute()
-        run = Path(str(OmegaConf.select(cfg, "hydra.run.dir"))).absolute()
-        return run, run.parent
-    except ConfigError:
-        raise
-    except Exception as e:
-        raise UsageError(one_line(e)) from None
-
-
-def _choices(cfg: DictConfig) -> dict:
-    return dict(OmegaConf.select(cfg, "hydra.runtime.choices") or {})
 
 
 # -- the job, in the process Hydra runs it in -----------------------------------------------------
@@ -250,20 +156,6 @@ def task(cfg: DictConfig):
             if not multirun and lock is not None:
                 _remove_unstarted(run_dir, None)
             return refuse(str(e))
-        invalid = None
-        try:
-            C.validate(cfg, dict(hc.runtime.choices))
-        except ConfigError as e:
-            invalid = str(e)
-        if invalid is not None:
-            if multirun:
-                if RD.status(run_dir) is None:  # record it (a new run: nothing of another run is touched)
-                    RD.write_record(run_dir, ident, overrides)
-                    _write_hydra_record(run_dir, cfg, overrides)
-                    update_summary(run_dir, status="invalid", run_id=run_id, error=invalid)
-                return refuse(invalid, "invalid")
-            _remove_unstarted(run_dir, None)
-            return refuse(invalid)
         done = RD.finished(run_dir)
         if done is not None and (run_dir / "checkpoint.pt").exists():
             print(f"[flossrepro] already complete, skipping: {run_id} ({run_dir}); "
@@ -272,11 +164,11 @@ def task(cfg: DictConfig):
         if ctrl is not None and (ctrl.stopped() or _stop_seen):
             _remove_unstarted(run_dir, ctrl)
             return {"status": "not started", "run_id": run_id}
-        try:
+        try:  # validates the settings (the command line checked them too, before Hydra made anything)
             job = make_job(cfg, run_dir, run_id=run_id, columns=run_columns(cfg, hc))
         except ConfigError as e:
             if multirun:
-                if RD.status(run_dir) is None:
+                if RD.status(run_dir) is None:  # record it (a new run: nothing of another run is touched)
                     RD.write_record(run_dir, ident, overrides)
                     _write_hydra_record(run_dir, cfg, overrides)
                     update_summary(run_dir, status="invalid", run_id=run_id, error=str(e))
@@ -370,48 +262,27 @@ def _command(overrides: list[str], multirun: bool, dry: bool, plan: bool = False
     parse_check(overrides)
     if plan:
         return _plan(overrides, multirun)
-    loader = _loader()
-    probe = compose(loader, overrides + ["hydra.mode=MULTIRUN"] if multirun else overrides, True)
-    from hydra.types import RunMode
-    multirun = multirun or probe.hydra.mode == RunMode.MULTIRUN
-    if not multirun:
-        return _single(loader, overrides, dry)
-    return _multi(loader, probe, overrides, dry)
+    cmd = compose.job_configs(overrides, multirun)
+    if not cmd.multirun:
+        return _single(cmd.jobs[0], overrides, dry)
+    return _multi(cmd, overrides, dry)
 
 
 def _plan(overrides: list[str], multirun: bool) -> int:
     """``--plan``: every job's settings checked and its cost estimated; nothing is made or run."""
-    from flossrepro.run import plan as P
+    from flossrepro.run.estimate import find_model, format_plan
+    from flossrepro.run.plan import sweep_plans
 
-    loader = _loader()
-    probe = compose(loader, overrides + ["hydra.mode=MULTIRUN"] if multirun else overrides, True)
-    from hydra.types import RunMode
-    if not (multirun or probe.hydra.mode == RunMode.MULTIRUN):
-        cfgs = [(" ".join(overrides) or "(default)", compose(loader, overrides, False))]
-        n_jobs = 1
-    else:
-        primary = compose(loader, overrides + ["hydra.mode=MULTIRUN"], True)
-        cfgs = []
-        for i, job in enumerate(SW.expand(loader, probe, overrides)):
-            try:
-                cfgs.append((" ".join(job) or "(no overrides)", loader.load_sweep_config(primary, list(job))))
-            except Exception as e:
-                raise UsageError(f"sweep job {i} ({' '.join(job)}): {one_line(e)}") from None
-        n_jobs = int(OmegaConf.select(primary, "hydra.launcher.n_jobs", default=1) or 1)
-    model = P.find_model()
-    plans = []
-    for name, cfg in cfgs:
-        _job_dir(cfg, True)  # sets the Hydra config the interpolations read
-        C.validate(cfg, _choices(cfg))
-        plans.append(P.estimate(cfg, model, name))
-    print(P.format_plan(plans, model.source if model else "", n_jobs), flush=True)
+    model = find_model()
+    plans, n_jobs = sweep_plans(overrides, model, multirun, run_ids=False)
+    print(format_plan(plans, model.source if model else "", n_jobs), flush=True)
     return 0
 
 
-def _single(loader, overrides: list[str], dry: bool) -> int:
-    cfg = compose(loader, overrides, False)
-    C.validate(cfg, _choices(cfg))
-    run_dir, _ = _job_dir(cfg, False)
+def _single(job: "compose.Job", overrides: list[str], dry: bool) -> int:
+    cfg, run_dir = job.cfg, job.run_dir
+    compose.job_dir(cfg, False)
+    C.validate(cfg, compose.choices(cfg))
     state = "new"
     if run_dir.exists():
         RD.probe_lock(run_dir)
@@ -431,24 +302,15 @@ def _single(loader, overrides: list[str], dry: bool) -> int:
     return 0
 
 
-def _multi(loader, probe: DictConfig, overrides: list[str], dry: bool) -> int:
-    swept = SW.swept_keys(loader, probe, overrides)
-    keep = [k for k in RUN_NAME_EXCLUDE_KEYS if k not in swept]
-    extra = []
-    if len(keep) != len(RUN_NAME_EXCLUDE_KEYS):  # a swept key stays in the run names
-        extra = ["hydra.job.config.override_dirname.exclude_keys=[" + ",".join(f"'{k}'" for k in keep) + "]"]
-    jobs = SW.expand(loader, probe, overrides)
-    primary = compose(loader, overrides + extra + ["hydra.mode=MULTIRUN"], True)
+def _multi(cmd: "compose.Command", overrides: list[str], dry: bool) -> int:
+    extra, primary = cmd.extra, cmd.primary
+    jobs = [j.overrides for j in cmd.jobs]
     seen: dict[Path, str] = {}
     run_dirs, sweep_dirs, new_dirs, invalid = [], [], [], []
     counts = {"start": 0, "resume": 0, "skip": 0, "invalid": 0}
-    for i, job in enumerate(jobs):
-        try:
-            cfg = loader.load_sweep_config(primary, list(job))
-        except Exception as e:
-            raise UsageError(f"sweep job {i} ({' '.join(job)}): {one_line(e)}") from None
-        run_dir, sweep_dir = _job_dir(cfg, True)
-        name = " ".join(job) or "(no overrides)"
+    for i, j in enumerate(cmd.jobs):
+        cfg, run_dir, sweep_dir, name = j.cfg, j.run_dir, j.sweep_dir, j.name
+        compose.job_dir(cfg, True)  # the Hydra config its interpolations read
         if run_dir in seen:
             raise UsageError(f"sweep jobs '{seen[run_dir]}' and '{name}' would share the run directory {run_dir}; "
                              f"set hydra.sweep.subdir so that it names every swept setting")
@@ -456,7 +318,7 @@ def _multi(loader, probe: DictConfig, overrides: list[str], dry: bool) -> int:
         run_dirs.append(run_dir)
         sweep_dirs.append(sweep_dir)
         try:
-            C.validate(cfg, _choices(cfg))
+            C.validate(cfg, compose.choices(cfg))
             ok = None
         except FlossreproError as e:
             ok = str(e)

@@ -257,7 +257,7 @@ class SlurmLauncher(_PluginSlurmLauncher):
         command line, ``time_from_plan`` is off, or a job cannot be priced."""
         if not self.time_from_plan or user_set_timeout(list(self.config.hydra.overrides.hydra)):
             return None
-        from flossrepro.run import plan as P
+        from flossrepro.run import estimate as P
 
         model = P.find_model()
         hc = HydraConfig.instance()

@@ -1,8 +1,6 @@
-"""Sweeps: the jobs of a multirun before it starts, stopping it cleanly, and its outcome.
+"""Sweeps: stopping a multirun cleanly, and its outcome (its jobs are composed by
+:mod:`flossrepro.run.compose` before it starts).
 
-* :func:`expand` turns a multirun command into its jobs exactly as Hydra's basic sweeper
-  will (``hydra.sweeper.params`` of an experiment, then the command-line sweeps), so the
-  command line can check every job (settings, run directory) before anything starts.
 * :class:`Control` is a small folder shared by the sweep's parent and its workers (path in
   ``$FLOSSREPRO_SWEEP_CTRL``): ``stop`` exists once the parent got SIGTERM/SIGINT, and
   ``running/<pid>`` names each worker while it runs a job. The parent signals those workers
@@ -25,28 +23,6 @@ from typing import Any
 from flossrepro.constants import DONE_STATUSES
 
 CTRL_ENV = "FLOSSREPRO_SWEEP_CTRL"
-
-
-def expand(loader, primary_cfg, overrides: list[str]) -> list[list[str]]:
-    """The override lists of a multirun's jobs, in Hydra's basic-sweeper order."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    params = primary_cfg.hydra.sweeper.get("params") or {}
-    args = [f"{k}={v}" for k, v in params.items()] + list(overrides)
-    parser = OverridesParser.create(config_loader=loader)
-    batches = BasicSweeper.split_arguments(parser.parse_overrides(args), None)
-    return [list(j) for batch in batches for j in batch]
-
-
-def swept_keys(loader, primary_cfg, overrides: list[str]) -> set[str]:
-    """Keys (or groups) that take more than one value in this multirun."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    params = primary_cfg.hydra.sweeper.get("params") or {}
-    args = [f"{k}={v}" for k, v in params.items()] + list(overrides)
-    parsed = OverridesParser.create(config_loader=loader).parse_overrides(args)
-    return {o.key_or_group for o in parsed if o.is_sweep_override()}
 
 
 # -- stopping ------------------------------------------------------------------------------------
