@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 
 from flossrepro.figures import claims as cl
 from flossrepro.figures import discover, lr_floss, lr_gsweep, lr_linear, lr_nscale, lr_optim, lr_tasks
-from flossrepro.store.lowrank_defaults import linear_lr
+from flossrepro.store.resolvers import linear_lr
 
 SCALAR = ("convergence_epoch", "functional_rank", "final_loss", "loss_W0", "shuffle_loss", "dW_norm", "W0_norm",
           "dW_rel_norm", "dW_effective_rank", "lambda1_init")

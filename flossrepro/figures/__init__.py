@@ -82,7 +82,7 @@ def planned(experiment: str, key: str, scale: str | None = None) -> list:
     interpolations resolved); ``[]`` when the sweep does not set ``key`` or cannot be read."""
     from omegaconf import OmegaConf
 
-    from flossrepro.store import config  # noqa: F401  (registers the by_scale resolver)
+    from flossrepro.store import resolvers  # noqa: F401  (registers the by_scale resolver)
 
     path = experiments().get(experiment)
     if path is None:

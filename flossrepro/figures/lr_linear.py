@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from flossrepro.store.lowrank_defaults import linear_lr
+from flossrepro.store.resolvers import linear_lr
 from flossrepro.figures.claims import Claim, Group, median_reps, part_from_reps, rng_for
 from flossrepro.figures.data import NET, values
 from flossrepro.figures.lowrank_common import METRICS as _METRICS

@@ -168,20 +168,7 @@ __all__ = ["ConfigError", "validate", "build_task", "build_model", "episode_star
            "resolve_device", "resolve_dtype", "lyap_transients"]
 
 
-def _by_scale(paper, small, smoke, *, _root_):
-    """``${by_scale:P,S,T}``: the value for the run's scale (paper, small, smoke)."""
-    name = _root_.scale.name
-    values = {"paper": paper, "small": small, "smoke": smoke}
-    if name not in values:
-        raise ConfigError(f"scale.name={name!r} has no value in by_scale; allowed: {list(values)}")
-    v = values[name]
-    return OmegaConf.create(list(v)) if isinstance(v, (list, tuple)) else v
-
-
-if not OmegaConf.has_resolver("by_scale"):
-    OmegaConf.register_new_resolver("by_scale", _by_scale)
-
-from flossrepro.store import lowrank_defaults as _lowrank_conf  # noqa: E402,F401  (registers lowrank_lr and linear_lr)
+from flossrepro.store import resolvers as _resolvers  # noqa: E402,F401  (registers by_scale, lowrank_lr, linear_lr)
 
 
 # -- the schema: every setting's type, range and allowed names --------------------------------
