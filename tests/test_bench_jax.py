@@ -1,4 +1,4 @@
-"""The benchmark's JAX peer (flossrepro/bench_jax.py, optional extra ``peers``): its gradients
+"""The benchmark's JAX peer (flossrepro/perf/jax_peer.py, optional extra ``peers``): its gradients
 are the engine's, in float64. Skipped without jax. No timing assertions."""
 import pytest
 

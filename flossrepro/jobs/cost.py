@@ -3,8 +3,8 @@
 Measurement (``job=cost``, :class:`CostJob`; the sweep ``conf/experiment/table1.yaml``): one
 process times, on one thread, a training epoch (:func:`flossrepro.engine.flossing.train_step`) and a
 flossing epoch (:func:`flossrepro.engine.flossing.floss_step`) with the same epoch functions
-``make bench`` times (:func:`flossrepro.perf.bench.engine_train_epoch`,
-:func:`~flossrepro.perf.bench.engine_floss_epoch`), one factor at a time around a base point:
+``make bench`` times (:func:`flossrepro.jobs.workload.engine_train_epoch`,
+:func:`~flossrepro.jobs.workload.engine_floss_epoch`), one factor at a time around a base point:
 
 - training: ``N``, batch ``B``, sequence length ``T``;
 - flossing: ``N`` at fixed ``k``, ``N`` with ``k = N``, ``k`` at fixed ``N``, ``T_f``, ``s_ons``;
@@ -17,7 +17,7 @@ Rows (one member, ``epoch`` = repeat): ``cost_<train|floss>_ms_<factor>_<value>`
 ``B``, ``T``, ``k``, ``Tf``, ``sons``, ``NkN`` for ``k = N``; e.g. ``cost_floss_ms_k_32``), and
 ``cost_<train|floss|floss1>_ms_arch-<arch>_<N>`` (``floss1``: k = 1); ``costpt_<kind>_<factor>_<value>``
 holds each point's ``[N, B, T, k, T_f, s_ons]`` (``index`` 1..6). Times are wall milliseconds per
-epoch; each timed epoch follows an untimed one (:func:`flossrepro.perf.bench.time_round_robin`).
+epoch; each timed epoch follows an untimed one (as in :func:`flossrepro.jobs.workload.time_round_robin`).
 
 Cost model (:class:`CostModel`, used by the planner ``flossrepro ... --plan`` and the SLURM
 launcher): seconds per epoch of an ``R``-member ensemble, training ``T (a0 + R (a1 + a2 N B +
@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flossrepro.jobs import workload
 from flossrepro.jobs.base import Job
 from flossrepro.store.outputs import Progress
 
@@ -119,9 +120,6 @@ class CostJob(Job):
     def loop(self, progress: Progress, fresh: bool) -> None:
         import torch
 
-        from flossrepro.perf import bench
-
-        bench.DEVICE = self.device
         torch.set_num_threads(1)
         reps = int(self.cfg.job.repeats)
         pts = self.grid()
@@ -129,15 +127,16 @@ class CostJob(Job):
         while self.epoch < len(pts):
             kind, factor, value, kw = pts[self.epoch]
             args = dict(kw)
-            fn = (bench.engine_train_epoch if kind == "train" else bench.engine_floss_epoch)(args.pop("R", 1), **args)
+            make = workload.engine_train_epoch if kind == "train" else workload.engine_floss_epoch
+            fn = make(args.pop("R", 1), **args, device=self.device)
             fn()  # warm-up
             ts, walls, t_start = [], [], time.perf_counter()
             for i in range(reps):  # each timed epoch follows an untimed one (as in a training loop)
                 fn()
-                bench._sync()
+                workload.sync(self.device)
                 c0, t0 = time.thread_time(), time.perf_counter()
                 fn()
-                bench._sync()
+                workload.sync(self.device)
                 ts.append(1e3 * (time.thread_time() - c0))
                 walls.append(1e3 * (time.perf_counter() - t0))
                 if i + 1 >= 3 and time.perf_counter() - t_start > budget:

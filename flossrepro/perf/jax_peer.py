@@ -1,5 +1,6 @@
-"""The benchmark's JAX peer: the same three epochs as :mod:`flossrepro.perf.bench`, written the
-idiomatic JAX way (``jax.lax.scan`` over time, ``jax.value_and_grad``, ``jax.jit``, optax).
+"""The benchmark's JAX peer: the epochs of :mod:`flossrepro.jobs.workload` that
+:mod:`flossrepro.perf.bench` times, written the idiomatic JAX way (``jax.lax.scan`` over time,
+``jax.value_and_grad``, ``jax.jit``, optax).
 
 Optional: ``pip install -e '.[peers]'`` (jax, jaxlib, optax). Without jax, :func:`available`
 is False and ``make bench`` reports the peer as not installed.
@@ -36,8 +37,13 @@ import os
 import sys
 
 import numpy as np
+import torch
 
+from flossrepro.engine.flossing import flossing_objective
+from flossrepro.engine.lyapunov import default_transients, random_orthonormal
+from flossrepro.jobs import workload
 from flossrepro.perf.peak import with_xla_single_thread
+from flossrepro.tasks.paper import make_task, member_generators
 
 #: True when this module set XLA's single-thread flags before jax was imported
 THREADS_LIMITED = "jax" not in sys.modules
@@ -150,13 +156,12 @@ def _floss_step(th: int, tq: int, gain: float, opt):
 
 def jax_train_epoch(N: int = 80, B: int = 16, T: int = 300):
     """One training epoch (module docstring), the network and data of
-    :func:`flossrepro.perf.bench.engine_train_epoch`."""
+    :func:`flossrepro.jobs.workload.engine_train_epoch`."""
     _require()
-    from flossrepro.perf import bench
-    task = bench.make_task(bench.TASK, delay=bench.DELAY, seq_len=T, batch_size=B)
-    model = bench._model(1, N, task.n_in, task.n_out)
-    gens = bench.member_generators([0], "train")
-    opt = optax.chain(optax.clip_by_global_norm(bench.CLIP), optax.adam(bench.LR))
+    task = make_task(workload.TASK, delay=workload.DELAY, seq_len=T, batch_size=B)
+    model = workload.build_model(1, N, task.n_in, task.n_out)
+    gens = member_generators([0], "train")
+    opt = optax.chain(optax.clip_by_global_norm(workload.CLIP), optax.adam(workload.LR))
     p = params_of(model)
     state = [p, opt.init(p)]
     step = _train_step(task.max_lag, float(model.input_gain), opt)
@@ -172,19 +177,18 @@ def jax_train_epoch(N: int = 80, B: int = 16, T: int = 300):
 
 def jax_floss_epoch(N: int = 80, k: int = 75, T: int = 300):
     """One flossing epoch (module docstring), the network and data of
-    :func:`flossrepro.perf.bench.engine_floss_epoch`."""
+    :func:`flossrepro.jobs.workload.engine_floss_epoch`."""
     _require()
-    from flossrepro.perf import bench
-    task = bench.make_task(bench.TASK, delay=bench.DELAY, seq_len=max(T, bench.DELAY + 1), batch_size=1)
-    model = bench._model(1, N, task.n_in, task.n_out)
-    gens = bench.member_generators([0], "floss")
-    opt = optax.adam(bench.LR)
+    task = make_task(workload.TASK, delay=workload.DELAY, seq_len=max(T, workload.DELAY + 1), batch_size=1)
+    model = workload.build_model(1, N, task.n_in, task.n_out)
+    gens = member_generators([0], "floss")
+    opt = optax.adam(workload.LR)
     p = params_of(model)
     h0 = p.pop("h0")
     pf = {name: p[name] for name in ("W", "V", "b")}
     state = [pf, opt.init(pf)]
-    Q0 = jnp.asarray(bench._lyap.random_orthonormal(N, k, 1, dtype=bench.torch.float32)[0].numpy())
-    th, tq = bench.default_transients(T)
+    Q0 = jnp.asarray(random_orthonormal(N, k, 1, dtype=torch.float32)[0].numpy())
+    th, tq = default_transients(T)
     step = _floss_step(th, tq, float(model.input_gain), opt)
 
     def epoch():
@@ -208,31 +212,27 @@ def grad_check(N: int = 80, B: int = 16, T: int = 300, k: int = 75, T_fs=(300, 5
     and the same batch / input sequence. Returns each relative difference
     ``||g_jax - g_engine|| / ||g_engine||`` per parameter, that of the exponents, and the maximum."""
     _require()
-    import torch
-    from flossrepro.perf import bench
-    from flossrepro.engine.flossing import flossing_objective
-
     out = {"dtype": "float64", "N": N, "B": B, "T": T, "k": k}
     with jax.enable_x64(True):
-        task = bench.make_task(bench.TASK, delay=bench.DELAY, seq_len=T, batch_size=B)
-        model = bench._model(1, N, task.n_in, task.n_out, seed0=seed).to(bench.DEVICE).double()
+        task = make_task(workload.TASK, delay=workload.DELAY, seq_len=T, batch_size=B)
+        model = workload.build_model(1, N, task.n_in, task.n_out, seed0=seed).double()
         gain = float(model.input_gain)
         p = params_of(model, dtype=np.float64)
-        batch = task.sample(bench.member_generators([seed], "train"), dtype=torch.float64)
+        batch = task.sample(member_generators([seed], "train"), dtype=torch.float64)
         model.zero_grad(set_to_none=True)
         task.loss(model(batch.inputs), batch).sum().backward()
         g = jax.grad(lambda p: train_loss(p, batch.inputs[:, 0].numpy(), batch.targets[:, 0].numpy(),
                                           task.max_lag, gain)[0])(p)
         out["train"] = {name: _rel(g[name], getattr(model, name).grad[0].cpu().numpy()) for name in p}
         for Tf in T_fs:
-            ftask = bench.make_task(bench.TASK, delay=bench.DELAY, seq_len=max(Tf, bench.DELAY + 1), batch_size=1)
-            x = ftask.sample_inputs(bench.member_generators([seed], "floss"), batch_size=1, seq_len=Tf,
+            ftask = make_task(workload.TASK, delay=workload.DELAY, seq_len=max(Tf, workload.DELAY + 1), batch_size=1)
+            x = ftask.sample_inputs(member_generators([seed], "floss"), batch_size=1, seq_len=Tf,
                                     dtype=torch.float64)[:, :, 0]
             model.zero_grad(set_to_none=True)
             loss, lam = flossing_objective(model, x, k)
             loss.sum().backward()
-            th, tq = bench.default_transients(Tf)
-            Q0 = bench._lyap.random_orthonormal(N, k, 1, dtype=torch.float64)[0].numpy()
+            th, tq = default_transients(Tf)
+            Q0 = random_orthonormal(N, k, 1, dtype=torch.float64)[0].numpy()
             pf = {name: p[name] for name in ("W", "V", "b")}
             (_, lam_j), gf = jax.value_and_grad(floss_loss, has_aux=True)(pf, p["h0"], x[:, 0].numpy(), Q0, th, tq, gain)
             r = {name: _rel(gf[name], getattr(model, name).grad[0].cpu().numpy()) for name in pf}

@@ -3,7 +3,7 @@
 Candidates (GFLOP/s, one thread, float32, each the best of a few timed calls: load from other
 processes only slows a call down, and a median would lower the peak on a busy machine):
 
-- ``torch_blas``: a 1024^3 ``torch`` matmul (:func:`flossrepro.perf.bench.matmul_gflops`, PyTorch's BLAS);
+- ``torch_blas``: a 1024^3 ``torch`` matmul (:func:`flossrepro.perf.micro.matmul_gflops`, PyTorch's BLAS);
 - ``numpy_blas``: ``numpy.matmul`` of two 1024 x 1024 float32 arrays, numpy's own BLAS (OpenBLAS in
   the wheels), in a subprocess started with ``OPENBLAS_NUM_THREADS=1`` (and ``OMP``/``MKL`` = 1),
   since OpenBLAS reads its thread count when it loads;
