@@ -14,6 +14,7 @@ resumes from the checkpoint and ends with the same numbers as an uninterrupted r
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -33,7 +34,8 @@ from flossrepro.store.checkpoint import StopRequested
 from flossrepro.jobs.diagnostics import Diagnostics
 from flossrepro.engine.flossing import floss_step, flossing_parameters
 from flossrepro.engine.init import initialize
-from flossrepro.store.outputs import Progress, WandbSink, git_commit, nanmean, write_json
+from flossrepro.jobs.sinks import Progress, WandbSink
+from flossrepro.store.summary import git_commit, nanmean, write_json
 from flossrepro.store.tables import Recorder
 from flossrepro.tasks.paper import member_generators
 
@@ -89,11 +91,13 @@ class Job:
     # -- state ------------------------------------------------------------------------
     def fresh_state(self) -> None:
         i, m = self.cfg.init, self.model
-        self.gains = initialize(m, self.seeds, scheme=i.scheme, g=i.g,
-                                g_range=None if i.g_range is None else list(i.g_range), gbar=i.gbar,
-                                mean=i.mean, input_std=i.input_std, readout_std=i.readout_std,
-                                bias_scale=i.bias_scale, readout_offset=i.readout_offset,
-                                relax_steps=i.relax_steps)
+        # a model may draw its own parameters from the same settings (flossrepro.engine.torch_modules)
+        init = getattr(m, "initialize_members", None) or functools.partial(initialize, m)
+        self.gains = init(self.seeds, scheme=i.scheme, g=i.g,
+                          g_range=None if i.g_range is None else list(i.g_range), gbar=i.gbar,
+                          mean=i.mean, input_std=i.input_std, readout_std=i.readout_std,
+                          bias_scale=i.bias_scale, readout_offset=i.readout_offset,
+                          relax_steps=i.relax_steps)
         self.W0 = self.recurrent().detach().clone()
         self.gens = {s: member_generators(self.seeds, s) for s in ("train", "test", "floss")}
         self.epoch = 0                 # next training epoch to run

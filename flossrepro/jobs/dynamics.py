@@ -45,7 +45,7 @@ from flossrepro.jobs.floss import FlossJob
 from flossrepro.errors import ConfigError
 from flossrepro.jobs.base import Job
 from flossrepro.engine.models import VanillaRNN
-from flossrepro.store.outputs import Progress
+from flossrepro.jobs.sinks import Progress
 from flossrepro.tasks.paper import member_generators
 
 __all__ = ["ConditionJob", "ConvergenceJob", "default_ms", "default_indices"]
@@ -66,7 +66,8 @@ def default_indices(n: int) -> list[int]:
 
 
 def _need_vanilla(cfg, kind: str) -> None:
-    if cfg.arch.nonlinearity not in ("tanh", "relu", "identity"):
+    if cfg.arch.nonlinearity not in ("tanh", "relu", "identity") or str(cfg.arch._target_).startswith(
+            "flossrepro.engine.torch_modules"):  # torch_rnn: PyTorch's RNN, not the paper's W phi(h) form
         raise ConfigError(f"arch={cfg.arch.name} but job={kind} needs a vanilla RNN (its Jacobian W diag(phi')); "
                           f"pick arch=tanh, relu or linear")
 

@@ -14,7 +14,8 @@ in ``conf/job/`` naming it as ``_target_``.
 from __future__ import annotations
 
 from flossrepro.jobs.base import Job
-from flossrepro.store.outputs import Progress, nanmean
+from flossrepro.jobs.sinks import Progress
+from flossrepro.store.summary import nanmean
 
 __all__ = ["FlossJob"]
 

@@ -19,7 +19,8 @@ from flossrepro.store import config as C
 from flossrepro.store.checkpoint import StopRequested  # noqa: F401  (re-exported)
 from flossrepro.engine.flossing import flossing_parameters
 from flossrepro.jobs.base import Job, adam
-from flossrepro.store.outputs import Progress, nanmean
+from flossrepro.jobs.sinks import Progress
+from flossrepro.store.summary import nanmean
 from flossrepro.engine.flossing import train_step
 
 log = logging.getLogger("flossrepro")

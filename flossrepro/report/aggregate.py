@@ -215,7 +215,7 @@ def write(sweep_dir: str | Path, out_dir: str | Path | None = None,
     summary, runs, report = collect(sweep_dir, metrics)
     out.mkdir(parents=True, exist_ok=True)
     if provenance is not None:
-        from flossrepro.store.outputs import git_commit
+        from flossrepro.store.summary import git_commit
         prov = {"sweep_dir": str(sweep_dir), "git_commit": git_commit(), **provenance,
                 "run_git_commits": sorted(runs["git_commit"].dropna().unique().tolist())
                 if "git_commit" in runs else [],

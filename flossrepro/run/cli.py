@@ -30,7 +30,7 @@ from flossrepro.run import sweep as SW
 from flossrepro.run.compose import PROG, UsageError, parse_check
 from flossrepro.constants import RUN_NAME_EXCLUDE_KEYS
 from flossrepro.errors import ConfigError, FlossreproError
-from flossrepro.store.outputs import update_summary
+from flossrepro.store.summary import update_summary
 
 log = logging.getLogger("flossrepro")
 

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 from flossrepro.store import rundir as _rundir  # noqa: E402  (also registers the run_leaf resolver for job configs)
 from flossrepro.constants import DONE_STATUSES as DONE
-from flossrepro.store.outputs import read_json, write_json
+from flossrepro.store.summary import read_json, write_json
 # our yaml files share the plugin's config names on purpose (see conf/hydra/launcher/)
 warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/(submitit_slurm|submitit_local|joblib)' is validated against ConfigStore schema")
 

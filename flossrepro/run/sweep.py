@@ -134,7 +134,7 @@ def outcome(run_dirs: list[Path]) -> dict[str, list[str]]:
 
 def finish(sweep_dirs: list[Path], run_dirs: list[Path], stopped: bool, print_fn=print) -> int:
     """Aggregate each sweep directory, report the jobs' outcome, and return the exit status."""
-    from flossrepro.report.report import aggregate
+    from flossrepro.report import aggregate
 
     for sd in sorted(set(map(str, sweep_dirs))):
         if not Path(sd).is_dir():

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from flossrepro.constants import (DEFAULT_LEAF, DONE_STATUSES, IDENTITY_EXCLUDE_KEYS, LOCK_FILE, RUN_NAME_EXCLUDE_KEYS, RUN_RECORD)
 from flossrepro.errors import FlossreproError
-from flossrepro.store.outputs import read_json, write_json
+from flossrepro.store.summary import read_json, write_json
 
 MAX_LEAF = 200  # longest run directory name; longer override lists get a hash suffix
 

@@ -1,0 +1,64 @@
+"""A run's ``summary.json`` (rewritten atomically at the start, at every checkpoint and at
+the end: status, epochs done, per-member status and latest metrics, timings, device, git commit,
+W&B id), JSON files, and the git commit a run records."""
+
+import functools
+import json
+import logging
+import math
+import os
+import subprocess
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("flossrepro")
+
+
+def write_json(path: str | Path, obj: dict) -> None:
+    """Write ``obj`` as JSON atomically (a temporary name of this process, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
+    os.replace(tmp, path)
+
+
+def read_json(path: str | Path) -> dict | None:
+    """The JSON object in ``path``; None when it is missing, unreadable or not an object."""
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def update_summary(run_dir: str | Path, **fields) -> dict:
+    """Merge ``fields`` into the run's ``summary.json`` (atomically); returns the result."""
+    p = Path(run_dir) / "summary.json"
+    s = read_json(p) or {}
+    s.update(fields)
+    write_json(p, s)
+    return s
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=5)
+        return out.stdout.strip() or None
+    except Exception:
+        return None
+
+
+def nanmean(v) -> float:
+    v = [x for x in v if x is not None and not math.isnan(x)]
+    return sum(v) / len(v) if v else float("nan")
+
+
+def _json_default(o):
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    return str(o)
+
+
