@@ -22,9 +22,10 @@ def _randn(*shape, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
 
 
+@pytest.mark.parametrize("k", [6, 1])
 @pytest.mark.parametrize("with_c", [True, False])
-def test_qr_pullback_diag_matches_autograd_through_qr(with_c):
-    R, n, k = 3, 9, 6
+def test_qr_pullback_diag_matches_autograd_through_qr(with_c, k):
+    R, n = 3, 9
     A = _randn(R, n, k, seed=1).requires_grad_(True)
     G = _randn(R, n, k, seed=2)  # d loss / d Q
     c = _randn(R, k, seed=3) if with_c else torch.zeros(R, k, dtype=F64)  # d loss / d log|R_ii|
@@ -100,3 +101,37 @@ def test_drive_and_readout_match_einsum(R):
     torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
     for a, b in zip(torch.autograd.grad(got, params), torch.autograd.grad(ref, params)):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_models_without_the_protocol_go_to_the_generic_path(monkeypatch):
+    """lyapunov_spectrum and lyapunov_loss dispatch by the fast-path protocol (``lyapunov_fast``),
+    not by class: anything else (a torch.nn cell, a plain function) is handed to
+    flossrepro.engine.generic.generic_spectrum with the caller's arguments."""
+    import sys
+    import types
+
+    from flossrepro import lyapunov_loss
+
+    calls = []
+
+    def generic_spectrum(model, inputs, k, **kw):
+        calls.append((model, inputs, k, kw))
+        return torch.full((1, k), 0.5, dtype=F64, requires_grad=True)
+
+    monkeypatch.setitem(sys.modules, "flossrepro.engine.generic",
+                        types.SimpleNamespace(generic_spectrum=generic_spectrum))
+    cell = torch.nn.GRUCell(2, 3)
+    x = _randn(20, 1, 2)
+    lam = lyapunov_spectrum(cell, x, 2, s_ons=2, transient_q=3)
+    assert lam.shape == (1, 2) and calls[-1][:3] == (cell, x, 2)
+    assert calls[-1][3] == dict(s_ons=2, transient_h=None, transient_q=3, h0=None, q0=None)
+    loss, lam2 = lyapunov_loss(lambda xt, h: h, x, 2, lambda v: (v ** 2).sum(-1))
+    torch.testing.assert_close(loss, torch.tensor([0.5], dtype=F64))
+    assert not lam2.requires_grad and loss.requires_grad and len(calls) == 2
+    with pytest.raises(ValueError, match="fast=True"):
+        lyapunov_spectrum(cell, x, 2, fast=True)
+    # the project's models implement the protocol and never reach the generic path
+    m = VanillaRNN(1, 4, 2, 1, dtype=F64)
+    initialize(m, [0])
+    lyapunov_spectrum(m, x, 2, transient_h=2, transient_q=2)
+    assert len(calls) == 2

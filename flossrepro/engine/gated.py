@@ -26,6 +26,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from flossrepro.engine.tangent import _qr_pullback_diag_T, _qr_schedule
+
 __all__ = ["gated_spectrum", "supports"]
 
 
@@ -52,22 +54,6 @@ def _qr(A: Tensor) -> tuple[Tensor, Tensor]:
         nrm = torch.linalg.vector_norm(A, dim=1, keepdim=True)  # [R, 1, 1]
         return A / nrm, nrm
     return torch.linalg.qr(A)
-
-
-def _qr_pullback(Qbar: Tensor, Q: Tensor, Rm: Tensor, c: Tensor | None) -> Tensor:
-    """Paper Eq 8 for ``Rbar = diag(c / R_ii)`` (``c = None``: no ``R`` gradient):
-    ``Abar = [Qbar + Q copyltu(M)] R^{-T}``, ``M = R Rbar^T - Qbar^T Q``; only the lower
-    triangle of ``R Rbar^T`` enters, and it is ``diag(c)``."""
-    if Q.shape[-1] == 1:  # k = 1: M is a number per member, Abar = (Qbar + Q M) / R
-        m = -(Q * Qbar).sum(1, keepdim=True)
-        if c is not None:
-            m = m + c[:, :, None]
-        return (Qbar + Q * m) / Rm
-    M = -(Qbar.transpose(1, 2) @ Q)
-    if c is not None:
-        M = M + torch.diag_embed(c)
-    C = M.tril() + M.tril(-1).transpose(1, 2)
-    return torch.linalg.solve_triangular(Rm.transpose(1, 2), Qbar + Q @ C, upper=False, left=False)
 
 
 class _GatedLyapunov(torch.autograd.Function):
@@ -106,14 +92,19 @@ class _GatedLyapunov(torch.autograd.Function):
         flags, th, transient_q, t_sim = ctx.conf
         x, S, D, *params = ctx.saved_tensors
         Qin, Qout, Rs = ctx.tangent
-        c = dlam / t_sim
+        negc = torch.diag_embed(dlam / -t_sim)  # -diag(c), c = d loss / d log|R_ii|
         Tq = len(flags)
-        # tangent loop in reverse: Dbar[s] = Abar[s] Q_in[s]^T
+        k = Qout[-1].shape[-1]
+        upper = torch.ones(k, k, dtype=torch.bool, device=dlam.device).triu()
+        # tangent loop in reverse: Dbar[s] = Abar[s] Q_in[s]^T; the QR pullback (paper Eq 8) in
+        # the transposed layout of the leaky RNN's Function (Qbar^T, R^T and Abar^T are views)
         Qbar = torch.zeros_like(Qout[-1])
         Dbar = torch.empty_like(D)
+        AbarT = torch.empty(Qbar.shape[0], k, Qbar.shape[1], dtype=Qbar.dtype, device=Qbar.device)  # scratch
         for s in range(Tq - 1, -1, -1):
             if flags[s]:
-                Abar = _qr_pullback(Qbar, Qout[s], Rs[s], c if s >= transient_q else None)
+                Abar = _qr_pullback_diag_T(Qbar.transpose(1, 2), Qout[s], Rs[s].transpose(1, 2),
+                                           negc if s >= transient_q else None, upper, AbarT).transpose(1, 2)
             else:
                 Abar = Qbar
             torch.bmm(Abar, Qin[s].transpose(1, 2), out=Dbar[s])
@@ -146,12 +137,13 @@ class _GatedLyapunov(torch.autograd.Function):
         return (None, None, Qbar if ctx.needs_input_grad[2] else None, None, a[:, 0], *grads)
 
 
-def gated_spectrum(model, inputs: Tensor, k: int, Q0: Tensor, s_ons_flags: list[bool],
-                   transient_h: int, transient_q: int, t_sim: int, h0: Tensor) -> Tensor:
+def gated_spectrum(model, inputs: Tensor, Q0: Tensor, h0: Tensor, s_ons: int, transient_h: int,
+                   transient_q: int) -> Tensor:
     """``[R, k]`` exponents of a gated model on ``inputs: [T, R, S]`` (arguments as
     :func:`flossrepro.engine.lyapunov.lyapunov_spectrum` has checked them), differentiable in the
     model's parameters, ``h0`` and ``Q0``."""
+    T = inputs.shape[0]
     x = inputs.transpose(0, 1)  # [R, T, S]
     params = [p for _, p in model.named_parameters() if _ in ("U", "V", "b")]
-    conf = (s_ons_flags, transient_h, transient_q, t_sim)
+    conf = (_qr_schedule(T - transient_h, transient_q, s_ons), transient_h, transient_q, T - transient_h - transient_q)
     return _GatedLyapunov.apply(model, x, Q0, conf, h0, *params)

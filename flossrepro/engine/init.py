@@ -16,8 +16,9 @@ Reference choices for the rest: ``V ~ N(0, input_std^2)``, ``w_r ~ N(0, readout_
 drawn from ``N(0, 1)`` and relaxed for ``relax_steps`` input-free steps.
 The gain ``g`` is one number, or drawn per member from ``U(g_range)`` (Fig 1, Fig 6).
 The rate network of the low-rank study (:class:`flossrepro.engine.rate.RateRNN`) takes its own
-initialisation (:func:`flossrepro.engine.rate.initialize_rate`; the input, readout, bias and relaxation
-settings do not apply to it).
+initialisation (:func:`initialize_rate`, their code: ``W`` drawn as above, input and output
+vectors N(0, 1) normalised to norm ``sqrt(N)``, ``W_out = m^T / N``; the input, readout, bias
+and relaxation settings do not apply to it).
 """
 from __future__ import annotations
 
@@ -52,6 +53,25 @@ def recurrent_matrix(gen: torch.Generator, n: int, scheme: str, g: float,
     raise ValueError(f"init.scheme={scheme!r} is not known; allowed: {list(SCHEMES)}")
 
 
+def _unit_vectors(gen: torch.Generator, n: int, m: int) -> Tensor:
+    """``[n, m]``: N(0, 1) columns normalised to norm ``sqrt(n)`` (float64)."""
+    x = torch.randn(n, m, generator=gen, dtype=torch.float64)
+    return x / x.norm(dim=0, keepdim=True) * n ** 0.5
+
+
+@torch.no_grad()
+def initialize_rate(model, gens: Sequence[torch.Generator], gains: Sequence[float],
+                    scheme: str = "gaussian", gbar: float = 0.0, mean: float = 0.0) -> None:
+    """The rate network's (:class:`~flossrepro.engine.rate.RateRNN`) initialisation, member ``r``
+    from ``gens[r]`` only (see the module docstring)."""
+    N, S, O = model.n_hidden, model.n_in, model.n_out
+    for r, (gen, g) in enumerate(zip(gens, gains)):
+        model.W[r] = recurrent_matrix(gen, N, scheme, float(g), gbar, mean)
+        model.V[r] = _unit_vectors(gen, N, S)
+        model.w_r[r] = _unit_vectors(gen, N, O).T / N
+    model.h0.zero_()
+
+
 @torch.no_grad()
 def initialize(model: VanillaRNN | LSTM | GRU, seeds: Sequence[int], scheme: str = "gaussian",
                g: float = 1.0, g_range: Sequence[float] | None = None, gbar: float = 0.0,
@@ -71,7 +91,6 @@ def initialize(model: VanillaRNN | LSTM | GRU, seeds: Sequence[int], scheme: str
     N, S, O = model.n_hidden, model.n_in, model.n_out
     gens = member_generators(list(seeds), "init")
     if getattr(model, "kind", None) == "rate":  # the low-rank study's rate network: its own scheme
-        from flossrepro.engine.rate import initialize_rate
         gains = [_draw_g(gen, g, g_range) for gen in gens]
         initialize_rate(model, gens, gains, scheme, gbar, mean)
         return torch.tensor(gains, dtype=torch.float64)

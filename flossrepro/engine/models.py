@@ -17,15 +17,21 @@ The reference code scales the input by ``1/S``; that is ``input_gain=None`` (def
 
 LSTM: the dynamical state is ``(h, c)``, so its Jacobian is ``2N x 2N``; the tangent
 vectors stack the ``h`` part on top of the ``c`` part.
+
+Every model implements the Lyapunov fast-path protocol of :mod:`flossrepro.engine.lyapunov`
+(``lyapunov_fast``, ``step``, ``jacobian_apply(h, Q, x)``). The state loop of the vanilla RNN
+is the leaky loop of :mod:`flossrepro.engine.recurrence` with leak 0.
 """
 from __future__ import annotations
-
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from flossrepro.engine import native
+from flossrepro.engine.gated import gated_spectrum
+from flossrepro.engine.recurrence import (NONLINEARITIES, _PHI_OUT, _bptt, _dphi_from_phi, _outer_sum,  # noqa: F401
+                                          _run_states, check_nonlinearity)
+from flossrepro.engine.rnn_tangent import rnn_spectrum
 
 __all__ = [
     "NONLINEARITIES",
@@ -35,125 +41,6 @@ __all__ = [
     "rnn_sequence",
     "check_nonlinearity",
 ]
-
-
-def _tanh_d(h: Tensor) -> Tensor:
-    t = torch.tanh(h)
-    return 1.0 - t * t
-
-
-def _tanh_dd(h: Tensor) -> Tensor:
-    t = torch.tanh(h)
-    return -2.0 * t * (1.0 - t * t)
-
-
-def _relu_d(h: Tensor) -> Tensor:
-    return (h > 0).to(h.dtype)
-
-
-def _zeros_like(h: Tensor) -> Tensor:
-    return torch.zeros_like(h)
-
-
-def _ones_like(h: Tensor) -> Tensor:
-    return torch.ones_like(h)
-
-
-# name -> (phi, phi', phi'')
-NONLINEARITIES: dict[str, tuple[Callable[[Tensor], Tensor], ...]] = {
-    "tanh": (torch.tanh, _tanh_d, _tanh_dd),
-    "relu": (torch.relu, _relu_d, _zeros_like),
-    "identity": (lambda h: h, _ones_like, _zeros_like),
-}
-
-
-def check_nonlinearity(name: str) -> str:
-    if name not in NONLINEARITIES:
-        raise ValueError(
-            f"nonlinearity={name!r} is not known; allowed: {sorted(NONLINEARITIES)}"
-        )
-    return name
-
-
-# name -> phi written into a preallocated buffer (the fast paths avoid allocating per step)
-_PHI_OUT: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "tanh": lambda h, out: torch.tanh(h, out=out),
-    "relu": lambda h, out: torch.clamp_min(h, 0.0, out=out),
-    "identity": lambda h, out: out.copy_(h),
-}
-
-
-def _dphi_from_phi(nonlinearity: str, P: Tensor) -> Tensor:
-    """``phi'(h)`` from ``P = phi(h)`` in one vectorized op (all three are functions of ``phi``)."""
-    if nonlinearity == "tanh":
-        return torch.addcmul(torch.ones((), dtype=P.dtype, device=P.device), P, P, value=-1.0)
-    if nonlinearity == "relu":
-        return (P > 0).to(P.dtype)
-    return torch.ones_like(P)
-
-
-def _run_states(h: Tensor, Wt: Tensor, drive: Tensor, nonlinearity: str) -> tuple[Tensor, Tensor]:
-    """``P[t] = phi(H[t-1])``, ``H[t] = P[t] W^T + drive[t]`` with ``H[-1] = h``.
-
-    ``h: [R, B, N]``, ``Wt = W^T`` contiguous ``[R, N, N]``, ``drive: [T, R, B, N]`` ->
-    ``(H, P)``, ``[T, R, B, N]`` views of member-major ``[R, T, B, N]`` buffers: then every
-    member's states are one ``[T*B, N]`` matrix (the drive, the readout and ``dW`` are one
-    bmm each without transposing copies), while a step's ``[R, B, N]`` slice is contiguous
-    for ``R = 1``. Two ops per step writing into the buffers (``H`` starts as the drive):
-    ``phi`` and an in-place ``baddbmm_`` (``R = 1``) or ``bmm`` + ``add_`` (``R > 1``, where
-    the slice is strided over members and an in-place ``baddbmm_`` would loop over them).
-    """
-    T, R, B, N = drive.shape
-    if native.available(drive, h, Wt):  # the same loop in C (flossrepro/csrc/kernels.h)
-        Hm, Pm = native.run_states(h.contiguous(), Wt.contiguous(), drive.transpose(0, 1).contiguous(), nonlinearity)
-        return Hm.transpose(0, 1), Pm.transpose(0, 1)
-    phi_out = _PHI_OUT[nonlinearity]
-    Hm = torch.empty(R, T, B, N, dtype=drive.dtype, device=drive.device)
-    Hm.copy_(drive.transpose(0, 1))
-    Pm = torch.empty_like(Hm)
-    tmp = None if R == 1 else torch.empty(R, B, N, dtype=drive.dtype, device=drive.device)
-    for hn, p in zip(Hm.unbind(1), Pm.unbind(1)):
-        phi_out(h, p)
-        if tmp is None:
-            hn.baddbmm_(p, Wt)
-        else:
-            hn.add_(torch.bmm(p, Wt, out=tmp))
-        h = hn
-    return Hm.transpose(0, 1), Pm.transpose(0, 1)
-
-
-def _bptt(dH: Tensor, W: Tensor, P: Tensor, nonlinearity: str) -> tuple[Tensor, Tensor]:
-    """Backward of :func:`_run_states`: ``G[T-1] = dH[T-1]``, ``G[t-1] = dH[t-1] + (G[t] W) * D[t]``.
-
-    ``D[t] = phi'(H[t-1])``, computed from ``P[t] = phi(H[t-1])`` (as :func:`_run_states`
-    returns it). Returns ``(G, dh)``: ``G: [T, R, B, N]`` (a view of a member-major buffer,
-    as in :func:`_run_states`) the total gradient of each ``H[t]`` (= the gradient of
-    ``drive[t]``) and ``dh = (G[0] W) * D[0]`` that of the initial state. Two ops per step
-    (``G`` starts as a copy of ``dH``, updated in place), or the same loop in C.
-    """
-    T, R, B, N = P.shape
-    if native.available(dH, W, P):
-        Gm, dh = native.bptt(W.contiguous(), P.transpose(0, 1).contiguous(), dH.transpose(0, 1).contiguous(),
-                             nonlinearity)
-        return Gm.transpose(0, 1), dh
-    Gm = torch.empty(R, T, B, N, dtype=P.dtype, device=P.device)
-    Gm.copy_(dH.transpose(0, 1))
-    D = _dphi_from_phi(nonlinearity, P)
-    Gs, Ds = Gm.unbind(1), D.unbind(0)
-    tmp = torch.empty_like(Gs[0])
-    for t in range(T - 1, 0, -1):
-        torch.bmm(Gs[t], W, out=tmp)
-        Gs[t - 1].addcmul_(tmp, Ds[t])
-    return Gm.transpose(0, 1), torch.bmm(Gs[0], W).mul_(Ds[0])
-
-
-def _outer_sum(G: Tensor, P: Tensor) -> Tensor:
-    """``sum_{t,b} G[t,r,b,:]^T P[t,r,b,:]`` for ``G, P: [T, R, B, N]`` -> ``[R, N, N]``, one bmm
-    (no copies for member-major ``G`` and ``P`` as :func:`_run_states` and :func:`_bptt` make them)."""
-    T, R, B, N = G.shape
-    Gm = G.transpose(0, 1).reshape(R, T * B, N)
-    Pm = P.transpose(0, 1).reshape(R, T * B, N)
-    return torch.bmm(Gm.transpose(1, 2), Pm)
 
 
 class _RNNSequence(torch.autograd.Function):
@@ -326,10 +213,18 @@ class VanillaRNN(nn.Module):
         dphi = NONLINEARITIES[self.nonlinearity][1]
         return self.W[:, None] * dphi(h)[..., None, :]
 
-    def jacobian_apply(self, h: Tensor, Q: Tensor) -> Tensor:
-        """``D(h) Q`` for ``h: [R, N]``, ``Q: [R, N, k]`` -> ``[R, N, k]``."""
+    def jacobian_apply(self, h: Tensor, Q: Tensor, x: Tensor | None = None) -> Tensor:
+        """``D(h) Q`` for ``h: [R, N]``, ``Q: [R, N, k]`` -> ``[R, N, k]`` (the input ``x`` is not used)."""
         dphi = NONLINEARITIES[self.nonlinearity][1]
         return torch.bmm(self.W, dphi(h)[..., None] * Q)
+
+    def lyapunov_fast(self, inputs: Tensor, q0: Tensor, h0: Tensor, s_ons: int, transient_h: int,
+                      transient_q: int, loss_fn=None):
+        """The fast-path protocol of :func:`flossrepro.engine.lyapunov.lyapunov_spectrum`: the leaky
+        RNN's whole-sequence Function (:func:`~flossrepro.engine.rnn_tangent.rnn_spectrum`) with leak 0.
+        ``inputs: [T, R, S]`` -> ``[R, k]`` (with ``loss_fn``: ``(loss [R], lambda [R, k] detached)``)."""
+        drive = self.drive(inputs[:, :, None, :])[:, :, 0]  # [T, R, N]
+        return rnn_spectrum(h0, self.W, drive, q0, self.nonlinearity, 0.0, s_ons, transient_h, transient_q, loss_fn)
 
     def relax(self, h: Tensor, steps: int) -> Tensor:
         """Run ``steps`` input-free steps ``h <- W phi(h) + b`` from ``h: [R, N]``."""
@@ -350,7 +245,7 @@ class _GatedRNN(nn.Module):
     ``V: [R, G N, S]``, ``b: [R, G N]``; readout ``y = w_r h + c`` from the first ``N`` entries of
     the state; a trainable initial state ``h0: [R, STATE N]`` (``STATE`` = 2 for the LSTM's
     ``[h, c]``). Subclasses give ``step``, ``run``, ``step_from_drive``, ``jacobian``,
-    ``jacobian_apply``."""
+    ``jacobian_apply``; the fast Lyapunov path (``lyapunov_fast``) is shared."""
 
     GATES = 1
     STATE = 1
@@ -393,6 +288,14 @@ class _GatedRNN(nn.Module):
 
     def drive(self, inputs: Tensor) -> Tensor:  # pragma: no cover - not used for gated networks
         raise NotImplementedError(f"the {self.kind.upper()} has no additive drive; use step()")
+
+    def lyapunov_fast(self, inputs: Tensor, q0: Tensor, h0: Tensor, s_ons: int, transient_h: int,
+                      transient_q: int, loss_fn=None):
+        """The fast-path protocol of :func:`flossrepro.engine.lyapunov.lyapunov_spectrum`: the gated
+        Function of :mod:`flossrepro.engine.gated` (analytic batched Jacobians).
+        ``inputs: [T, R, S]`` -> ``[R, k]`` (with ``loss_fn``: ``(loss [R], lambda [R, k] detached)``)."""
+        lam = gated_spectrum(self, inputs, q0, h0, s_ons, transient_h, transient_q)
+        return lam if loss_fn is None else (loss_fn(lam), lam.detach())
 
 
 class LSTM(_GatedRNN):

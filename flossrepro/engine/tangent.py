@@ -2,9 +2,12 @@
 diagonals of R, the QR pullback (paper Eq 8), and the spectrum of explicit Jacobians.
 
 Every path that evolves an orthonormal system ``Q: [R, n, k]`` along a trajectory (the
-whole-sequence Functions of :mod:`flossrepro.engine.lyapunov`, :mod:`~flossrepro.engine.rate`,
-:mod:`~flossrepro.engine.gated`, the generic path for any PyTorch cell) uses these; nothing
-here knows a model.
+whole-sequence Functions of :mod:`flossrepro.engine.rnn_tangent` -- vanilla and rate networks --
+and :mod:`~flossrepro.engine.gated`, the reference path of :mod:`~flossrepro.engine.lyapunov`, the
+generic path for any PyTorch cell) uses these; nothing here knows a model. The Python QR pullback
+of every analytic backward is the one helper :func:`_qr_pullback_diag_T` (the native C kernels
+have their own). The fast-path protocol by which models choose their Function is documented in
+:mod:`flossrepro.engine.lyapunov`.
 """
 from __future__ import annotations
 
@@ -92,8 +95,11 @@ def _qr_pullback_diag_T(QbarT: Tensor, Q: Tensor, RT: Tensor, negc: Tensor | Non
     triangle is read); ``negc = -diag(c): [R, k, k]`` or ``None`` for ``c = 0``; ``upper``:
     ``[k, k]`` bool, upper triangle with diagonal; ``out``: ``[R, k, n]``, receives
     ``Abar^T`` (fastest when ``out`` and ``Q^T`` are row-major, i.e. column-major ``Abar``, ``Q``).
+    For ``k = 1`` (``R`` a norm, ``C'`` a number per member) the last two are elementwise.
     """
     St = torch.bmm(QbarT, Q) if negc is None else torch.baddbmm(negc, QbarT, Q)
+    if Q.shape[-1] == 1:  # Abar^T = (Qbar^T - C' Q^T) / R
+        return torch.addcmul(QbarT, St, Q.transpose(1, 2), value=-1.0, out=out).div_(RT)
     torch.baddbmm(QbarT, torch.where(upper, St.transpose(1, 2), St), Q.transpose(1, 2), alpha=-1.0, out=out)
     ab = out.transpose(1, 2)
     torch.linalg.solve_triangular(RT, ab, upper=False, left=False, out=ab)
