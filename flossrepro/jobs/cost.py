@@ -37,7 +37,7 @@ import numpy as np
 
 from flossrepro.jobs import workload
 from flossrepro.jobs.base import Job
-from flossrepro.store.outputs import Progress
+from flossrepro.jobs.sinks import Progress
 
 log = logging.getLogger("flossrepro")
 
