@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 
 from flossrepro.store import checkpoint as ckpt
 from flossrepro.store import config as C
+from flossrepro.store import limits
 from flossrepro.store.checkpoint import StopRequested
 from flossrepro.jobs.diagnostics import Diagnostics
 from flossrepro.engine.flossing import floss_step, flossing_parameters
@@ -65,9 +66,16 @@ class Job:
 
     #: the progress unit: training epochs, or flossing epochs for analyses
     unit = "ep"
+    #: the arch options this kind runs (None: every one); checked before any compute
+    #: (:func:`flossrepro.store.limits.check_job_arch`), as are the two below
+    ARCHS: tuple[str, ...] | None = None
+    ARCHS_NOTE = ""
+    NEEDS_FLOSSING = False        # a kind that flosses: flossing=none is refused
+    NEEDS_EPOCHS = False          # a kind that trains: epochs=0 is refused
 
     def __init__(self, cfg: DictConfig, run_dir: str | Path, run_id: str | None = None,
                  columns: dict[str, Any] | None = None):
+        limits.check(cfg)
         C.validate(cfg)
         self.cfg = cfg
         self.run_dir = Path(run_dir)

@@ -67,6 +67,8 @@ class CostJob(Job):
     """Times training and flossing epochs over the grid of ``job`` (see the module docstring)."""
 
     unit = "point"
+    ARCHS = ("tanh",)
+    ARCHS_NOTE = "; it times tanh networks and the architectures of job.archs (e.g. job.archs=[tanh,lstm,gru])"
     training_epochs = 0
 
     def build_task(self):

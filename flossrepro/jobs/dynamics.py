@@ -97,6 +97,8 @@ class ConditionJob(FlossJob):
     """Condition number of the long-term Jacobian before and after flossing (see the module docstring)."""
 
     _STATE = FlossJob._STATE + ("measured",)
+    ARCHS = ("linear", "relu", "tanh")         # its Jacobian W diag(phi'): the paper's vanilla RNN
+    NEEDS_FLOSSING = False        # flossing=none: the condition numbers of the initial networks only
 
     @staticmethod
     def check_config(cfg) -> None:
@@ -213,6 +215,7 @@ class ConvergenceJob(Job):
 
     unit = "step"
     _STATE = Job._STATE + ("done",)
+    ARCHS = ("linear", "relu", "tanh")         # its Jacobian W diag(phi'): the paper's vanilla RNN
     training_epochs = 0
 
     @staticmethod

@@ -24,6 +24,7 @@ class FlossJob(Job):
     """Flossing only (see the module docstring)."""
 
     unit = "floss-ep"
+    NEEDS_FLOSSING = True
 
     def build_task(self):
         return super().build_task() if self.cfg.flossing.input == "task" else None

@@ -31,6 +31,8 @@ __all__ = ["Trainer", "StopRequested"]
 class Trainer(Job):
     """Trains an ensemble on its task (see the module docstring)."""
 
+    NEEDS_EPOCHS = True
+
     def make_optimizers(self) -> None:
         o = self.cfg.optim
         try:  # the same names as flossing.params (U stands in for W in an LSTM)

@@ -24,6 +24,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from flossrepro.store import config as C
+from flossrepro.store import limits
 from flossrepro.store import rundir as RD
 from flossrepro.run import compose
 from flossrepro.run import sweep as SW
@@ -282,6 +283,7 @@ def _plan(overrides: list[str], multirun: bool) -> int:
 def _single(job: "compose.Job", overrides: list[str], dry: bool) -> int:
     cfg, run_dir = job.cfg, job.run_dir
     compose.job_dir(cfg, False)
+    limits.check(cfg)  # first: a job x arch pair that cannot run is named before the settings it would need
     C.validate(cfg, compose.choices(cfg))
     state = "new"
     if run_dir.exists():
@@ -318,6 +320,7 @@ def _multi(cmd: "compose.Command", overrides: list[str], dry: bool) -> int:
         run_dirs.append(run_dir)
         sweep_dirs.append(sweep_dir)
         try:
+            limits.check(cfg)
             C.validate(cfg, compose.choices(cfg))
             ok = None
         except FlossreproError as e:

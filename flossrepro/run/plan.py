@@ -17,6 +17,7 @@ def sweep_plans(overrides: list[str], model: CostModel | None, multirun: bool = 
     it is one), every job's settings checked. Each plan is named by its run id
     (``<experiment>/<scale>/<run dir leaf>``), or by its overrides with ``run_ids=False``."""
     from flossrepro.run import compose
+    from flossrepro.store import limits
     from flossrepro.store import rundir as RD
 
     cmd = compose.job_configs(overrides, multirun)
@@ -24,6 +25,7 @@ def sweep_plans(overrides: list[str], model: CostModel | None, multirun: bool = 
     for job in cmd.jobs:
         cfg = job.cfg
         compose.job_dir(cfg, cmd.multirun)  # the Hydra config its interpolations read
+        limits.check(cfg, resources=False)
         C.validate(cfg, compose.choices(cfg))
         rid = f"{cfg.experiment_name}/{cfg.scale.name}/{RD.leaf(cfg.hydra.job.override_dirname)}"
         plans.append(estimate(cfg, model, rid if run_ids else job.name))

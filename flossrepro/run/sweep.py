@@ -136,13 +136,15 @@ def finish(sweep_dirs: list[Path], run_dirs: list[Path], stopped: bool, print_fn
     """Aggregate each sweep directory, report the jobs' outcome, and return the exit status."""
     from flossrepro.report import aggregate
 
+    agg_failed = 0
     for sd in sorted(set(map(str, sweep_dirs))):
         if not Path(sd).is_dir():
             continue
         try:
             for line in aggregate.write(sd):
                 print_fn(f"[flossrepro.report.aggregate] {line}")
-        except Exception as e:  # the sweep's outcome is still reported
+        except Exception as e:  # the sweep's outcome is still reported; its exit status says so
+            agg_failed += 1
             print_fn(f"[flossrepro.report.aggregate] error: could not aggregate {sd}: {type(e).__name__}: {e}; "
                      f"rerun python -m flossrepro.aggregate {sd}")
     groups = outcome(run_dirs)
@@ -160,6 +162,9 @@ def finish(sweep_dirs: list[Path], run_dirs: list[Path], stopped: bool, print_fn
     if done < n:
         print_fn(f"[flossrepro] {n - done} of {n} jobs did not finish (failed, invalid, lost or interrupted); "
                  f"exit status 1")
+        return 1
+    if agg_failed:
+        print_fn(f"[flossrepro] the tables of {agg_failed} sweep folder(s) could not be aggregated; exit status 1")
         return 1
     return 0
 
