@@ -51,6 +51,10 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", metavar="FIG", help=f"draw only these ({', '.join(figs)})")
     ap.add_argument("--dpi", type=int, default=150, help="PNG resolution (default 150)")
     a = ap.parse_args(argv)
+    if not Path(a.results).is_dir():
+        print(f"figures: error: {a.results} is not a directory; give the results folder (--results results)",
+              file=sys.stderr)
+        return 2
     names = a.only or list(figs)
     bad = [n for n in names if n not in figs]
     if bad:

@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from flossrepro.constants import DONE_STATUSES, METRICS_DIR
-from flossrepro.store.tables import metrics_sql, part_files
+from flossrepro.store.tables import metric_specs, metrics_sql, part_files
 
 #: per-epoch traces left out of a summary table unless a figure asks for them
 TRACES = ("train_loss", "train_accuracy", "grad_h0_norm", "grad_W_sv")
@@ -228,6 +228,10 @@ def write(sweep_dir: str | Path, out_dir: str | Path | None = None,
     if not runs.empty:
         runs.to_csv(out / "runs.csv", index=False)
         runs.astype({c: "string" for c in runs.columns if runs[c].dtype == object}).to_parquet(out / "runs.parquet", index=False)
+    stale = out / "metrics.parquet"
+    if summary.empty and stale.exists():  # never a summary table of an earlier aggregate beside this runs.csv
+        stale.unlink()
+        report.append(f"{stale} removed: no summary rows this time (it was an earlier aggregate's)")
     if not summary.empty:
         summary.to_parquet(out / "metrics.parquet", index=False)
     report.append(f"tables written to {out} (metrics.parquet: {len(summary)} summary rows, runs.csv: {len(runs)} runs)")
@@ -244,12 +248,66 @@ def main(argv=None) -> int:
     ap.add_argument("--provenance", nargs="*", metavar="KEY=VALUE",
                     help="write provenance.json (command, scale, wall time, ...) beside the tables")
     a = ap.parse_args(argv)
-    if not Path(a.sweep_dir).is_dir():
-        print(f"flossrepro.report.aggregate: error: {a.sweep_dir} is not a directory; give a sweep directory "
-              f"(multirun/<experiment>/<scale>)", file=sys.stderr)
+    try:
+        return _main(a)
+    except KeyboardInterrupt:
+        print(f"{PROG}: stopped (Ctrl-C); tables already in place are the earlier aggregate's; rerun "
+              f"python -m flossrepro.aggregate {a.sweep_dir}", file=sys.stderr)
+        return 130
+    except _Refused as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        print(f"{PROG}: error: {getattr(e, 'filename', None) or a.out or a.sweep_dir}: {e.strerror or e}; "
+              f"check the folder (space, permissions) or give another one with --out", file=sys.stderr)
+        return 1
+
+
+PROG = "flossrepro.report.aggregate"
+
+
+class _Refused(Exception):
+    pass
+
+
+def known_metrics(files: list[Path]) -> set[str]:
+    """The metric names the table parts ``files`` hold."""
+    if not files:
+        return set()
+    con = _duckdb()
+    try:
+        sql = f"SELECT DISTINCT metric FROM read_parquet([{_sql_list(map(str, files))}])"
+        return set(con.execute(sql).df()["metric"].astype(str))
+    except Exception:
+        return set()
+
+
+def _main(a) -> int:
+    if not Path(a.sweep_dir).is_dir():
+        raise _Refused(f"{a.sweep_dir} is not a directory; give a sweep directory (multirun/<experiment>/<scale>)")
+    if a.out is not None and Path(a.out).exists() and not Path(a.out).is_dir():
+        raise _Refused(f"--out {a.out} is a file; give a folder for the tables (it is made if missing)")
+    if not run_dirs(a.sweep_dir):
+        print(f"{PROG}: nothing to aggregate: no run directories (summary.json, run.json) under {a.sweep_dir}; "
+              f"give a sweep directory (multirun/<experiment>/<scale>)", file=sys.stderr)
+        return 1
     metrics = {"figures": "figures", "all": None}.get(a.metrics, [m for m in a.metrics.split(",") if m] or None)
-    prov = None if a.provenance is None else dict(kv.split("=", 1) for kv in a.provenance)
+    if isinstance(metrics, list):
+        try:
+            names = list(metric_specs(metrics))
+        except ValueError as e:
+            raise _Refused(f"--metrics: {e}") from None
+        _, _, parts = collect_runs(a.sweep_dir)
+        known = known_metrics([f for fs in parts.values() for f in fs])
+        unknown = [m for m in names if m not in known]
+        if unknown:
+            raise _Refused(f"--metrics {','.join(unknown)}: no run under {a.sweep_dir} recorded "
+                           f"{'it' if len(unknown) == 1 else 'them'}; known: {', '.join(sorted(known)) or 'none'} "
+                           f"(or --metrics figures / all)")
+    try:
+        prov = None if a.provenance is None else dict(kv.split("=", 1) for kv in a.provenance)
+    except ValueError:
+        raise _Refused(f"--provenance {' '.join(a.provenance)}: write KEY=VALUE pairs") from None
     for line in write(a.sweep_dir, a.out, prov, metrics):
         print(line)
     return 0
