@@ -39,9 +39,24 @@ def draw(results: str | Path, name: str, dpi: int = 150) -> list[Path] | None:
         return None
     fig = mod.plot(metrics)
     paths = output_paths(results, name, mod)
-    fig.savefig(paths[0], dpi=dpi)
+    save_png(fig, paths[0], dpi)
     fig.savefig(paths[1])
     return paths
+
+
+def save_png(fig, path: Path, dpi: int) -> None:
+    """The PNG with a 256-colour palette (a third of the RGBA file's size; the figures use a
+    few colours, so it looks the same), so that the PNGs committed to results/ stay small."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format="png")
+    buf.seek(0)
+    with Image.open(buf) as im:
+        im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT,
+                                   dither=Image.Dither.NONE).save(path, optimize=True)
 
 
 def main(argv=None) -> int:

@@ -227,13 +227,14 @@ def write(sweep_dir: str | Path, out_dir: str | Path | None = None,
         (out / "provenance.json").write_text(json.dumps(prov, indent=2))
     if not runs.empty:
         runs.to_csv(out / "runs.csv", index=False)
-        runs.astype({c: "string" for c in runs.columns if runs[c].dtype == object}).to_parquet(out / "runs.parquet", index=False)
+        runs.astype({c: "string" for c in runs.columns if runs[c].dtype == object}).to_parquet(
+            out / "runs.parquet", index=False, compression="zstd", compression_level=19)
     stale = out / "metrics.parquet"
     if summary.empty and stale.exists():  # never a summary table of an earlier aggregate beside this runs.csv
         stale.unlink()
         report.append(f"{stale} removed: no summary rows this time (it was an earlier aggregate's)")
     if not summary.empty:
-        summary.to_parquet(out / "metrics.parquet", index=False)
+        summary.to_parquet(out / "metrics.parquet", index=False, compression="zstd", compression_level=19)  # small in git
     report.append(f"tables written to {out} (metrics.parquet: {len(summary)} summary rows, runs.csv: {len(runs)} runs)")
     return report
 
