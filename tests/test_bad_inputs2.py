@@ -105,3 +105,26 @@ def test_a_sweep_with_an_unsupported_pair_records_it_and_the_dry_run_names_it(fo
     out = capsys.readouterr().out
     assert rc == 2 and "arch=rate is not supported by job=condition" in out, out
     assert _snapshot(folder) == before
+
+
+# -- help and defaults agree ------------------------------------------------------------------------------
+def test_help_shows_what_the_default_job_runs(capsys):
+    from omegaconf import OmegaConf
+
+    from flossrepro.run import compose
+    from flossrepro.store import config as C
+
+    assert cli.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    cfg = compose.job_configs([], False).jobs[0].cfg
+    for k in C._top_level():
+        assert f"{k}={C._fmt(OmegaConf.select(cfg, k))}" in text, k
+    assert "members=4" in text and "epochs=1000" in text and f"arch.n_hidden={cfg.arch.n_hidden}" in text
+
+
+def test_smoke_scale_floss_during_training_needs_no_hand_set_episodes(folder, monkeypatch, capsys):
+    monkeypatch.chdir(folder)
+    for sched in ("during", "throughout", "pre", "none"):
+        args = [*BASE, f"flossing={sched}"] + (["flossing.every=10"] if sched == "throughout" else [])
+        assert cli.main([*args, "--dry-run"]) == 0, capsys.readouterr().err
+    assert "settings valid" in capsys.readouterr().out

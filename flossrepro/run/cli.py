@@ -411,6 +411,7 @@ def help_text() -> str:
         keys = sorted(k for k in C._reference(g, default) if k not in ("_target_",)) if g != "scale" else []
         groups.append(f"  {g:<12} {', '.join(o + ('*' if o == default else '') for o in opts)}"
                       + (f"\n  {'':<12}   keys: {', '.join(keys)}" if keys else ""))
+    top, scaled = _composed_defaults(top)
     settings = ", ".join(f"{k}={C._fmt(v)}" for k, v in top.items())
     exps = ", ".join(C.options("experiment"))
     return f"""usage: {PROG} [-m] [--dry-run] [--plan] [key=value ...] [group=option ...] [+experiment=NAME]
@@ -422,7 +423,8 @@ Every setting is a Hydra override; bad settings stop before anything runs, with 
 Config groups (group=option; * marks the default) and their keys (group.key=value):
 {chr(10).join(groups)}
 
-Top-level settings (defaults): {settings}
+Top-level settings (what the default job runs, scale={_default_option('scale')}): {settings}
+  set by the scale: {scaled}
 
 Experiments (one figure's sweep each; note the +):  +experiment=<{'|'.join(C.options('experiment'))}>
   e.g. {PROG} +experiment=fig4 scale=smoke     ({exps})
@@ -450,6 +452,24 @@ Sweep exit status: 0 when every job finished, 1 when any failed, was invalid or 
 
 Tab completion (bash), with the console script on PATH:  eval "$({PROG} -sc install=bash)"
 """
+
+
+def _composed_defaults(top: dict) -> tuple[dict, str]:
+    """The top-level settings of the composed default job (the scale's values included), and the
+    group settings the default scale sets, as ``key=value`` text; the config file's values when
+    the default job does not compose."""
+    try:
+        cfg = compose.job_configs([], False).jobs[0].cfg
+        c = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    except Exception:  # noqa: BLE001 - the help still prints
+        return top, "(see conf/scale/)"
+    scale = OmegaConf.load(C.CONF_DIR / "scale" / f"{_default_option('scale')}.yaml")
+    keys = []
+    for k, v in OmegaConf.to_container(scale).items():
+        if isinstance(v, dict) and k in C.GROUPS:
+            keys += [f"{k}.{kk}" for kk in v]
+    scaled = ", ".join(f"{k}={C._fmt(OmegaConf.select(OmegaConf.create(c), k))}" for k in keys)
+    return {k: c.get(k, v) for k, v in top.items()}, scaled
 
 
 def _default_option(group: str) -> str | None:
