@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from flossrepro.figures import fig6, table1
-from flossrepro.figures.claims import NOT_REPRODUCED, NOT_RUN, REPRODUCED
+from flossrepro.figures.claims import NOT_REPRODUCED, NOT_RUN, REPRODUCED, UNTESTABLE
 
 from test_plan import synthetic_cost_table
 
@@ -39,9 +39,13 @@ def test_fig6_verdicts_follow_the_numbers():
                     {"lstm": -0.5, "gru": -0.4, "relu": -np.inf, "relu_gbar": 0.4})
     v = _verdicts(df)
     assert v["6A"].verdict == REPRODUCED and v["6E"].verdict == REPRODUCED
-    assert v["6C"].verdict == NOT_REPRODUCED and "-inf" in "\n".join(v["6C"].detail)   # -inf never counts as 0
+    # the paper's ReLU family silenced (lambda_1 = -inf) and none unstable: its setup cannot make Fig 6C
+    assert v["6C"].verdict == UNTESTABLE and "silenced" in v["6C"].untestable
+    assert v["6C"].base_verdict == NOT_REPRODUCED                                   # -inf never counts as 0
     assert v["6C-var"].verdict == NOT_REPRODUCED                                     # ends at 0.3
-    assert v["6C+"].verdict == NOT_REPRODUCED                                        # unstable and still at 0.3
+    assert v["6C+"].verdict == UNTESTABLE and v["6C+"].base_verdict == NOT_REPRODUCED   # relu_gbar still at 0.3
+    live = _verdicts(fig6_table({"relu": 0.3}, {"relu": 0.4}))
+    assert live["6C"].verdict == NOT_REPRODUCED and live["6C+"].verdict == NOT_REPRODUCED
     fig = fig6.plot(df)
     assert [ax.get_title(loc="left")[0] for ax in fig.axes] == list("ACEBDF")
 
@@ -63,7 +67,7 @@ def test_table1_recovers_known_exponents_and_flags_others():
     ms = np.array(e["ms"])
     assert abs(e["fit_top"] - np.polyfit(np.log(x[-3:]), np.log(ms[-3:]), 1)[0]) < 1e-9
     assert abs(e["paper"] - 2.0) < 1e-12
-    # a table whose times grow exactly as the paper's Table 1 formula: every exponent is "near"
+    # a table whose times grow exactly as this engine's FLOP count: every exponent is "near"
     rows = []
     for name, (_, kind, factor, xi) in table1.SERIES.items():
         for v in (8, 16, 32, 64):
@@ -71,7 +75,7 @@ def test_table1_recovers_known_exponents_and_flags_others():
             c[xi] = v
             if factor == "NkN":
                 c[3] = v
-            t = table1.paper_cost(kind, *c)
+            t = table1.flop_model(kind, *c)
             for rep in range(3):
                 rows.append(("r", 0, rep, f"cost_{kind}_ms_{factor}_{v}", None, t * (1 + 0.01 * rep)))
             for i, cv in enumerate(c, 1):

@@ -12,6 +12,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from flossrepro.figures import claims as cl
+from flossrepro.figures import stats_tasks as st
 from flossrepro.figures import fig5, fig7, fig14
 from flossrepro.store.tables import select_metrics
 
@@ -65,17 +66,23 @@ def _verdict(mod, df) -> str:
 
 # ----------------------------------------------------------------------------- Fig 5
 def test_solved_is_the_largest_delay_above_threshold():
-    assert fig5.solved(np.array([0.9, 0.5, 0.95]), [10, 40, 70]) == 70
-    assert fig5.solved(np.array([0.9, 0.85, 0.5]), [10, 40, 70]) == 40
-    assert fig5.solved(np.array([0.5, 0.8]), [40, 70]) == 0      # strictly above 0.8
+    assert st.solved(np.array([0.9, 0.5, 0.95]), [10, 40, 70], 0.8) == 70
+    assert st.solved(np.array([0.9, 0.85, 0.5]), [10, 40, 70], 0.8) == 40
+    assert st.solved(np.array([0.5, 0.8]), [40, 70], 0.8) == 0      # strictly above 0.8
     reps = np.array([[0.9, 0.5], [0.5, 0.9]])                    # [delays, replicates]
-    assert fig5.solved(reps, [40, 70]).tolist() == [40, 70]
+    assert st.solved(reps, [40, 70], 0.8).tolist() == [40, 70]
+
+
+def test_trend_is_kendall_tau_over_the_k_grid():
+    assert st.trend(np.array([0, 40, 70, 70])) == pytest.approx(5 / 6)
+    assert st.trend(np.array([70, 70, 40, 0])) == pytest.approx(-5 / 6)
+    assert st.trend(np.array([[0, 0, 0], [0, 40, 70]])).tolist() == [0, 1]
 
 
 def test_planned_k_and_delays_come_from_the_two_yamls():
     df = table(k_sweep(lambda t, k, d: 0.9))
-    assert fig5.planned_ks(df) == [1, 10, 40, 75]
-    assert fig5.planned_k_delays(df) == [40, 70]
+    assert st.planned_ks(df) == [1, 10, 40, 75]
+    assert st.planned_k_delays(df) == [40, 70]
 
 
 def test_fig5_more_k_solves_longer_delays():
@@ -86,8 +93,9 @@ def test_fig5_more_k_solves_longer_delays():
     assert c.verdict == cl.REPRODUCED and not c.missing
     assert [gr.label for gr in c.groups] == ["binary temporal XOR", "spatial XOR"]
     p = c.groups[0].parts[0]
-    assert p.value == 70 and p.lo == 70 and p.label == "solved(k=75) - solved(k=1)"
-    assert p.n == 2 * 4 * 2                                      # 2 k x 2 delays x 4 networks
+    # solved(k) = 0, 40, 70, 70 for k = 1, 10, 40, 75: five of six pairs rise, one ties
+    assert p.value == pytest.approx(5 / 6) and p.label == "Kendall tau of solved(k) vs k over k=1,10,40,75"
+    assert p.n == 4 * 4 * 2                                      # 4 k x 2 delays x 4 networks
     text = "\n".join(c.detail)
     assert "| delay | k=1 | k=10 | k=40 | k=75 |" in text and "| 10 | - | - | - | 0.947 (4) |" in text
 
@@ -96,6 +104,9 @@ def test_fig5_fails_when_k_does_not_matter_or_hurts():
     flat = table(k_sweep(lambda t, k, d: 0.95 if d <= 40 else 0.55))
     (c,) = fig5.claims(flat)
     assert c.verdict == cl.NOT_REPRODUCED and c.groups[0].parts[0].value == 0
+    # only the largest k helps: a rise between two k of four is still a trend (tau > 0)
+    top = table(k_sweep(lambda t, k, d: 0.95 if k == 75 else 0.52))
+    assert _verdict(fig5, top) == cl.REPRODUCED
     worse = table(k_sweep(lambda t, k, d: 0.95 if k == 1 else 0.52))
     assert _verdict(fig5, worse) == cl.NOT_REPRODUCED
     # one task fails, the other holds: the claim needs both
@@ -119,10 +130,10 @@ def test_a_cell_both_sweeps_ran_counts_the_k_sweep_networks_once():
     # at smoke scale fig4's k is one of fig5's: the same networks would otherwise count twice
     cells = k_sweep(lambda t, k, d: 0.9)
     cells[("fig4", "binary_xor", "during", 40, 70)] = 0.6
-    f = fig5.k_finals(table(cells), "binary_xor", "during")
-    x, nets = fig5.k_cell(f, 40, 70)
+    f = st.k_finals(table(cells), "binary_xor", "during")
+    x, nets = st.k_cell(f, 40, 70)
     assert len(x) == 4 and all(r.startswith("fig5/") for r, _ in nets) and np.all(x > 0.85)
-    assert len(fig5.k_cell(f, 75, 10)[0]) == 4                   # fig4's own cells stay
+    assert len(st.k_cell(f, 75, 10)[0]) == 4                   # fig4's own cells stay
 
 
 # ----------------------------------------------------------------------------- Fig 7
@@ -130,10 +141,11 @@ def test_fig7_pre_fails_where_during_succeeds():
     ok = table(k_sweep(lambda t, k, d: 0.95, pre=lambda t, k, d: 0.95 if d <= 40 else 0.55))
     (c,) = fig7.claims(ok)
     assert c.verdict == cl.REPRODUCED and not c.missing
-    assert [gr.label for gr in c.groups] == ["binary temporal XOR, d=70, k=75", "spatial XOR, d=70, k=75"]
+    # Sec 7.1 and the Fig 7 caption: delayed temporal XOR only
+    assert [gr.label for gr in c.groups] == ["binary temporal XOR, d=70, k=75"]
     assert [p.label for p in c.groups[0].parts] == ["pre median final accuracy", "during median final accuracy"]
     text = "\n".join(c.detail)
-    assert text.count("| delay | k=1 | k=10 | k=40 | k=75 |") == 4    # both schedules, both tasks
+    assert text.count("| delay | k=1 | k=10 | k=40 | k=75 |") == 2    # both schedules
 
 
 def test_fig7_fails_when_pre_succeeds_or_during_fails():
@@ -159,21 +171,25 @@ def fig14_cells(acc: dict, delays=(40, 70)) -> dict:
     return {("fig14", task, s, 75, d): acc[s] for task in TASKS for s in ("none", "pre", "during") for d in delays}
 
 
+def _fig14(df) -> dict:
+    return {c.id: c for c in fig14.claims(df)}
+
+
 def test_fig14_ordering_holds():
     df = table(fig14_cells({"none": 0.5, "pre": 0.7, "during": 0.9}))
-    (c,) = fig14.claims(df)
+    c = _fig14(df)["14D"]
     assert c.verdict == cl.REPRODUCED and not c.missing
-    # the tasks the sweep runs at the table's scale: spatial XOR only at small (fig14.yaml, the paper's Fig 14)
-    assert [gr.label for gr in c.groups] == ["spatial XOR, d=40,70 pooled"]
+    assert _fig14(df)["14C"].verdict == cl.REPRODUCED          # one claim per task (the paper runs both)
+    assert [gr.label for gr in c.groups] == ["d=40,70 pooled"]
     p = c.groups[0].parts[0]
     assert p.label == "mean pre - mean none" and abs(p.value - 0.2) < 0.01 and p.n == 16
     assert "| delay | none (n) | pre (n) | during (n) |" in "\n".join(c.detail)
 
 
 def test_fig14_ordering_fails():
-    assert _verdict(fig14, table(fig14_cells({"none": 0.9, "pre": 0.7, "during": 0.5}))) == cl.NOT_REPRODUCED
+    assert _fig14(table(fig14_cells({"none": 0.9, "pre": 0.7, "during": 0.5})))["14D"].verdict == cl.NOT_REPRODUCED
     # pre beats none but during does not beat pre
-    (c,) = fig14.claims(table(fig14_cells({"none": 0.5, "pre": 0.9, "during": 0.7})))
+    c = _fig14(table(fig14_cells({"none": 0.5, "pre": 0.9, "during": 0.7})))["14D"]
     assert c.verdict == cl.NOT_REPRODUCED
     assert [p.verdict for p in c.groups[0].parts] == [cl.REPRODUCED, cl.NOT_REPRODUCED]
 
@@ -181,10 +197,10 @@ def test_fig14_ordering_fails():
 def test_fig14_lacking_a_condition_is_not_run():
     cells = fig14_cells({"none": 0.5, "pre": 0.7, "during": 0.9})
     del cells[("fig14", "spatial_xor", "during", 75, 70)]
-    (c,) = fig14.claims(table(cells))
+    c = _fig14(table(cells))["14D"]
     assert c.verdict == cl.NOT_RUN and c.missing == "spatial_xor: d=70 not run with all of none, pre, during"
     # delays below the sweep's two largest do not stand in for them
-    (c,) = fig14.claims(table(fig14_cells({"none": 0.5, "pre": 0.7, "during": 0.9}, delays=(10, 40))))
+    c = _fig14(table(fig14_cells({"none": 0.5, "pre": 0.7, "during": 0.9}, delays=(10, 40))))["14D"]
     assert c.verdict == cl.NOT_RUN and not c.groups
 
 

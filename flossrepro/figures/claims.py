@@ -16,6 +16,15 @@ A claim's tests come in groups (one per target, k or delay); a group holds when 
 tests hold, and the claim needs ``all`` of its groups (every k) or ``any`` (some delay).
 Parts the table lacks are unknown: the claim reads ``not run`` unless the parts present
 already decide it. Tables at smoke scale are never evidence (``evaluate``).
+
+Two verdicts say the paper itself is at odds with its claim: ``differs from the paper`` (the
+deciding table ran at the paper's parameters, ``scale.name == "paper"``, and its numbers
+contradict the claim) and ``not testable as stated`` (the statistic found that the paper's
+stated setup cannot produce the figure, ``Claim.untestable`` names the evidence).
+
+A claim is declared as data (:class:`Rule`): the paper's sentence and where it stands, our
+test, what it selects, the comparison and threshold, what it runs over and the statistic
+(a function of a ``stats_*`` module). :func:`evaluate_rules` is the one engine.
 """
 from __future__ import annotations
 
@@ -29,7 +38,9 @@ import numpy as np
 import pandas as pd
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN = "reproduced", "not reproduced", "inconclusive", "not run"
-VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN)
+DIFFERS, UNTESTABLE = "differs from the paper", "not testable as stated"
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN, DIFFERS, UNTESTABLE)
+PAPER = "paper"
 LEVEL = 0.95
 N_BOOT = 2000
 SMOKE = "smoke"
@@ -152,6 +163,16 @@ def part_from_reps(label: str, value: float, reps: np.ndarray, op: str, threshol
     return Part(label, float(value), lo, hi, op, threshold, frozenset(nets))
 
 
+def median_part(label: str, x, op: str, threshold: float, nets: Iterable, rng: np.random.Generator,
+                stat: Callable = np.median) -> Part:
+    """The one median test: ``stat`` (median unless given) of one condition's networks ``x`` with
+    its bootstrap interval (``nan`` when there are none)."""
+    x = np.asarray(x, float)
+    if len(x) == 0:
+        return Part(label, np.nan, np.nan, np.nan, op, threshold, frozenset(nets))
+    return part(label, x, stat, op, threshold, nets, rng)
+
+
 def median_reps(x, rng: np.random.Generator) -> tuple[float, np.ndarray]:
     """``(median, bootstrap replicates of the median)`` of one condition's networks."""
     x = np.asarray(x, float)
@@ -197,9 +218,13 @@ class Claim:
     not_evidence: str = ""
     note: str = ""
     detail: list[str] = field(default_factory=list)
+    untestable: str = ""      # why the paper's stated setup cannot produce its figure (evidence)
+    at_paper: bool = False    # the table ran at the paper's parameters
+    rule: "Rule | None" = None
 
     @property
-    def verdict(self) -> str:
+    def base_verdict(self) -> str:
+        """The verdict of the numbers alone (reproduced, not reproduced, inconclusive, not run)."""
         if self.not_evidence:
             return NOT_RUN
         v = (_all if self.over == "all" else _any)([gr.verdict for gr in self.groups])
@@ -209,6 +234,13 @@ class Claim:
         return v
 
     @property
+    def verdict(self) -> str:
+        if self.untestable and not self.not_evidence:
+            return UNTESTABLE
+        v = self.base_verdict
+        return DIFFERS if v == NOT_REPRODUCED and self.at_paper else v
+
+    @property
     def n(self) -> int:
         return len(frozenset().union(*(gr.nets for gr in self.groups))) if self.groups else 0
 
@@ -216,7 +248,7 @@ class Claim:
         """The group that decides the verdict (for ``any``: the best; for ``all``: the worst)."""
         if not self.groups:
             return None
-        order = {REPRODUCED: 0, INCONCLUSIVE: 1, NOT_RUN: 2, NOT_REPRODUCED: 3}
+        order = {REPRODUCED: 0, INCONCLUSIVE: 1, NOT_RUN: 2, NOT_REPRODUCED: 3, DIFFERS: 3, UNTESTABLE: 3}
         key = (lambda gr: order[gr.verdict]) if self.over == "any" else (lambda gr: -order[gr.verdict])
         best = sorted(self.groups, key=key)
         cands = [gr for gr in best if gr.verdict == best[0].verdict]
@@ -273,9 +305,12 @@ def scale_of(metrics: pd.DataFrame) -> list[str]:
 
 def evaluate(module, metrics: pd.DataFrame | None, missing_hint: str = "") -> list[Claim]:
     """The claims of figure ``module`` on ``metrics``: ``not run`` without a table; at smoke
-    scale measured but never evidence; rows at smoke scale are dropped when others exist."""
+    scale measured but never evidence; rows at smoke scale are dropped when others exist;
+    a table wholly at the paper's parameters marks its claims ``at_paper``."""
+    rules = {r.id: r for r in getattr(module, "RULES", ())}
     if metrics is None or metrics.empty:
-        return [Claim(cid, text, missing=missing_hint or "no table") for cid, text in module.CLAIMS.items()]
+        return [Claim(cid, text, missing=missing_hint or "no table", rule=rules.get(cid))
+                for cid, text in module.CLAIMS.items()]
     scales = scale_of(metrics)
     if scales and all(s == SMOKE for s in scales):
         out = module.claims(metrics)
@@ -284,4 +319,59 @@ def evaluate(module, metrics: pd.DataFrame | None, missing_hint: str = "") -> li
         return out
     if SMOKE in scales:
         metrics = metrics[metrics["scale.name"] != SMOKE]
-    return module.claims(metrics)
+    out = module.claims(metrics)
+    if scale_of(metrics) == [PAPER]:
+        for c in out:
+            c.at_paper = True
+    return out
+
+
+# ----------------------------------------------------------------------------- claims as data
+@dataclass(frozen=True)
+class Rule:
+    """One claim of the paper, declared.
+
+    ``quote``: the paper's sentence (verbatim, shortened with ...), ``where``: where it stands
+    (section, figure caption); ``paper``: the paper's own number or wording for the summary
+    table; ``claim``: what we test, with the threshold; ``select``: the conditions, delays,
+    k, tasks it reads; ``op`` and ``threshold``: the comparison of the statistic; ``over``:
+    ``"all"`` groups (every k) or ``"any"`` (some delay); ``params``: the statistic's other
+    numbers (tolerances, horizons); ``stat``: the function ``(metrics, rule) -> Claim`` that
+    measures it (in a ``stats_*`` module); ``evidence``: a link to the paper-scale evidence
+    or the reason a setup is untestable, shown on the row."""
+    id: str
+    quote: str
+    where: str
+    paper: str
+    claim: str
+    stat: Callable
+    select: dict = field(default_factory=dict)
+    op: str = ">"
+    threshold: float = 0.0
+    over: str = "all"
+    params: dict = field(default_factory=dict)
+    evidence: str = ""
+    panel: str = ""
+
+    def p(self, key: str):
+        """A parameter of the statistic (``params``, else ``select``)."""
+        return self.params[key] if key in self.params else self.select[key]
+
+    def new(self, **kw) -> Claim:
+        """An empty claim of this rule."""
+        return Claim(self.id, self.claim, over=self.over, rule=self, **kw)
+
+
+def claim_texts(rules) -> dict[str, str]:
+    """``{id: what we test}`` of declared rules (a figure module's ``CLAIMS``)."""
+    return {r.id: r.claim for r in rules}
+
+
+def evaluate_rules(rules, metrics: pd.DataFrame) -> list[Claim]:
+    """The one engine: every declared rule measured on ``metrics`` by its statistic."""
+    out = []
+    for r in rules:
+        c = r.stat(metrics, r)
+        c.rule, c.over = r, r.over
+        out.append(c)
+    return out

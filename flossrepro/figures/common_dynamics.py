@@ -11,8 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from matplotlib import rc_context
+from matplotlib.figure import Figure
+
+from flossrepro.constants import SCHEDULE_LABEL
 from flossrepro.figures.data import NET, pick_delay, rows, values
-from flossrepro.figures.plotting import SCHEDULE_COLOR
+from flossrepro.figures.plotting import SCHEDULE_COLOR, STYLE, empty_panel, new_figure, note, suptitle
 
 TASK = "binary_xor"
 DELAY = 70            # Figs 8-12: binary temporal XOR at d=70
@@ -75,3 +79,60 @@ def ratio_at(s: pd.Series, epochs, before: int) -> np.ndarray:
             if a > 0 and b > 0 and np.isfinite(a) and np.isfinite(b):
                 out.append(np.log10(a / b))
     return np.asarray(out, float)
+
+
+SV = (1, 20, 40)                            # Figs 10-11: the singular values of dL/dW drawn
+SV_CONDS = ("none", "during")
+LINESTYLE = {1: "-", 20: "--", 40: ":"}
+
+
+def realization_panels(metrics: pd.DataFrame, which: int, title: str) -> Figure:
+    """The three panels for the ``which``-th network (in member order) of each condition."""
+    df, d = at_delay(metrics)
+    with rc_context(STYLE):
+        fig, axes = new_figure(1, 3, (15, 4.4))
+        a, b, c = axes[0]
+        msgs = []
+        eps = episodes(rows(df, flossing__schedule="during"))
+        for s in SV_CONDS:
+            sub = rows(df, flossing__schedule=s)
+            sv = {i: traces(sub, "grad_W_sv", i) for i in SV}
+            nets = sorted(sv[1])
+            if len(nets) <= which:
+                msgs.append(f"{s}: no network #{which + 1}")
+                continue
+            net = nets[which]
+            for i in SV:
+                t = sv[i].get(net)
+                if t is None:
+                    continue
+                a.plot(t.index, t.values, color=color(s), ls=LINESTYLE[i], lw=1.0,
+                       label=f"{SCHEDULE_LABEL[s]}: sigma_{i}")
+                if i > 1:
+                    r = t / sv[1][net].reindex(t.index)
+                    b.plot(r.index, r.values, color=color(s), ls=LINESTYLE[i], lw=1.0,
+                           label=f"{SCHEDULE_LABEL[s]}: sigma_{i}/sigma_1")
+            acc = traces(sub, "test_accuracy").get(net)
+            if acc is not None:
+                c.plot(acc.index, acc.values, color=color(s), lw=1.2, label=SCHEDULE_LABEL[s])
+        if not any(ax.lines for ax in (a, b, c)):
+            for ax in (a, b, c):
+                empty_panel(ax, "no grad_W_sv rows for binary_xor in the table")
+        else:
+            for ax in (a, b):
+                ax.set_yscale("log")
+            c.axhline(0.5, color="black", ls="--", lw=1, label="chance")
+            for ax in (a, b, c):
+                if eps:
+                    mark_episodes(ax, next(iter(eps.values())))
+                ax.set_xlabel("training epochs")
+                ax.legend(loc="best", fontsize=6.5)
+        a.set_ylabel("sigma_i(dL/dW)")
+        b.set_ylabel("sigma_i / sigma_1")
+        c.set_ylabel("test accuracy")
+        a.set_title(f"A  singular values of dL/dW (d={d}, network #{which + 1})", loc="left")
+        b.set_title("B  relative to sigma_1", loc="left")
+        c.set_title("C  test accuracy", loc="left")
+        note(a, "\n".join(msgs))
+        suptitle(fig, title, df if not df.empty else metrics)
+    return fig

@@ -1,16 +1,22 @@
-"""Panels and claim helpers shared by Fig 3 and Fig 4: a test metric vs training epochs at one
-delay, the final test metric vs delay (one colour per flossing schedule), and the final value
-per network of each condition (schedule, delay) that the claims test."""
+"""Panels shared by Figs 3, 4 and 14: a test metric vs training epochs at one delay, the final
+test metric vs delay (one colour per flossing schedule), and Fig 4's four accuracy panels (Fig 14
+draws the same). The claims' statistics live in ``stats_tasks``."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from matplotlib import rc_context
+from matplotlib.figure import Figure
+
 from flossrepro.constants import CHANCE, SCHEDULE_LABEL, SCHEDULES
-from flossrepro.figures import planned
-from flossrepro.figures.claims import OPS, Part, g, median_reps, part, part_from_reps, scale_of
-from flossrepro.figures.data import final, fmt_setting, network_values, pick_delay, rows, values
-from flossrepro.figures.plotting import (SCHEDULE_COLOR, dots_and_median, empty_panel, median_band, note)
+from flossrepro.figures.data import final, pick_delay, rows, values
+from flossrepro.figures.plotting import (SCHEDULE_COLOR, STYLE, dots_and_median, empty_panel, median_band, new_figure,
+                                         note, suptitle)
+from flossrepro.figures.stats_tasks import finals, planned_delays  # noqa: F401  (finals: the panels' table)
+
+ACC_TASKS = [("binary_xor", "binary temporal XOR"), ("spatial_xor", "spatial XOR")]
+ACC_SCHEDULES = list(SCHEDULES[:3])   # none, pre, during
 
 
 def _chance_line(ax, task: str, metric: str) -> None:
@@ -92,70 +98,20 @@ def vs_delay(ax, df: pd.DataFrame, task: str, metric: str, schedules: list[str],
     note(ax, "\n".join(msgs), "lower right" if metric == "test_loss" else "upper right")
 
 
-# ----------------------------------------------------------------------------- claims helpers
-def finals(df: pd.DataFrame, metric: str, task: str, fail_value: float) -> pd.DataFrame:
-    """One row per network of ``task``: the final ``metric`` (a diverged network gets ``fail_value``)."""
-    return final(rows(df, task__name=task), metric, fail_value)
-
-
-def cell(f: pd.DataFrame, schedule: str, delay) -> tuple[np.ndarray, list]:
-    """``(values, networks)`` of one condition (schedule, delay) of a ``finals`` table."""
-    d = rows(f, flossing__schedule=schedule, task__delay=delay)
-    return network_values(d)
-
-
-def conditions(f: pd.DataFrame, schedules: list[str]) -> list:
-    """Delays at which every one of ``schedules`` has networks."""
-    if f.empty:
-        return []
-    have = f.groupby("task.delay")["flossing.schedule"].agg(set)
-    return sorted(d for d, s in have.items() if set(schedules) <= s)
-
-
-def median_part(label: str, f: pd.DataFrame, schedule: str, delay, op: str, threshold: float, rng) -> Part:
-    x, nets = cell(f, schedule, delay)
-    return part(label, x, np.median, op, threshold, nets, rng)
-
-
-def diff_part(label: str, f: pd.DataFrame, a: str, b: str, delay, op: str, threshold: float, rng) -> Part:
-    """median(b) - median(a) at ``delay``, each condition's networks resampled independently."""
-    xa, na = cell(f, a, delay)
-    xb, nb = cell(f, b, delay)
-    ma, ra = median_reps(xa, rng)
-    mb, rb = median_reps(xb, rng)
-    return part_from_reps(label, mb - ma, rb - ra, op, threshold, list(na) + list(nb))
-
-
-def median_table(f: pd.DataFrame) -> list[str]:
-    """Markdown table: median final value per delay (rows) and schedule (columns), with n."""
-    if f.empty:
-        return []
-    m = f.groupby(["task.delay", "flossing.schedule"])["value"].agg(["median", "size"])
-    scheds = [s for s in SCHEDULES if s in m.index.get_level_values(1)]
-    out = ["| delay | " + " | ".join(f"{s} (n)" for s in scheds) + " |", "|---|" + "---|" * len(scheds)]
-    for d in sorted(m.index.get_level_values(0).unique()):
-        cells = [f"{g(m.loc[(d, s), 'median'])} ({int(m.loc[(d, s), 'size'])})" if (d, s) in m.index else "-"
-                 for s in scheds]
-        out.append(f"| {fmt_setting(d)} | " + " | ".join(cells) + " |")
-    return out
-
-
-def delays_text(ds) -> str:
-    """``d=10,20`` or ``no delay``."""
-    ds = list(ds)
-    return "d=" + ",".join(str(int(d)) for d in ds) if ds else "no delay"
-
-
-def leaves_chance(f: pd.DataFrame, op: str, threshold: float) -> str:
-    """Per schedule, the delays whose median final value is ``op threshold`` (e.g. leaves chance)."""
-    if f.empty:
-        return ""
-    m = f.groupby(["flossing.schedule", "task.delay"])["value"].median()
-    scheds = [s for s in SCHEDULES if s in m.index.get_level_values(0)]
-    return ", ".join(f"{s} at {delays_text([d for d, v in m.loc[s].items() if OPS[op](v, threshold)])}" for s in scheds)
-
-
-def planned_delays(experiment: str, df: pd.DataFrame) -> list:
-    """The sweep's delays at the table's scale."""
-    scales = scale_of(df)
-    return planned(experiment, "task.delay", scales[0] if scales else None)
+def accuracy_panels(metrics: pd.DataFrame, experiment: str, title: str, delay: int = 70) -> Figure:
+    """Test accuracy vs epochs at ``delay`` and final accuracy vs the delays of ``experiment``, per
+    task and schedule (Fig 4; Fig 14 draws the same panels)."""
+    sched = ACC_SCHEDULES + [s for s in values(metrics, "flossing.schedule") if s not in ACC_SCHEDULES]
+    delays = planned_delays(experiment, metrics)
+    with rc_context(STYLE):
+        fig, axes = new_figure(2, 2, (11, 8))
+        for j, (task, name) in enumerate(ACC_TASKS):
+            vs_epochs(axes[0, j], metrics, task, "test_accuracy", sched, delay, f"{'AB'[j]}  {name}", log_y=False)
+            vs_delay(axes[1, j], metrics, task, "test_accuracy", sched, delays, f"{'CD'[j]}  {name}: final accuracy",
+                     log_y=False, fail_value=0.5)
+        acc = metrics.loc[metrics["metric"] == "test_accuracy", "value"]
+        low = min(0.3, float(acc.min()) - 0.02) if acc.notna().any() else 0.3
+        for ax in axes.flat:
+            ax.set_ylim(low, 1.02)
+        suptitle(fig, title, metrics)
+    return fig

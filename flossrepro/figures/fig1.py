@@ -8,7 +8,7 @@
   exponent index for every k at target 0: a dot per network, the median line, a dotted
   vertical marker at i=k, and the median spectrum before flossing in grey.
 
-Claims 1B, 1B+, 1C, 1D are defined below with their thresholds. Targets and k come from the
+Claims 1B, 1B+, 1C, 1D are declared below (``RULES``, statistics in ``stats_spectra``). Targets and k come from the
 table and from the sweep in ``conf/experiment/fig1.yaml`` (the planned values, to say what
 was not run).
 """
@@ -19,9 +19,9 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from flossrepro.figures import planned
-from flossrepro.figures.claims import Claim, Group, frac, g, part, rng_for, scale_of
-from flossrepro.figures.data import NET, band, first_setting, last_epoch_rows, rows, values
+from flossrepro.figures import stats_spectra as st
+from flossrepro.figures.claims import Rule, claim_texts, evaluate_rules
+from flossrepro.figures.data import NET, last_epoch_rows, rows, values
 from flossrepro.figures.plotting import (STYLE, empty_panel, jitter, median_band, new_figure, note, palette, suptitle)
 
 EXPERIMENTS = ("fig1",)
@@ -32,34 +32,32 @@ PANELS = {"B": "lambda_1 during flossing toward each target (k=1)",
           "D": "Lyapunov spectrum after flossing k exponents (target 0)"}
 METRICS = ("floss_lambda_1@10", "floss_loss@10", "lyap_before_floss", "lyap_after_floss")  # @10: epochs 0, 9, 10, 19, ..., 499
 
-K_B = 1                # 1B, 1B+: lambda_1 is flossed alone
-TARGET_CD = 0.0        # 1C, 1D: flossing toward 0
-TOL_1B = 0.05          # |lambda_1 - target| counted as "reached"
-FRAC_1B = 0.9          # fraction of networks that must reach each non-positive target
-FRAC_1B_POS = 0.1      # a positive target counts as "not reached" below this fraction
-LOSS_DROP_1C = 0.1     # final median flossing loss below this fraction of the initial
-NEAR0_1D = 0.1         # median |lambda_i| for i <= k
-GAP_1D = 0.1           # median lambda_{k+1} < median lambda_k - GAP
-
-CLAIMS = {
-    "1B": f"lambda_1 reaches each non-positive target of the sweep ({{-1, -0.5, 0}}) within {TOL_1B} "
-          f"for >= {FRAC_1B:.0%} of networks (k={K_B})",
-    "1B+": f"a positive target (+0.5) is not reached (< {FRAC_1B_POS:.0%} of networks within {TOL_1B})",
-    "1C": f"the flossing loss falls: median final < {LOSS_DROP_1C:.0%} of median initial, for each k (target 0)",
-    "1D": f"after flossing k exponents (k < N), the first k sit near 0 (median abs(lambda_i) < {NEAR0_1D} for i <= k) "
-          f"and lambda_(k+1) is clearly below (median lambda_(k+1) < median lambda_k - {GAP_1D})",
-}
-
-
-def _plan(df: pd.DataFrame, key: str) -> list:
-    """The sweep's planned values of ``key`` at the table's scale."""
-    scales = scale_of(df)
-    return planned(EXPERIMENTS[0], key, scales[0] if scales else None)
-
-
-def _targets(df: pd.DataFrame) -> list[float]:
-    """Planned targets and those in the table."""
-    return sorted({float(t) for t in _plan(df, "flossing.target")} | {float(t) for t in values(df, "flossing.target")})
+RULES = (
+    Rule("1B", quote="During gradient flossing, they quickly approached three different target values of the first "
+                     "Lyapunov exponents lambda_1^target = {-1, -0.5, 0} within less than 100 training epochs",
+         where="Sec 4, Fig 1B", paper="each target within < 100 epochs",
+         claim="lambda_1 (k=1) reaches each non-positive target: median first flossing epoch within two of the "
+               "estimate's own spreads (std over the last quarter of flossing, at least 0.005) < 100, and median "
+               "final error < 2 x that spread",
+         stat=st.claim_reach, select={"k": 1}, op="<", threshold=100, params={"late": 0.25, "within": 2.0, "floor": 0.005},
+         panel="B"),
+    Rule("1B+", quote="gradient flossing with positive target lambda_1^target seems not to arrive at a positive "
+                      "Lyapunov exponent lambda_1", where="Sec 4, Fig 1B", paper="no positive lambda_1 reached",
+         claim="flossing toward a positive target (+0.5, k=1) ends with a non-positive lambda_1: median lambda_1 after "
+               "flossing < 0.01",
+         stat=st.claim_not_positive, select={"k": 1}, op="<", threshold=0.01, panel="B"),
+    Rule("1C", quote="C) Gradient flossing minimizes the square of Lyapunov exponents over epochs", where="Fig 1C caption",
+         paper="the loss falls toward 0",
+         claim="the flossing loss falls: median final < 10% of median initial, for each k (target 0)",
+         stat=st.claim_loss_falls, select={"target": 0.0}, op="<", threshold=0.1, panel="C"),
+    Rule("1D", quote="Fig 1D shows the Lyapunov spectrum after flossing, which now has 1, 16, or 32 Lyapunov exponents "
+                     "close to zero", where="Sec 4, Fig 1D", paper="first k of the spectrum at 0 (k = 1, 16, 32 = N)",
+         claim="after flossing k exponents (every k of the sweep, k = N included), the first k sit near 0 (median "
+               "abs(lambda_i) < 0.1 for i <= k) and, for k < N, lambda_(k+1) is clearly below (gap > 0.1); a k not yet "
+               "near 0 whose flossing loss still falls > 20% over the last fifth of the epochs is not judged",
+         stat=st.claim_first_k, select={"target": 0.0}, op="<", threshold=0.1, params={"gap": 0.1, "level": 0.2}, panel="D"),
+)
+CLAIMS = claim_texts(RULES)
 
 
 def _k1(df: pd.DataFrame) -> tuple[int | None, str]:
@@ -90,7 +88,7 @@ def panel_b(ax, df: pd.DataFrame) -> None:
     if sub.empty:
         empty_panel(ax, "no floss_lambda_1 rows in the table")
         return
-    targets = _targets(df)
+    targets = st.targets(df)
     cols = dict(zip(targets, palette(len(targets), "tab10")))
     missing = []
     for t in targets:
@@ -164,118 +162,6 @@ def plot(metrics: pd.DataFrame) -> Figure:
     return fig
 
 
-# ----------------------------------------------------------------------------- claims
-def _lambda1_after(df: pd.DataFrame, k: int, target: float) -> pd.Series:
-    """lambda_1 after the last flossing episode, one value per network."""
-    d = last_epoch_rows(rows(df, "lyap_after_floss", flossing__k=k, flossing__target=target))
-    d = d[d["index"] == 1]
-    return d.set_index(NET)["value"]
-
-
-def _first_within(df: pd.DataFrame, k: int, target: float, tol: float) -> int | None:
-    """First flossing epoch at which the median (over networks) of floss_lambda_1 is within ``tol``."""
-    b = band(rows(df, "floss_lambda_1", flossing__k=k, flossing__target=target))
-    hit = b[(b["median"] - target).abs() <= tol]
-    return None if hit.empty else int(hit["epoch"].iloc[0])
-
-
-def _reach(df: pd.DataFrame, cid: str, positive: bool) -> Claim:
-    """1B (non-positive targets reached by >= FRAC_1B) and 1B+ (positive targets reached by < FRAC_1B_POS)."""
-    c, rng = Claim(cid, CLAIMS[cid]), rng_for(cid)
-    op, thr = ("<", FRAC_1B_POS) if positive else (">=", FRAC_1B)
-    lost = []
-    c.detail = ["| target | networks | within 0.05 | median lambda_1 after | first flossing epoch median within 0.05 |",
-                "|---|---|---|---|---|"]
-    for t in [t for t in _targets(df) if (t > 0) == positive]:
-        lam = _lambda1_after(df, K_B, t)
-        if lam.empty:
-            lost.append(f"{t:g}")
-            continue
-        within = ((lam - t).abs() <= TOL_1B).to_numpy()
-        c.groups.append(Group(f"target {t:g}", [part(f"fraction of networks within {TOL_1B}", within, frac, op, thr,
-                                                     lam.index, rng)]))
-        first = _first_within(df, K_B, t, TOL_1B)
-        c.detail.append(f"| {t:g} | {len(lam)} | {within.mean():.0%} | {g(lam.median())} | "
-                        f"{first if first is not None else 'never'} |")
-    if lost:
-        c.missing = f"target(s) {', '.join(lost)} not run with k={K_B}"
-    if not positive:
-        c.detail += ["", "(paper: each target reached within < 100 flossing epochs)"]
-    if len(c.detail) == 2:
-        c.detail = []
-    return c
-
-
-def _ks(df: pd.DataFrame, metric: str) -> list[int]:
-    """Planned k and those in the table with ``metric`` rows at target 0."""
-    have = values(rows(df, metric, flossing__target=TARGET_CD), "flossing.k")
-    return sorted({int(k) for k in _plan(df, "flossing.k")} | {int(k) for k in have})
-
-
-def _claim_1c(df: pd.DataFrame) -> Claim:
-    c, rng = Claim("1C", CLAIMS["1C"]), rng_for("1C")
-    fl = rows(df, "floss_loss", flossing__target=TARGET_CD)
-    ratio = lambda x, axis: np.median(x[..., 1], axis=axis) / np.median(x[..., 0], axis=axis)  # noqa: E731
-    lost = []
-    c.detail = ["| k | networks | median initial loss | median final loss | ratio |", "|---|---|---|---|---|"]
-    for k in _ks(df, "floss_loss"):
-        d = rows(fl, flossing__k=k)
-        if d.empty:
-            lost.append(str(k))
-            continue
-        first = d[d["epoch"] == d.groupby("run_id")["epoch"].transform("min")].set_index(NET)["value"]
-        last = d[d["epoch"] == d.groupby("run_id")["epoch"].transform("max")].set_index(NET)["value"]
-        both = pd.concat([first, last], axis=1, keys=["first", "last"]).dropna(subset=["first"])
-        both["last"] = both["last"].where(np.isfinite(both["last"]), np.inf)   # diverged: the loss did not fall
-        x = both.to_numpy(float)
-        c.groups.append(Group(f"k={k}", [part("median final / median initial loss", x, ratio, "<", LOSS_DROP_1C,
-                                              both.index, rng)]))
-        c.detail.append(f"| {k} | {len(x)} | {g(np.median(x[:, 0]))} | {g(np.median(x[:, 1]))} | "
-                        f"{g(float(ratio(x[None], 1)[0]))} |")
-    if lost:
-        c.missing = f"k={', '.join(lost)} not run at target {TARGET_CD:g}"
-    if len(c.detail) == 2:
-        c.detail = []
-    return c
-
-
-def _claim_1d(df: pd.DataFrame) -> Claim:
-    c, rng = Claim("1D", CLAIMS["1D"]), rng_for("1D")
-    N = first_setting(df, "arch.n_hidden")
-    after = rows(df, "lyap_after_floss", flossing__target=TARGET_CD)
-    ks = [k for k in _ks(df, "lyap_after_floss") if not isinstance(N, (int, np.integer)) or k < N]
-    near = lambda x, axis: np.max(np.median(x, axis=axis), axis=-1)  # noqa: E731
-    gap = lambda x, axis: np.median(x[..., 0], axis=axis) - np.median(x[..., 1], axis=axis)  # noqa: E731
-    lost = []
-    c.detail = ["| k | networks | max over i<=k of median abs(lambda_i) | median lambda_k | median lambda_(k+1) |",
-                "|---|---|---|---|---|"]
-    for k in ks:
-        d = last_epoch_rows(rows(after, flossing__k=k))
-        if d.empty:
-            lost.append(f"k={k} not run at target {TARGET_CD:g}")
-            continue
-        spec = d.groupby(NET + ["index"])["value"].last().unstack("index")
-        if k + 1 not in spec.columns or k not in spec.columns:
-            lost.append(f"k={k}: spectrum recorded only to i={int(max(spec.columns))}")
-            continue
-        spec = spec[list(range(1, k + 2))].dropna()
-        a = np.abs(spec[list(range(1, k + 1))].to_numpy(float))
-        pair = spec[[k, k + 1]].to_numpy(float)
-        c.groups.append(Group(f"k={k}", [
-            part(f"max over i<={k} of median abs(lambda_i)", a, near, "<", NEAR0_1D, spec.index, rng),
-            part(f"median lambda_{k} - median lambda_{k + 1}", pair, gap, ">", GAP_1D, spec.index, rng)]))
-        med = np.median(pair, axis=0)
-        c.detail.append(f"| {k} | {len(spec)} | {g(float(near(a[None], 1)[0]))} | {g(med[0])} | {g(med[1])} |")
-    if lost:
-        c.missing = "; ".join(lost)
-    if not ks:
-        c.missing = f"no k < N at target {TARGET_CD:g} in the table"
-    if len(c.detail) == 2:
-        c.detail = []
-    return c
-
-
-def claims(metrics: pd.DataFrame) -> list[Claim]:
-    """Claims 1B, 1B+, 1C, 1D measured on the fig1 table."""
-    return [_reach(metrics, "1B", positive=False), _reach(metrics, "1B+", positive=True),
-            _claim_1c(metrics), _claim_1d(metrics)]
+def claims(metrics: pd.DataFrame) -> list:
+    """Claims 1B, 1B+, 1C, 1D on the fig1 table (the engine, ``evaluate_rules``)."""
+    return evaluate_rules(RULES, metrics)

@@ -5,19 +5,21 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from flossrepro.figures import fig10
+from flossrepro.figures.common_dynamics import SV, realization_panels
 
-EXPERIMENTS = fig10.EXPERIMENTS
-STUDY = fig10.STUDY
+EXPERIMENTS = ("fig4",)
+STUDY = "flossing"
 TITLE = "Fig 11: Fig 10 for a second network realisation"
-PANELS = dict(fig10.PANELS)
-METRICS = fig10.METRICS
+PANELS = {"A": "sigma_1, sigma_20, sigma_40 of dL/dW vs training epochs (log), a second network per condition",
+          "B": "sigma_20/sigma_1 and sigma_40/sigma_1 vs training epochs",
+          "C": "test accuracy of the same networks"}
+METRICS = tuple(f"grad_W_sv[{i}]" for i in SV) + ("test_accuracy", "lyap_after_floss[1]")
 CLAIMS: dict[str, str] = {}   # claim 10A is measured on every network (Fig 10's module)
 
 
 def plot(metrics: pd.DataFrame) -> Figure:
     """Fig 11A-C: the second network of each condition."""
-    return fig10.realization_panels(metrics, 1, "Fig 11: singular values of dL/dW, a second realisation")
+    return realization_panels(metrics, 1, "Fig 11: singular values of dL/dW, a second realisation")
 
 
 def claims(metrics: pd.DataFrame) -> list:

@@ -12,14 +12,14 @@ the episode's epoch), since the drop after an episode is brief.
 """
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
 from flossrepro.constants import SCHEDULE_LABEL
-from flossrepro.figures.claims import Claim, Group, part, rng_for
-from flossrepro.figures.common_dynamics import at_delay, color, episodes, mark_episodes, traces
+from flossrepro.figures import stats_training as stt
+from flossrepro.figures.claims import Rule, claim_texts, evaluate_rules
+from flossrepro.figures.common_dynamics import at_delay, color, episodes, mark_episodes
 from flossrepro.figures.data import rows
 from flossrepro.figures.plotting import STYLE, empty_panel, median_band, new_figure, note, suptitle
 
@@ -34,11 +34,16 @@ METRICS = ("test_accuracy", "test_accuracy_after_floss", "test_loss", "test_loss
 CONDS = ("none", "during", "throughout")
 AFTER = 0.5            # x offset of the after-episode evaluation (drawn between epoch e and e+1)
 CHANCE_NEAR = 0.6      # "close to chance": accuracy below this
-CLAIMS = {
-    "12A": f"with flossing throughout training, the accuracy right after an episode falls close to chance (median "
-           f"< {CHANCE_NEAR}) even late in training (episodes in the second half), and recovers before the next "
-           f"episode (median > {CHANCE_NEAR})",
-}
+RULES = (
+    Rule("12A", quote="We observe that after every episode of gradient flossing, the accuracy drops down close to "
+                      "chance level of 50% (Fig 12A red line). Between flossing, the accuracy quickly recovers",
+         where="Appendix D, Fig 12A", paper="after each episode close to chance (50%), then recovers",
+         claim=f"with flossing throughout training, the accuracy right after an episode falls close to chance (median "
+               f"< {CHANCE_NEAR}) even late in training (episodes in the second half), and recovers before the next "
+               f"episode (median > {CHANCE_NEAR})",
+         stat=stt.claim_throughout_drops, op="<", threshold=CHANCE_NEAR, panel="A"),
+)
+CLAIMS = claim_texts(RULES)
 
 
 def merged(df: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -89,50 +94,9 @@ def plot(metrics: pd.DataFrame) -> Figure:
     return fig
 
 
-def late_episodes(df: pd.DataFrame) -> pd.DataFrame:
-    """Per throughout network and episode in the second half of training: the accuracy right
-    after the episode and right before the next one (or at the end of training)."""
-    thr = rows(df, flossing__schedule="throughout")
-    after, acc, eps = traces(thr, "test_accuracy_after_floss"), traces(thr, "test_accuracy"), episodes(thr)
-    out = []
-    for net, a in sorted(after.items()):
-        starts = eps.get(net[0], [])
-        s = acc.get(net)
-        if s is None or not starts:
-            continue
-        end = float(s.index.max())
-        for j, e in enumerate(starts):
-            if e < end / 2 or e not in a.index:
-                continue
-            nxt = starts[j + 1] if j + 1 < len(starts) else end
-            if nxt not in s.index:
-                continue
-            out.append({"run_id": net[0], "member": net[1], "episode": e, "after": float(a.loc[e]),
-                        "before_next": float(s.loc[nxt])})
-    return pd.DataFrame(out, columns=["run_id", "member", "episode", "after", "before_next"])
+def claims(metrics: pd.DataFrame) -> list:
+    """Claim 12A on fig12's throughout runs (the engine, ``evaluate_rules``)."""
+    return evaluate_rules(RULES, metrics)
 
 
-def claims(metrics: pd.DataFrame) -> list[Claim]:
-    """Claim 12A on fig12's throughout runs."""
-    c, rng = Claim("12A", CLAIMS["12A"]), rng_for("12A")
-    df, d = at_delay(metrics)
-    late = late_episodes(df)
-    if late.empty:
-        c.missing = f"binary_xor d={d}: no flossing-throughout runs with test_accuracy_after_floss in the second half"
-        return [c]
-    per = late.groupby(["run_id", "member"])[["after", "before_next"]].median().reset_index()
-    nets = list(zip(per["run_id"], per["member"]))
-    c.groups.append(Group(f"d={d}", [
-        part("median over networks of the median accuracy right after a late episode", per["after"], np.median,
-             "<", CHANCE_NEAR, nets, rng),
-        part("median over networks of the median accuracy right before the next episode", per["before_next"],
-             np.median, ">", CHANCE_NEAR, nets, rng)]))
-    c.detail = [f"Throughout: {len(late)} late episodes (epochs {sorted(late['episode'].unique().tolist())}) over "
-                f"{len(per)} networks; per network median accuracy after an episode: "
-                + ", ".join(f"{x:.3f}" for x in per["after"]) + "; before the next: "
-                + ", ".join(f"{x:.3f}" for x in per["before_next"]) + "."]
-    fin = {s: rows(df, "test_accuracy", flossing__schedule=s) for s in CONDS}
-    last = {s: f.loc[f["epoch"] == f["epoch"].max(), "value"].median() for s, f in fin.items() if not f.empty}
-    if last:
-        c.detail.append("Median final test accuracy: " + ", ".join(f"{s} {v:.3f}" for s, v in last.items()) + ".")
-    return [c]
+late_episodes = stt.late_episodes   # the per-episode table behind 12A (tests read it here)

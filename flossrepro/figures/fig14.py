@@ -9,18 +9,16 @@ spatial XOR.
 - **C/D**: final test accuracy (last evaluation; diverged -> 0.5) vs delay: a dot per network
   and the median line.
 
-Claim 14CD is defined below.
+Claims 14C and 14D are declared below (``RULES``, statistics in ``stats_tasks``).
 """
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from flossrepro.figures import fig4; from flossrepro.figures import planned
-from flossrepro.figures.claims import Claim, Group, part_from_reps, replicates, rng_for, scale_of
-from flossrepro.figures.common_task import delays_text, finals, median_table, planned_delays
-from flossrepro.figures.data import network_values, values
+from flossrepro.figures import stats_tasks as st
+from flossrepro.figures.claims import Rule, claim_texts, evaluate_rules
+from flossrepro.figures.common_task import accuracy_panels
 
 EXPERIMENTS = ("fig14",)
 STUDY = "flossing"
@@ -30,62 +28,35 @@ PANELS = {"A": "binary temporal XOR: test accuracy vs training epochs at d=70 (o
           "C": "binary temporal XOR: final test accuracy vs delay (orthogonal init)",
           "D": "spatial XOR: final test accuracy vs delay (orthogonal init)"}
 METRICS = ("test_accuracy",)
+_ORDER = ("none", "pre", "during")
 
-TASKS, CONDS = fig4.TASKS, fig4.CONDS   # the panels and conditions are Fig 4's
-
-CLAIMS = {
-    "14CD": "with orthogonal init the ordering none < pre < during of mean final accuracy holds at long delays "
-            "(networks of the sweep's two largest delays pooled), for both tasks",
-}
+RULES = (
+    Rule("14C", quote="The accuracy of orthogonal Vanilla RNNs falls to chance level for d>=40 (Fig 14C). With "
+                      "gradient flossing before training, the trainability can be improved, but still falls close to "
+                      "chance level for d=70. In contrast, ... with gradient flossing during training, the accuracy "
+                      "is improved to >80% at d=70", where="Appendix G, Fig 14C",
+         paper="none < pre < during at long delays (temporal XOR)",
+         claim="binary temporal XOR, orthogonal init: mean final accuracy ordered none < pre < during (networks of "
+               "the sweep's two largest delays pooled)",
+         stat=st.claim_ordering, select={"task": "binary_xor", "conditions": _ORDER}, op=">", threshold=0.0,
+         params={"stat": "mean", "experiment": "fig14"}, panel="C"),
+    Rule("14D", quote="flossing before training improves the performance compared to baseline, but starts failing for "
+                      "long delays d>60. In contrast, orthogonal networks that are also flossed during training can "
+                      "solve even more difficult tasks (Fig 14D). ... we trained the network only on 5000 epochs",
+         where="Appendix G, Fig 14D", paper="none < pre < during at long delays (spatial XOR, 5000 epochs)",
+         claim="spatial XOR, orthogonal init: mean final accuracy ordered none < pre < during (networks of the "
+               "sweep's two largest delays pooled)",
+         stat=st.claim_ordering, select={"task": "spatial_xor", "conditions": _ORDER}, op=">", threshold=0.0,
+         params={"stat": "mean", "experiment": "fig14"}, panel="D"),
+)
+CLAIMS = claim_texts(RULES)
 
 
 def plot(metrics: pd.DataFrame) -> Figure:
     """Fig 14A-D from the fig14 table: Fig 4's panels (see the module docstring)."""
-    return fig4.accuracy_panels(metrics, EXPERIMENTS[0], "Fig 14: Fig 4 with orthogonal initialisation")
+    return accuracy_panels(metrics, EXPERIMENTS[0], "Fig 14: Fig 4 with orthogonal initialisation")
 
 
-# ----------------------------------------------------------------------------- claims
-def _pooled(f: pd.DataFrame, schedule: str, delays: list) -> tuple[np.ndarray, list]:
-    """Final values and networks of ``schedule`` pooled over ``delays``."""
-    sub = f[(f["flossing.schedule"] == schedule) & f["task.delay"].isin(delays)]
-    return network_values(sub)
-
-
-def _claim_14(df: pd.DataFrame) -> Claim:
-    cid = "14CD"
-    c, rng = Claim(cid, CLAIMS[cid]), rng_for(cid)
-    missing, detail = [], []
-    scales = scale_of(df)
-    swept = planned(EXPERIMENTS[0], "task", scales[0] if scales else None)   # small: spatial XOR only (SPEC)
-    for task, name in [(t, n) for t, n in TASKS if not swept or t in swept]:
-        f = finals(df, "test_accuracy", task, 0.5)
-        plan = sorted(planned_delays(EXPERIMENTS[0], df) or values(f, "task.delay"))
-        top = plan[-2:]
-        detail += [f"**{name}** (median final test accuracy, networks in brackets; chance 0.5):", ""]
-        detail += (median_table(f) or ["(no runs)"]) + [""]
-        have = f.groupby("task.delay")["flossing.schedule"].agg(set) if not f.empty else pd.Series(dtype=object)
-        lost = [d for d in top if d not in have.index or not set(CONDS) <= have[d]]
-        if lost or len(top) < 2:
-            missing.append(f"{task}: {delays_text(lost)} not run with all of {', '.join(CONDS)}" if lost else
-                           f"{task}: fewer than two delays")
-            continue
-        mean, reps, nets = {}, {}, {}
-        for s in CONDS:
-            x, nets[s] = _pooled(f, s, top)
-            mean[s], reps[s] = float(np.mean(x)), replicates(x, np.mean, rng)
-        parts = [part_from_reps(f"mean {b} - mean {a}", mean[b] - mean[a], reps[b] - reps[a], ">", 0.0,
-                                list(nets[a]) + list(nets[b]))
-                 for a, b in (("none", "pre"), ("pre", "during"))]
-        c.groups.append(Group(f"{name}, {delays_text(top)} pooled", parts))
-        detail += [f"Mean final accuracy, {delays_text(top)} pooled: "
-                   + ", ".join(f"{s} {mean[s]:.3f} (n={len(nets[s])})" for s in CONDS) + ".", ""]
-    c.missing = "; ".join(missing)
-    c.detail = ["Networks of the sweep's two largest delays pooled per condition; each condition resampled "
-                "independently. Paper (Fig 14, spatial XOR): the same ordering as Fig 4, during > pre > none.",
-                ""] + detail
-    return c
-
-
-def claims(metrics: pd.DataFrame) -> list[Claim]:
-    """Claim 14CD measured on the fig14 table."""
-    return [_claim_14(metrics)]
+def claims(metrics: pd.DataFrame) -> list:
+    """Claims 14C and 14D on the fig14 table (the engine, ``evaluate_rules``)."""
+    return evaluate_rules(RULES, metrics)

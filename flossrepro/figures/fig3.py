@@ -6,19 +6,18 @@
 - **C/D**: final test MSE (last evaluation of each run) vs delay: a dot per realization and
   the median line; chance level dashed (copy: Var U(0,1) = 1/12; temporal XOR: 1/18).
 
-Claims 3C and 3D are defined below with their thresholds; delays come from the table and the
-sweep in ``conf/experiment/fig3.yaml``.
+Claims 3C and 3D are declared below (``RULES``, statistics in ``stats_tasks``); delays come
+from the table and the sweep in ``conf/experiment/fig3.yaml``.
 """
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from flossrepro.constants import CHANCE
-from flossrepro.figures.claims import Claim, Group, g, median_reps, part_from_reps, rng_for
-from flossrepro.figures.common_task import (conditions, delays_text, finals, leaves_chance, median_part, median_table, planned_delays, vs_delay, vs_epochs)
+from flossrepro.figures import stats_tasks as st
+from flossrepro.figures.claims import Rule, claim_texts, evaluate_rules
+from flossrepro.figures.common_task import vs_delay, vs_epochs
 from flossrepro.figures.data import values
 from flossrepro.figures.plotting import STYLE, new_figure, suptitle
 
@@ -30,19 +29,26 @@ PANELS = {"A": "copy task: test MSE vs training epochs at d=40",
           "C": "copy task: final test MSE vs delay",
           "D": "continuous temporal XOR: final test MSE vs delay"}
 METRICS = ("test_loss", "lyap_after_floss[1]")   # lambda_1 after each episode: the report checks each run's flossing episodes
-
 DELAY = 40             # panels A/B show this delay (the paper's)
 TASKS = [("copy", "copy task"), ("temporal_xor", "continuous temporal XOR")]
-FAIL_3 = 0.5           # copy baseline fails: median final MSE >= FAIL_3 * chance
-SOLVE_3 = 0.2          # copy preflossed solves: median final MSE < SOLVE_3 * chance
-LEAVE_3 = 0.5          # leaves chance (continuous): median final MSE < LEAVE_3 * chance
 
-CLAIMS = {
-    "3C": f"copy: at some delay the baseline fails (median final MSE >= {FAIL_3} x chance 1/12) while "
-          f"preflossed networks solve it (< {SOLVE_3} x chance)",
-    "3D": f"continuous temporal XOR: preflossing trains at a longer delay than the baseline (largest delay "
-          f"with median final MSE < {LEAVE_3} x chance 1/18)",
-}
+RULES = (
+    Rule("3C", quote="While Vanilla RNNs without gradient flossing fail to train reliably beyond d=20, Vanilla RNNs "
+                     "with gradient flossing can be reliably trained for d=40 (Fig 3C)",
+         where="Sec 6, Fig 3C (caption: solid line shows mean)", paper="none fails beyond d=20; pre trains at d=40",
+         claim="copy: at some delay the baseline fails (mean final MSE >= 0.5 x chance 1/12) while preflossed "
+               "networks solve it (mean < 0.2 x chance)",
+         stat=st.claim_fails_solves, select={"task": "copy", "fails": "none", "solves": "pre"}, op="<",
+         threshold=0.2, over="any", params={"fail": 0.5, "stat": "mean", "experiment": "fig3"}, panel="C"),
+    Rule("3D", quote="Fig 3D demonstrates that gradient flossing helps to train networks on a substantially longer "
+                     "delay d", where="Sec 6, Fig 3D (caption: solid line shows mean)",
+         paper="pre trains longer delays than none",
+         claim="continuous temporal XOR: preflossing trains at a longer delay than the baseline (largest delay with "
+               "mean final MSE < 0.5 x chance 1/18)",
+         stat=st.claim_longer_delay, select={"task": "temporal_xor", "base": "none", "better": "pre"}, op=">",
+         threshold=0.0, params={"leave": 0.5, "stat": "mean"}, panel="D"),
+)
+CLAIMS = claim_texts(RULES)
 
 
 def _schedules(df: pd.DataFrame) -> list[str]:
@@ -53,7 +59,7 @@ def _schedules(df: pd.DataFrame) -> list[str]:
 def plot(metrics: pd.DataFrame) -> Figure:
     """Fig 3A-D from the fig3 table (see the module docstring)."""
     sched = _schedules(metrics)
-    delays = planned_delays(EXPERIMENTS[0], metrics)
+    delays = st.planned_delays(EXPERIMENTS[0], metrics)
     with rc_context(STYLE):
         fig, axes = new_figure(2, 2, (11, 8))
         for j, (task, name) in enumerate(TASKS):
@@ -64,61 +70,6 @@ def plot(metrics: pd.DataFrame) -> Figure:
     return fig
 
 
-# ----------------------------------------------------------------------------- claims
-def _lacking(f: pd.DataFrame, task: str, need: list[str]) -> str:
-    have = values(f, "flossing.schedule")
-    lack = [s for s in need if s not in have]
-    return f"{task}: condition(s) {', '.join(lack)} not in the table" if lack else ""
-
-
-def _claim_3c(df: pd.DataFrame) -> Claim:
-    c, rng, chance = Claim("3C", CLAIMS["3C"], over="any"), rng_for("3C"), CHANCE["copy"]
-    f = finals(df, "test_loss", "copy", np.inf)
-    c.missing = _lacking(f, "copy", ["none", "pre"])
-    if c.missing:
-        return c
-    both = conditions(f, ["none", "pre"])
-    for d in both:
-        c.groups.append(Group(f"d={d:g}", [
-            median_part("none median final MSE", f, "none", d, ">=", FAIL_3 * chance, rng),
-            median_part("pre median final MSE", f, "pre", d, "<", SOLVE_3 * chance, rng)]))
-    lost = [d for d in planned_delays(EXPERIMENTS[0], df) if d not in both]
-    if lost:
-        c.missing = f"{delays_text(lost)} not run with both conditions"
-    c.detail = ["Median final test MSE (copy; chance 1/12 = 0.0833), networks in brackets:", ""] + median_table(f) + [
-        "", f"Leaves chance (median MSE < {LEAVE_3} x 1/12): {leaves_chance(f, '<', LEAVE_3 * chance)}."]
-    return c
-
-
-def _claim_3d(df: pd.DataFrame) -> Claim:
-    c, rng, chance = Claim("3D", CLAIMS["3D"]), rng_for("3D"), CHANCE["temporal_xor"]
-    f = finals(df, "test_loss", "temporal_xor", np.inf)
-    c.missing = _lacking(f, "temporal_xor", ["none", "pre"])
-    if c.missing:
-        return c
-    largest, reps, nets = {}, {}, []
-    for s in ("none", "pre"):
-        ds = values(f[f["flossing.schedule"] == s], "task.delay")
-        meds, mreps = [], []
-        for d in ds:
-            x = f.loc[(f["flossing.schedule"] == s) & (f["task.delay"] == d)]
-            nets += list(zip(x["run_id"], x["member"]))
-            m, r = median_reps(x["value"].to_numpy(float), rng)
-            meds.append(m)
-            mreps.append(r)
-        D = np.asarray(ds, float)
-        trained = np.asarray(meds) < LEAVE_3 * chance
-        largest[s] = float(np.max(np.where(trained, D, 0.0)))            # 0: no delay trained
-        reps[s] = np.max(np.where(np.stack(mreps, 1) < LEAVE_3 * chance, D, 0.0), axis=1)
-    diff = part_from_reps("largest delay trained, pre minus none", largest["pre"] - largest["none"],
-                          reps["pre"] - reps["none"], ">", 0.0, nets)
-    label = ", ".join(f"{s} d={g(largest[s])}" if largest[s] else f"{s} no delay" for s in ("none", "pre"))
-    c.groups.append(Group(label, [diff]))
-    c.detail = ["Median final test MSE (continuous temporal XOR; chance 1/18 = 0.0556), networks in brackets:", ""
-                ] + median_table(f) + ["", f"Largest delay with median MSE < {LEAVE_3} x 1/18: {label}."]
-    return c
-
-
-def claims(metrics: pd.DataFrame) -> list[Claim]:
-    """Claims 3C and 3D measured on the fig3 table."""
-    return [_claim_3c(metrics), _claim_3d(metrics)]
+def claims(metrics: pd.DataFrame) -> list:
+    """Claims 3C and 3D on the fig3 table (the engine, ``evaluate_rules``)."""
+    return evaluate_rules(RULES, metrics)

@@ -15,15 +15,15 @@ each found without reference to the other.
 """
 from __future__ import annotations
 
-import operator
-
 import numpy as np
 import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from flossrepro.figures.claims import Claim, Group, part, rng_for
-from flossrepro.figures.common_dynamics import at_delay, first_for_good, traces
+from flossrepro.figures import stats_training as stt
+from flossrepro.figures.claims import Rule, claim_texts, evaluate_rules
+from flossrepro.figures.common_dynamics import at_delay, traces
+from flossrepro.figures.stats_training import onsets
 from flossrepro.figures.data import rows
 from flossrepro.figures.plotting import STYLE, empty_panel, new_figure, palette, suptitle
 
@@ -37,24 +37,16 @@ METRICS = ("grad_h0_norm", "test_accuracy")
 GRAD_LEVEL = 1e-3      # macroscopic |dL/dh0| (the paper's alignment level)
 ACC_LEVEL = 0.6        # accuracy has left chance (0.5)
 GRAD_WINDOW, ACC_WINDOW = 5, 3
-CLAIMS = {
-    "9A": f"in networks that learn with flossing during training, |dL/dh0| rises (>= {GRAD_LEVEL:g} for good) "
-         f"before the accuracy does (> {ACC_LEVEL} for good): median lead (accuracy epoch - gradient epoch) > 0",
-}
-
-
-def onsets(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per network of flossing during training: ``t_grad``, ``t_acc`` and ``lead``
-    (NaN where a network never gets there)."""
-    dur = rows(df, flossing__schedule="during")
-    grad, acc = traces(dur, "grad_h0_norm"), traces(dur, "test_accuracy")
-    out = []
-    for net in sorted(set(grad) | set(acc)):
-        g = grad.get(net, pd.Series(dtype=float))
-        tg = first_for_good(np.log10(g.where(g > 0)).dropna(), operator.ge, np.log10(GRAD_LEVEL), GRAD_WINDOW)
-        ta = first_for_good(acc.get(net, pd.Series(dtype=float)), operator.gt, ACC_LEVEL, ACC_WINDOW)
-        out.append({"run_id": net[0], "member": net[1], "t_grad": tg, "t_acc": ta, "lead": ta - tg})
-    return pd.DataFrame(out, columns=["run_id", "member", "t_grad", "t_acc", "lead"])
+RULES = (
+    Rule("9A", quote="the increase of gradient norm |dL/dh0| reliably precedes the epoch at which the accuracy "
+                     "surpasses the chance level (See Fig 9B)",
+         where="Appendix D, Fig 9", paper="|dL/dh0| rises before the accuracy",
+         claim=f"in networks that learn with flossing during training, |dL/dh0| rises (>= {GRAD_LEVEL:g} for good) "
+               f"before the accuracy does (> {ACC_LEVEL} for good): median lead (accuracy epoch - gradient epoch) > 0",
+         stat=stt.claim_gradient_leads, op=">", threshold=0.0, params={"grad_level": GRAD_LEVEL, "acc_level": ACC_LEVEL},
+         panel="A"),
+)
+CLAIMS = claim_texts(RULES)
 
 
 def plot(metrics: pd.DataFrame) -> Figure:
@@ -97,20 +89,6 @@ def plot(metrics: pd.DataFrame) -> Figure:
     return fig
 
 
-def claims(metrics: pd.DataFrame) -> list[Claim]:
-    """Claim 9 on fig4's binary XOR runs at d=70 (or the largest delay present)."""
-    c, rng = Claim("9A", CLAIMS["9A"]), rng_for("9A")
-    df, d = at_delay(metrics)
-    on = onsets(df)
-    if on.empty:
-        c.missing = f"binary_xor d={d}: no flossing-during networks with grad_h0_norm and test_accuracy"
-        return [c]
-    learned = on.dropna(subset=["lead"])
-    nets = list(zip(learned["run_id"], learned["member"]))
-    c.groups.append(Group(f"d={d}", [part(f"median lead in epochs ({len(learned)} of {len(on)} networks learn)",
-                                          learned["lead"].to_numpy(float), np.median, ">", 0.0, nets, rng)]))
-    c.detail = ["Per network (flossing during training, binary temporal XOR, d=%s): epoch |dL/dh0| >= %g for good, "
-                "epoch accuracy > %g for good, lead:" % (d, GRAD_LEVEL, ACC_LEVEL), "",
-                "| member | gradient rises | accuracy rises | lead |", "|---|---|---|---|"] + [
-        f"| {r.member} | {r.t_grad:g} | {r.t_acc:g} | {r.lead:g} |" for r in on.itertuples()]
-    return [c]
+def claims(metrics: pd.DataFrame) -> list:
+    """Claim 9A on fig4's binary XOR runs at d=70 (the engine, ``evaluate_rules``)."""
+    return evaluate_rules(RULES, metrics)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from flossrepro.figures.claims import median_reps, part_from_reps
+from flossrepro.figures.claims import median_part, median_reps, part_from_reps
 from flossrepro.figures.data import NET
 
 #: what the lr_* figures read (per network; dW_sv over training for the spectra)
@@ -88,13 +88,10 @@ def diff_median_part(label: str, a: pd.DataFrame, b: pd.DataFrame, value: str, o
     return part_from_reps(label, mb - ma, rb - ra, op, threshold, nets)
 
 
-def median_part(label: str, a: pd.DataFrame, value: str, op: str, threshold: float, rng):
-    xa = a[value].dropna().to_numpy(float)
-    nets = set(map(tuple, a.dropna(subset=[value])[NET].to_numpy()))
-    if len(xa) == 0:
-        return part_from_reps(label, np.nan, np.array([np.nan]), op, threshold, nets)
-    m, r = median_reps(xa, rng)
-    return part_from_reps(label, m, r, op, threshold, nets)
+def frame_median_part(label: str, a: pd.DataFrame, value: str, op: str, threshold: float, rng):
+    """The median of column ``value`` over the networks of ``a`` (:func:`claims.median_part`)."""
+    ok = a.dropna(subset=[value])
+    return median_part(label, ok[value].to_numpy(float), op, threshold, set(map(tuple, ok[NET].to_numpy())), rng)
 
 
 def md_table(t: pd.DataFrame, cols: list[str], fmt: str = "{:.3g}") -> list[str]:

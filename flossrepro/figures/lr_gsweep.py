@@ -20,7 +20,8 @@ from matplotlib.figure import Figure
 from flossrepro.figures.claims import Claim, Group, rng_for
 from flossrepro.figures.data import values
 from flossrepro.figures.lowrank_common import METRICS as _METRICS
-from flossrepro.figures.lowrank_common import (TASK_LABEL, diff_median_part, md_table, median_part, medians_by, nearest, table)
+from flossrepro.figures.lowrank_common import (TASK_LABEL, diff_median_part, frame_median_part, md_table, medians_by, nearest,
+                                               table)
 from flossrepro.figures.plotting import STYLE, empty_panel, new_figure, suptitle
 
 EXPERIMENTS = ("lr_flipflop", "lr_mante", "lr_romo")
@@ -100,8 +101,8 @@ def claims(metrics: pd.DataFrame) -> list[Claim]:
             diff_median_part(f"median conv(g={gmax:g}) - conv(g={g1:g})", _by_g(t, g1), _by_g(t, gmax), "conv", ">", 0.0,
                              r2)]))
         c3.groups.append(Group(TASK_LABEL[task], [
-            median_part(f"median shuffle loss / L0 at g={g1:g}", _by_g(t, g1), "shuffle_rel", ">", SHUFFLE_HIGH, r3),
-            median_part(f"median shuffle loss / L0 at g={gmax:g}", _by_g(t, gmax), "shuffle_rel", ">", SHUFFLE_HIGH, r3)]))
+            frame_median_part(f"median shuffle loss / L0 at g={g1:g}", _by_g(t, g1), "shuffle_rel", ">", SHUFFLE_HIGH, r3),
+            frame_median_part(f"median shuffle loss / L0 at g={gmax:g}", _by_g(t, gmax), "shuffle_rel", ">", SHUFFLE_HIGH, r3)]))
         per = t.groupby("init.g").agg(networks=("conv", "size"), never_converged=("conv_censored", "sum"),
                                       median_conv=("conv", "median"), median_dW_norm=("dW_norm", "median"),
                                       median_shuffle_rel=("shuffle_rel", "median"), median_rank=("rank", "median"),

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from flossrepro.figures.claims import Claim, Group, rng_for
 from flossrepro.figures.data import NET, values
 from flossrepro.figures.lowrank_common import METRICS as _METRICS
-from flossrepro.figures.lowrank_common import TASK_LABEL, md_table, median_part, nearest, table, vectors
+from flossrepro.figures.lowrank_common import TASK_LABEL, frame_median_part, md_table, nearest, table, vectors
 from flossrepro.figures.plotting import STYLE, empty_panel, new_figure, palette, suptitle
 
 EXPERIMENTS = ("lr_flipflop", "lr_mante", "lr_romo")
@@ -134,8 +134,8 @@ def claims(metrics: pd.DataFrame) -> list[Claim]:
         t["outliers"] = out.reindex(pd.MultiIndex.from_frame(t[NET])).to_numpy() if len(out) else np.nan
         solved = t[t["solved"]]
         c.groups.append(Group(TASK_LABEL[task], [
-            median_part("median functional rank (solving networks)", solved, "rank", "<=", RANK_MAX_CLAIM, rng),
-            median_part("median outliers of W", t, "outliers", "<=", OUTLIERS_MAX, rng)]))
+            frame_median_part("median functional rank (solving networks)", solved, "rank", "<=", RANK_MAX_CLAIM, rng),
+            frame_median_part("median outliers of W", t, "outliers", "<=", OUTLIERS_MAX, rng)]))
         per_g = t.groupby("init.g").agg(networks=("rank", "size"), solved=("solved", "sum"),
                                         median_rank=("rank", "median"), median_outliers=("outliers", "median"),
                                         median_effective_rank=("dW_effective_rank", "median")).reset_index()
