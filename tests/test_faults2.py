@@ -90,3 +90,144 @@ def test_figures_refuse_a_results_folder_that_does_not_exist(capsys):
     rc = figures_main(["--results", "/nonexistent"])
     line = one_line(capsys.readouterr().err)
     assert rc == 2 and "/nonexistent" in line and "--results" in line
+
+
+# -- one line instead of a traceback --------------------------------------------------------------------------
+from flossrepro.run import cli  # noqa: E402
+
+BASE = ["scale=smoke", "logger=none", "progress=none", "epochs=4"]
+
+
+def _refused(rc: int, err: str, *needles: str) -> str:
+    line = one_line(err)
+    assert rc != 0 and line.startswith("flossrepro: error: "), err
+    for n in needles:
+        assert n in line, (n, line)
+    return line
+
+
+@pytest.mark.parametrize("where,needle", [("afile", "is a file"), ("afile/sub", "is a file"),
+                                          ("/proc/flossrepro_run", "/proc"), ("/sys/x", "/sys")])
+def test_a_run_directory_that_cannot_be_one_is_refused(tmp_path, monkeypatch, capsys, where, needle):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    rc = cli.main([*BASE, f"hydra.run.dir={where}"])
+    _refused(rc, capsys.readouterr().err, "hydra.run.dir", needle)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_a_sweep_directory_that_is_a_file_and_zero_workers_are_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    rc = cli.main([*BASE, "-m", "seed=1,2", "hydra.sweep.dir=afile"])
+    _refused(rc, capsys.readouterr().err, "hydra.sweep.dir", "is a file")
+    rc = cli.main([*BASE, "-m", "seed=1,2", "hydra.launcher.n_jobs=0"])
+    _refused(rc, capsys.readouterr().err, "hydra.launcher.n_jobs=0")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder on a read-only filesystem (a tmpfs mounted read-only as root; permissions otherwise)."""
+    d = tmp_path / "ro"
+    d.mkdir()
+    if os.geteuid() != 0:
+        d.chmod(0o555)
+        yield d
+        d.chmod(0o755)
+        return
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64m", "tmpfs", str(d)], capture_output=True).returncode:
+        pytest.skip("cannot mount a read-only filesystem here")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)], capture_output=True)
+
+
+def test_a_read_only_filesystem_is_refused_before_the_run(read_only_dir, monkeypatch, capsys):
+    monkeypatch.chdir(read_only_dir.parent)
+    rc = cli.main([*BASE, f"hydra.run.dir={read_only_dir}/run"])
+    _refused(rc, capsys.readouterr().err, "not writable")
+    assert list(read_only_dir.iterdir()) == []
+
+
+def test_a_filesystem_that_fills_up_mid_run_is_one_line_no_temporary_file_no_running_status(
+        tmp_path, monkeypatch, capsys):
+    """The disk fills while the first checkpoint is written: one line, the status says failed, no
+    ``*.tmp*`` is left, and the rerun (with room again) finishes the run."""
+    import errno
+
+    from flossrepro.store import checkpoint as ckpt
+
+    monkeypatch.chdir(tmp_path)
+    real = ckpt.torch.save
+
+    def full(obj, f, *a, **k):
+        Path(f).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device", str(f))
+
+    monkeypatch.setattr(ckpt.torch, "save", full)
+    args = [*BASE, "checkpoint_every=2", "hydra.run.dir=run"]
+    try:
+        rc = cli.main(args)
+    except SystemExit as e:  # the command's exit status (a single run exits from inside Hydra's job)
+        rc = e.code
+    _refused(rc, capsys.readouterr().err, "the filesystem is full", "rerun")
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert s["status"] == "failed" and "full" in s["error"]
+    assert not [p for p in (tmp_path / "run").rglob("*") if ".tmp" in p.name]
+    monkeypatch.setattr(ckpt.torch, "save", real)
+    assert cli.main(args) == 0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "complete"
+
+
+def test_plan_check_of_an_unknown_experiment_is_one_line(capsys):
+    from flossrepro.run.plan import main as plan_main
+
+    rc = plan_main(["--check", "fig99"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "fig99" in err and "allowed" in err
+
+
+@pytest.mark.parametrize("content", ["not parquet", "wrong columns"])
+def test_figures_and_report_on_a_bad_table_are_one_line(tmp_path, capsys, content):
+    import pandas as pd
+
+    from flossrepro.figures.__main__ import main as figures_main
+    from flossrepro.report.report import main as report_main
+
+    (tmp_path / "fig1").mkdir()
+    t = tmp_path / "fig1" / "metrics.parquet"
+    if content == "not parquet":
+        t.write_text("not parquet\n")
+    else:
+        pd.DataFrame({"a": [1]}).to_parquet(t)
+    rc = figures_main(["--results", str(tmp_path), "--only", "fig1"])
+    out, err = capsys.readouterr()
+    assert rc == 1 and "Traceback" not in out + err and "metrics.parquet" in out
+    rc = report_main(["--results", str(tmp_path), "--no-draw", "--study", "flossing"])
+    err = capsys.readouterr().err
+    assert rc == 2 and one_line(err).startswith("report: error: ") and "metrics.parquet" in err
+
+
+def test_ctrl_c_during_aggregate_is_one_line(finished, monkeypatch, capsys):
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(AG, "write", stop)
+    rc = AG.main([str(finished / "outputs")])
+    assert rc == 130 and "Ctrl-C" in one_line(capsys.readouterr().err)
+
+
+def test_wandb_online_without_a_key_or_a_network_logs_offline_with_one_line(tmp_path, monkeypatch, capsys):
+    from flossrepro.jobs.sinks import online_or_offline
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    assert online_or_offline("online") == "offline"
+    assert "no W&B API key" in one_line(capsys.readouterr().err)
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    assert online_or_offline("online", timeout_s=1.0) == "offline"
+    assert "no connection" in one_line(capsys.readouterr().err)
+    assert online_or_offline("offline") == "offline"

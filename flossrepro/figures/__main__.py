@@ -13,6 +13,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from flossrepro.errors import FlossreproError
 from flossrepro.figures import discover
 from flossrepro.figures.data import load_tables
 
@@ -81,7 +82,8 @@ def main(argv=None) -> int:
         try:
             paths = draw(a.results, name, a.dpi)
         except Exception as e:  # one bad table must not stop the others
-            traceback.print_exc()
+            if not isinstance(e, (FlossreproError, KeyError)):  # a table that cannot be read, or lacks a column: one line
+                traceback.print_exc()
             print(f"{name}: FAILED to draw from {', '.join(mod.EXPERIMENTS)}: {type(e).__name__}: {e}")
             failed.append(name)
             continue

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from flossrepro.errors import TableError
 from flossrepro.store.tables import metric_specs, select_metrics
 
 NET = ["run_id", "member"]
@@ -29,11 +30,9 @@ def load(results: str | Path, experiment: str, metrics: tuple[str, ...] | set[st
     mp, pp = d / "metrics.parquet", d / "provenance.json"
     table = None
     if mp.exists():
-        if metrics is None:
-            table = pd.read_parquet(mp)
-        else:
-            names = sorted(metric_specs(metrics))
-            table = select_metrics(pd.read_parquet(mp, filters=[("metric", "in", names)]), metrics)
+        table = _read(mp, None if metrics is None else sorted(metric_specs(metrics)))
+        if metrics is not None:
+            table = select_metrics(table, metrics)
     prov = {}
     if pp.exists():
         try:
@@ -41,6 +40,30 @@ def load(results: str | Path, experiment: str, metrics: tuple[str, ...] | set[st
         except (OSError, json.JSONDecodeError):
             prov = {}
     return table, prov
+
+
+#: the columns every summary table has (flossrepro.report.aggregate)
+COLUMNS = ("run_id", "member", "epoch", "metric", "index", "value")
+
+
+def _read(path: Path, names: list[str] | None) -> pd.DataFrame:
+    """A summary table, or :class:`TableError` (one line) when it is not parquet or lacks a column."""
+    import pyarrow.parquet as pq
+
+    fix = (f"rebuild it with python -m flossrepro.aggregate <sweep dir> --out {path.parent}, "
+           f"or move it away")
+    try:
+        have = set(pq.read_schema(path).names)
+    except Exception as e:  # noqa: BLE001 - not parquet, truncated, unreadable
+        raise TableError(f"{path} is not a readable parquet table ({type(e).__name__}); {fix}") from None
+    lack = [c for c in COLUMNS if c not in have]
+    if lack:
+        raise TableError(f"{path} lacks the column(s) {', '.join(lack)} of a summary table; {fix}")
+    try:
+        return pd.read_parquet(path, filters=None if names is None else [("metric", "in", names)])
+    except Exception as e:  # noqa: BLE001
+        raise TableError(f"{path} cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
+                         f"{fix}") from None
 
 
 def load_tables(results: str | Path, experiments, metrics=None) -> tuple[pd.DataFrame | None, dict, list[str]]:

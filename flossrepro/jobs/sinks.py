@@ -69,6 +69,38 @@ class Progress:
             self.bar = None
 
 
+def online_or_offline(mode: str, timeout_s: float = 3.0) -> str:
+    """``mode``, except that ``online`` without an API key (``WANDB_API_KEY`` or ~/.netrc) or
+    without a connection to the W&B server becomes ``offline``, with one warning line (W&B itself
+    would wait about 95 s, then fail the job); ``wandb sync`` uploads the offline run later."""
+    if mode != "online":
+        return mode
+    import netrc
+    import socket
+    from urllib.parse import urlparse
+
+    url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    host = urlparse(url).hostname or "api.wandb.ai"
+    port = urlparse(url).port or (443 if url.startswith("https") else 80)
+    key = os.environ.get("WANDB_API_KEY")
+    if not key:
+        try:
+            key = (netrc.netrc().authenticators(host) or (None, None, None))[2]
+        except (OSError, netrc.NetrcParseError):
+            key = None
+    why = None if key else "no W&B API key (WANDB_API_KEY or wandb login)"
+    if why is None:
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+        except OSError as e:
+            why = f"no connection to {host}:{port} ({type(e).__name__})"
+    if why is None:
+        return mode
+    print(f"[flossrepro] warning: W&B mode online but {why}; logging offline instead "
+          f"(upload later with wandb sync <run dir>/wandb)", file=sys.stderr, flush=True)
+    return "offline"
+
+
 class WandbSink:
     """Sends the recorder's metrics to Weights & Biases (offline by default).
 
@@ -81,7 +113,7 @@ class WandbSink:
         import wandb
 
         lg = cfg.logger
-        mode = os.environ.get("WANDB_MODE", lg.mode)
+        mode = online_or_offline(os.environ.get("WANDB_MODE", lg.mode))
         self.run = _GuardedRun(wandb.init(
             project=lg.project, entity=lg.entity, mode=mode, dir=str(run_dir),
             id=wandb_id, resume="allow", name=run_id,

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from flossrepro.constants import DONE_STATUSES
+from flossrepro.errors import FlossreproError
 from flossrepro.figures import discover
 from flossrepro.figures.__main__ import output_paths, run_hint
 from flossrepro.figures.claims import INCONCLUSIVE, LEVEL, N_BOOT, evaluate
@@ -248,7 +249,11 @@ def main(argv=None) -> int:
     if a.map:
         print("\n".join(figure_map(None, results)))
     for study in want:
-        text = render(results, draw=not a.no_draw, study=study)
+        try:
+            text = render(results, draw=not a.no_draw, study=study)
+        except FlossreproError as e:  # an unreadable table: one line with the fix
+            print(f"report: error: {e}", file=sys.stderr)
+            return 2
         out = Path(a.out) if a.out else results / report_name(study)
         out.write_text(text)
         verdicts = [line.rsplit("**", 2)[-2] for line in text.splitlines()

@@ -14,6 +14,7 @@ rerun of the same command, which resumes. See ``flossrepro --help``.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ from flossrepro.run import sweep as SW
 from flossrepro.run.compose import PROG, UsageError, parse_check
 from flossrepro.constants import RUN_NAME_EXCLUDE_KEYS
 from flossrepro.errors import ConfigError, FlossreproError
-from flossrepro.store.summary import update_summary
+from flossrepro.store.summary import update_summary, write_status_in_place
 
 log = logging.getLogger("flossrepro")
 
@@ -179,8 +180,13 @@ def task(cfg: DictConfig):
         if ctrl is not None and (ctrl.stopped() or _stop_seen):
             _remove_unstarted(run_dir, ctrl)
             return {"status": "not started", "run_id": run_id}
-        RD.write_record(run_dir, ident, overrides)
-        _write_hydra_record(run_dir, cfg, overrides)
+        try:
+            RD.write_record(run_dir, ident, overrides)
+            _write_hydra_record(run_dir, cfg, overrides)
+        except OSError as e:
+            if _disk_error(e) is None:
+                raise
+            return refuse(_disk_error(e), "failed")
         native.tune_allocator()  # reuse the epochs' large buffers instead of faulting them in again
         try:
             summary = job.run()
@@ -191,6 +197,15 @@ def task(cfg: DictConfig):
         except FlossreproError as e:  # a corrupt checkpoint, an unreadable table: one line, the fix
             update_summary(run_dir, status="failed", run_id=run_id, error=str(e))
             return refuse(str(e), "failed")
+        except OSError as e:  # a full or read-only filesystem: one line; the status says failed where it can
+            msg = _disk_error(e)
+            if msg is None:
+                raise
+            try:
+                update_summary(run_dir, status="failed", run_id=run_id, error=msg)
+            except OSError:
+                write_status_in_place(run_dir / "summary.json", status="failed", run_id=run_id, error=msg)
+            return refuse(msg, "failed")
         except Exception as e:  # a crashed run is recorded; in a sweep the other runs go on
             err = "".join(traceback.format_exception_only(type(e), e)).strip()
             update_summary(run_dir, status="failed", run_id=run_id, error=err, traceback=traceback.format_exc(),
@@ -207,6 +222,21 @@ def task(cfg: DictConfig):
             lock.release()
         if ctrl is not None:
             ctrl.unregister()
+
+
+_DISK_ERRNOS = {errno.ENOSPC: "the filesystem is full", errno.EDQUOT: "the disk quota is exceeded",
+                errno.EROFS: "the filesystem is read-only", errno.EACCES: "permission denied",
+                errno.EPERM: "permission denied"}
+
+
+def _disk_error(e: OSError) -> str | None:
+    """One line for an OSError of the filesystem the run writes to (None: another error)."""
+    why = _DISK_ERRNOS.get(e.errno)
+    if why is None:
+        return None
+    where = e.filename or "the run directory"
+    return (f"cannot write {where}: {why}; free space or fix the permissions, then rerun the same command "
+            f"(it resumes from the last checkpoint), or give the run another directory (hydra.run.dir=...)")
 
 
 def _print_summary(s: dict, run_dir: Path) -> None:
@@ -283,6 +313,7 @@ def _plan(overrides: list[str], multirun: bool) -> int:
 def _single(job: "compose.Job", overrides: list[str], dry: bool) -> int:
     cfg, run_dir = job.cfg, job.run_dir
     compose.job_dir(cfg, False)
+    limits.check_dir(run_dir, "hydra.run.dir")
     limits.check(cfg)  # first: a job x arch pair that cannot run is named before the settings it would need
     C.validate(cfg, compose.choices(cfg))
     state = "new"
@@ -307,12 +338,14 @@ def _single(job: "compose.Job", overrides: list[str], dry: bool) -> int:
 def _multi(cmd: "compose.Command", overrides: list[str], dry: bool) -> int:
     extra, primary = cmd.extra, cmd.primary
     jobs = [j.overrides for j in cmd.jobs]
+    limits.check_launcher(primary)
     seen: dict[Path, str] = {}
     run_dirs, sweep_dirs, new_dirs, invalid = [], [], [], []
     counts = {"start": 0, "resume": 0, "skip": 0, "invalid": 0}
     for i, j in enumerate(cmd.jobs):
         cfg, run_dir, sweep_dir, name = j.cfg, j.run_dir, j.sweep_dir, j.name
         compose.job_dir(cfg, True)  # the Hydra config its interpolations read
+        limits.check_dir(run_dir, "hydra.sweep.dir")
         if run_dir in seen:
             raise UsageError(f"sweep jobs '{seen[run_dir]}' and '{name}' would share the run directory {run_dir}; "
                              f"set hydra.sweep.subdir so that it names every swept setting")

@@ -3,8 +3,10 @@
 ``python -m flossrepro.plan --check``: the estimates against the run times published sweeps recorded."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+from flossrepro.errors import FlossreproError
 from flossrepro.jobs.cost import CostModel, hours
 from flossrepro.run.estimate import STARTUP_S, JobPlan, estimate, find_model
 from flossrepro.store import config as C
@@ -89,8 +91,23 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default="results")
     ap.add_argument("--out", default=None, help="write the comparison here (.md; a .json beside it)")
     a = ap.parse_args(argv)
+    for exp in a.check:
+        d = Path(a.results) / exp
+        why = (f"{exp} is not an experiment; allowed: {', '.join(C.options('experiment'))}"
+               if exp not in C.options("experiment") else
+               f"{d} has no published sweep (provenance.json and runs.csv); run the sweep and aggregate it "
+               f"into {d} first, or give the results folder with --results"
+               if not ((d / "provenance.json").is_file() and (d / "runs.csv").is_file()) else None)
+        if why:
+            print(f"flossrepro.plan: error: --check {why}", file=sys.stderr)
+            return 2
     model = find_model(a.results)
-    res = check(a.results, a.check, model)
+    try:
+        res = check(a.results, a.check, model)
+    except (FlossreproError, OSError, ValueError, KeyError) as e:
+        print(f"flossrepro.plan: error: {' '.join(str(e).split())}; check the published sweeps under {a.results}",
+              file=sys.stderr)
+        return 2
     text = format_check(res)
     print(text)
     if a.out:

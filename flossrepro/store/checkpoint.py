@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from flossrepro.errors import CheckpointError
+from flossrepro.store.summary import removed_on_failure
 
 log = logging.getLogger("flossrepro")
 
@@ -34,8 +35,9 @@ class StopRequested(Exception):
 def save(path: str | Path, state: dict) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with removed_on_failure(tmp):
+        torch.save(state, tmp)
+        os.replace(tmp, path)
 
 
 def load(path: str | Path, device) -> dict:

@@ -253,3 +253,51 @@ def check_resources(cfg) -> None:
         raise ConfigError(f"the job needs at least {_gib(need)} of memory, mostly {term}, but this machine has "
                           f"{_gib(have)} {where}; lower those settings (or run it on a larger machine; "
                           f"FLOSSREPRO_MEMORY_CHECK=0 skips this check)")
+
+
+# -- where a run writes, and how a sweep runs --------------------------------------------------------------
+_NOT_DISKS = ("/proc", "/sys", "/dev")
+#: less free space than this on a run directory's filesystem is refused (a checkpoint would not fit)
+MIN_FREE_BYTES = 16 * 2 ** 20
+
+
+def check_dir(path: str | Path, setting: str) -> None:
+    """``path`` (a run or sweep directory, existing or not) can be made and written: it lies on a
+    writable filesystem with room, not under /proc, /sys or /dev, and no file stands in its way."""
+    p = Path(os.path.abspath(path))
+    real = os.path.realpath(p)
+    for top in _NOT_DISKS:
+        if real == top or real.startswith(top + "/"):
+            raise ConfigError(f"{setting}={path} lies under {top}, which is not a disk; give a folder on a disk, "
+                              f"e.g. {setting}=outputs/mine")
+    cur = p
+    while not os.path.lexists(cur) and cur != cur.parent:
+        cur = cur.parent
+    if not cur.is_dir():
+        raise ConfigError(f"{setting}={path}: {cur} is a file, not a folder; give another folder "
+                          f"(e.g. {setting}=outputs/mine) or move the file away")
+    try:
+        st = os.statvfs(cur)
+    except OSError:
+        return
+    if st.f_flag & getattr(os, "ST_RDONLY", 1) or not os.access(cur, os.W_OK | os.X_OK):
+        raise ConfigError(f"{setting}={path}: {cur} is not writable (a read-only filesystem or its permissions); "
+                          f"give a folder you can write, e.g. {setting}=outputs/mine")
+    free = st.f_bavail * st.f_frsize
+    if free < MIN_FREE_BYTES:
+        raise ConfigError(f"{setting}={path}: the filesystem of {cur} is full ({_gib(free)} free); "
+                          f"free some space or give a folder on another disk")
+
+
+def check_launcher(cfg) -> None:
+    """A joblib sweep's ``hydra.launcher.n_jobs``: a positive number of workers, or -1 .. -cores."""
+    target = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
+    if not target.endswith("JoblibLauncher"):
+        return
+    n = OmegaConf.select(cfg, "hydra.launcher.n_jobs", default=None)
+    cores = os.cpu_count() or 1
+    if n is None:
+        return
+    if not isinstance(n, int) or isinstance(n, bool) or n == 0 or n < -cores:
+        raise ConfigError(f"hydra.launcher.n_jobs={n} is not a number of workers; give 1 or more "
+                          f"(e.g. hydra.launcher.n_jobs=2), or -1 for one per core")

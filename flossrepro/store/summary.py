@@ -2,6 +2,7 @@
 the end: status, epochs done, per-member status and latest metrics, timings, device, git commit,
 W&B id), JSON files, and the git commit a run records."""
 
+import contextlib
 import functools
 import json
 import logging
@@ -19,8 +20,39 @@ def write_json(path: str | Path, obj: dict) -> None:
     """Write ``obj`` as JSON atomically (a temporary name of this process, then rename)."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
-    os.replace(tmp, path)
+    with removed_on_failure(tmp):
+        tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
+        os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def removed_on_failure(tmp: str | Path):
+    """The temporary file of an atomic write is removed when the write fails (a full or
+    read-only filesystem leaves no ``*.tmp*`` behind)."""
+    try:
+        yield
+    except BaseException:
+        try:
+            Path(tmp).unlink()
+        except OSError:
+            pass
+        raise
+
+
+def write_status_in_place(path: str | Path, **fields) -> bool:
+    """Merge ``fields`` into ``path`` by rewriting it in place (no temporary file): the last resort
+    on a full filesystem, where the atomic rename has no room. True when it was written."""
+    obj = read_json(path) or {}
+    obj.update(fields)
+    data = json.dumps(obj, indent=2, default=_json_default).encode()
+    try:
+        with open(path, "r+b" if Path(path).exists() else "wb") as f:
+            f.seek(0)
+            f.write(data)
+            f.truncate()
+        return True
+    except OSError:
+        return False
 
 
 def read_json(path: str | Path) -> dict | None:

@@ -30,6 +30,7 @@ import torch
 
 from flossrepro.constants import METRICS_DIR
 from flossrepro.errors import TableError
+from flossrepro.store.summary import removed_on_failure
 
 __all__ = ["Recorder", "SCHEMA", "read_run", "part_files", "metric_specs", "metrics_sql", "select_metrics"]
 
@@ -257,8 +258,9 @@ class Recorder:
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / f"part-{self.parts:05d}.parquet"
         tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(self.table(), tmp, compression="zstd")
-        os.replace(tmp, path)
+        with removed_on_failure(tmp):
+            pq.write_table(self.table(), tmp, compression="zstd")
+            os.replace(tmp, path)
         self.parts += 1
         self._buf.clear()
         return path
