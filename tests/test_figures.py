@@ -412,20 +412,24 @@ def test_report_cli_writes_report_with_intervals_and_not_run(tmp_path, fig1_smok
     assert report.main(["--results", str(res), "--no-draw", "--map"]) == 0
     assert "| Fig 4C |" in capsys.readouterr().out
     text = (res / "REPORT.md").read_text()
-    lines = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ") and "**" in line}
+    lines = {re.match(r"\| \[([^]]+)\]", line).group(1): line for line in text.splitlines()
+             if line.startswith("| [") and "**" in line}
     every = {cid for m in discover().values() if m.STUDY == "flossing" for cid in m.CLAIMS}
     assert set(lines) == every and {"1B", "1B+", "1C", "1D", "2A", "2A+", "2B", "2C", "3C", "3D", "4C", "4D",
                                     "16A"} <= every
     assert lines["3C"].endswith("**reproduced** |") and lines["3D"].endswith("**reproduced** |")
     assert all(lines[c].endswith("**not run** |") for c in ("4C", "4D", "1B", "1B+", "1C", "1D", "2A", "16A"))
     assert all(line.rsplit("**", 2)[-2] in VERDICTS for line in lines.values())
-    # each row: id | claim | number [interval] | networks | scale | verdict
+    # each row: id (link to the figure's page) | claim | the paper says | number [interval] | networks | scale | verdict
     cells = [c.strip() for c in lines["3C"].split("|")[1:-1]]
-    assert len(cells) == 6 and "[" in cells[2] and cells[3] == "36" and cells[4] == "small, N=32"
-    assert "smoke scale" in lines["1C"] and "smoke" in lines["1C"].split("|")[5]
-    assert "| Fig 3C |" in text and "`flossrepro/figures/fig3.py`" in text
-    assert "![fig3](fig3/fig3.png)" in text and "figure not drawn: run `python -m flossrepro.figures --only fig1`" in text
-    assert "abc1234" in text and "4321 s" in text and "scripts/reproduce.sh fig4 small" in text
+    assert len(cells) == 7 and cells[0] == "[3C](fig3.md#3c)" and "[" in cells[3] and cells[4] == "36"
+    assert cells[5] == "small, N=32" and "d=20" in cells[2]
+    assert "smoke scale" in lines["1C"] and "smoke" in lines["1C"].split("|")[6]
+    assert "| Fig 3C |" in text and "`flossrepro/figures/fig3.py`" in text and len(text.splitlines()) <= 150
+    page3, page1 = (res / "fig3.md").read_text(), (res / "fig1.md").read_text()
+    assert "![fig3](fig3/fig3.png)" in page3 and "figure not drawn: run `python -m flossrepro.figures --only fig1`" in page1
+    assert "abc1234" in page3 and "4321 s" in page3 and "The paper (Sec 6, Fig 3C" in page3
+    assert "scripts/reproduce.sh fig4 small" in (res / "fig4.md").read_text()
     assert report.main(["--results", str(tmp_path / "nope")]) == 2
     assert report.main(["--results", str(res), "--study", "nope"]) == 2
 
@@ -434,7 +438,7 @@ def test_report_draws_a_missing_figure(tmp_path):
     res = tmp_path / "results"
     (res / "fig4").mkdir(parents=True)
     fig4_table(delays=(60, 70)).to_parquet(res / "fig4" / "metrics.parquet", index=False)
-    text = report.render(res)
+    text = report.build(res)["fig4.md"]
     assert (res / "fig4" / "fig4.png").exists() and (res / "fig4" / "fig4.pdf").exists()
     assert "![fig4](fig4/fig4.png)" in text and "fig4: no provenance.json" in text
     assert report.report_name("lowrank") == "REPORT-lowrank.md" and report.report_name("flossing") == "REPORT.md"

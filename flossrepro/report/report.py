@@ -24,8 +24,9 @@ from flossrepro.constants import DONE_STATUSES
 from flossrepro.errors import FlossreproError
 from flossrepro.figures import discover
 from flossrepro.figures.__main__ import output_paths, run_hint
-from flossrepro.figures.claims import INCONCLUSIVE, LEVEL, N_BOOT, evaluate
-from flossrepro.figures.data import describe, fmt_setting, load_tables
+from flossrepro.figures.data import describe, fmt_setting
+from flossrepro.report.claims import (PAPER_DIRS, SUMMARY_HEAD, VERDICT_TEXT, anchors, decide, section, sources,
+                                      summary_row)
 
 STUDY_TITLE = {"flossing": "Gradient flossing", "lowrank": "Low-rank learning"}
 
@@ -51,6 +52,7 @@ def _fig_number(name: str) -> str:
 def figure_map(study: str | None = None, results: str | Path = "results") -> list[str]:
     """Markdown table: paper panel -> what it shows -> experiment -> module -> results -> claim ids."""
     out = ["| panel | shows | experiment | module | results | claims |", "|---|---|---|---|---|---|"]
+    results = Path(results)
     for name, mod in discover().items():
         if study is not None and mod.STUDY != study:
             continue
@@ -60,7 +62,8 @@ def figure_map(study: str | None = None, results: str | Path = "results") -> lis
             ids = [c for c in mod.CLAIMS if claim_panels.get(c, _panel(c)) == letter]
             label = getattr(mod, "LABEL", f"Fig {_fig_number(name)}" if mod.STUDY == "flossing" else f"{name} ")
             out.append(f"| {label}{letter} | {what} | {', '.join(mod.EXPERIMENTS)} | "
-                       f"`{mod.__name__.replace('.', '/')}.py` | `{png.parent}/` | {', '.join(ids) or '-'} |")
+                       f"`{mod.__name__.replace('.', '/')}.py` | `{png.parent}/`, [{page_name(name)}]({page_name(name)}) | "
+                       f"{', '.join(ids) or '-'} |")
     return out
 
 
@@ -128,104 +131,104 @@ def _cell(text: str) -> str:
     return text.replace("|", "/")
 
 
-def _section(results: Path, name: str, mod, draw: bool) -> tuple[list[str], list[str], list[str]]:
-    """``(summary rows, section lines, warnings)`` of one figure."""
-    metrics, provs, missing = load_tables(results, mod.EXPERIMENTS, mod.METRICS)
-    hint = "; ".join(f"no {e}/metrics.parquet: run `{run_hint(e, results)}`" for e in missing)
-    claims = evaluate(mod, None if missing else metrics, hint)
-    ran = not missing
-    if ran:
-        d = describe(metrics)
-        short = f"{fmt_setting(d['scale'])}, N={fmt_setting(d['N'])}"
-    table = []
-    for c in claims:
-        interval = c.measured()
-        if c.not_evidence:
-            interval += f" ({c.not_evidence})"
-        elif c.verdict == INCONCLUSIVE:
-            n = c.n_needed()
-            interval += f"; about {n} networks would decide it" if n else "; the estimate sits at the threshold"
-        table.append(f"| {c.id} | {_cell(c.claim)} | {_cell(interval)} | {c.n} | {short if ran else '-'} | "
-                     f"**{c.verdict}** |")
-    sec = [f"## {mod.TITLE}", "", f"Module `{mod.__name__.replace('.', '/')}.py`; experiment(s): "
+def page_name(name: str) -> str:
+    """A figure's detail page, beside the report: ``<results>/<name>.md``."""
+    return f"{name}.md"
+
+
+def _provenance(results: Path, mod, srcs) -> tuple[list[str], list[str]]:
+    """Provenance lines of every source with tables, and warnings."""
+    out, warns = [], []
+    for s in srcs:
+        if s.metrics is None or s.missing:
+            continue
+        rel = s.path.relative_to(results).as_posix() + "/" if s.path != results else "results/"
+        out += [f"- `{rel}` measured at: {_scale_line(s.metrics)}"]
+        warns += schedule_checks(s.metrics)
+        for e in mod.EXPERIMENTS:
+            prov = s.provs.get(e)
+            if prov:
+                out += [f"  - {e} command: `{prov.get('command', 'n/a')}`; scale: {prov.get('scale', 'n/a')}; git commit: "
+                        f"`{prov.get('git_commit', 'n/a')}`; started: {prov.get('started', 'n/a')}; wall time: "
+                        f"{_wall(prov.get('wall_s'))}"]
+            else:
+                out += [f"  - {e}: no provenance.json (command, commit and wall time unknown)"]
+            runs = _runs(s.path, e)
+            if runs is not None:
+                counts = runs["status"].value_counts().to_dict()
+                out += [f"  - {e}: {len(runs)} runs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))]
+                failed = int((~runs["status"].isin(DONE_STATUSES)).sum())
+                if failed:
+                    warns.append(f"WARNING: {failed} run(s) did not complete (see {rel}{e}/runs.csv); their "
+                                 "conditions are missing from the figure and the verdicts.")
+    return out, warns
+
+
+def _figure(results: Path, name: str, mod, draw: bool) -> tuple[list[str], list[str], list[str]]:
+    """``(summary rows, detail page lines, warnings)`` of one figure."""
+    hint = "; ".join(f"no {e}/metrics.parquet: run `{run_hint(e, results)}`"
+                     for e in mod.EXPERIMENTS if not (results / e / "metrics.parquet").exists())
+    srcs = sources(results, mod, hint)
+    decided = decide(srcs)
+    page = page_name(name)
+    rows = [summary_row(d, page, results, a) for d, a in zip(decided, anchors([d.claim.id for d in decided]))]
+    sec = [f"# {mod.TITLE}", "", f"[Back to the report]({report_name(mod.STUDY)}). Module "
+           f"`{mod.__name__.replace('.', '/')}.py`; experiment(s): "
            + ", ".join(f"`conf/experiment/{e}.yaml`" for e in mod.EXPERIMENTS) + ".", ""]
-    if not ran:
+    base = srcs[-1]
+    if base.missing and len(srcs) == 1:
         sec += [f"Not run: {hint}, then `python -m flossrepro.report`.", ""]
-        return table, sec, []
-    err = _maybe_draw(results, name, mod) if draw else None
-    png = output_paths(results, name, mod)[0]
-    if png.exists():
-        sec += [f"![{name}]({png.relative_to(results).as_posix()})", ""]
-    else:
-        sec += [f"(figure not drawn: run `python -m flossrepro.figures --only {name}`{'; ' + err if err else ''})", ""]
-    sec += [f"- measured at: {_scale_line(metrics)}"]
-    warns = schedule_checks(metrics)
-    for e in mod.EXPERIMENTS:
-        prov = provs.get(e)
-        if prov:
-            sec += [f"- {e} command: `{prov.get('command', 'n/a')}`",
-                    f"- {e} scale: {prov.get('scale', 'n/a')}; git commit: `{prov.get('git_commit', 'n/a')}`; "
-                    f"started: {prov.get('started', 'n/a')}; wall time: {_wall(prov.get('wall_s'))}"]
-        else:
-            sec += [f"- {e}: no provenance.json (command, commit and wall time unknown)"]
-        runs = _runs(results, e)
-        if runs is not None:
-            counts = runs["status"].value_counts().to_dict()
-            sec += [f"- {e}: {len(runs)} runs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))]
-            failed = int((~runs["status"].isin(DONE_STATUSES)).sum())
-            if failed:
-                warns.append(f"WARNING: {failed} run(s) did not complete (see {e}/runs.csv); their conditions are "
-                             "missing from the figure and the verdicts.")
-    sec += [f"- {w}" for w in warns] + [""]
-    for c in claims:
-        sec += [f"### {c.id}: {c.verdict}", "", f"Claim: {c.claim}.", ""]
-        if c.not_evidence:
-            sec += [f"Not evidence: {c.not_evidence}; the numbers below only show the pipeline ran.", ""]
-        if c.missing:
-            sec += [f"Not in the table: {c.missing}.", ""]
-        if c.verdict == INCONCLUSIVE:
-            sec += [c.decide_line()[0].upper() + c.decide_line()[1:] + ".", ""]
-        if c.groups:
-            sec += c.parts_table() + [""]
-        if c.detail:
-            sec += c.detail + [""]
-    return table, sec, [f"- {name}: {w}" for w in warns]
+        return rows, sec, []
+    if not base.missing:
+        err = _maybe_draw(results, name, mod) if draw else None
+        png = output_paths(results, name, mod)[0]
+        sec += [f"![{name}]({png.relative_to(results).as_posix()})" if png.exists() else
+                f"(figure not drawn: run `python -m flossrepro.figures --only {name}`{'; ' + err if err else ''})", ""]
+    for s in srcs[:-1]:
+        png = output_paths(s.path, name, mod)[0]
+        if png.exists():
+            sec += [f"At the paper's parameters: ![{name}]({png.relative_to(results).as_posix()})", ""]
+    prov, warns = _provenance(results, mod, srcs)
+    sec += ["## Tables", ""] + prov + [f"- {w}" for w in warns] + ["", "## Claims", ""]
+    seen: set = set()
+    for d in decided:
+        sec += section(d, results, seen)
+    return rows, sec, [f"- {name}: {w}" for w in warns]
 
 
-def render(results: str | Path = "results", draw: bool = True, study: str = "flossing") -> str:
-    """The text of the ``study``'s report for the tables under ``results``."""
+def build(results: str | Path = "results", draw: bool = True, study: str = "flossing") -> dict[str, str]:
+    """``{file name under results: text}``: the study's one-page report and a detail page per figure."""
     results = Path(results)
-    table, sections, warnings = [], [], []
+    table, pages, warnings = [], {}, []
     for name, mod in discover().items():
         if mod.STUDY != study:
             continue
-        rows, sec, warns = _section(results, name, mod, draw)
+        rows, sec, warns = _figure(results, name, mod, draw)
         table += rows
-        sections.append(sec)
+        pages[page_name(name)] = "\n".join(sec).rstrip() + "\n"
         warnings += warns
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    counts = pd.Series([r.rsplit("**", 2)[-2] for r in table], dtype=object).value_counts()
     head = [f"# {STUDY_TITLE.get(study, study)}: claims report", "",
-            f"Written by `python -m flossrepro.report --results {results}` on {now}. Verdicts are computed from the "
-            "tables; each claim and its thresholds are defined in its figure module (`flossrepro/figures/figN.py`), "
-            "the verdict rules in `flossrepro/figures/claims.py`. Numbers at small scale test the qualitative "
-            "claim only; runs at smoke scale are never evidence.", "",
+            f"Written by `python -m flossrepro.report --results {results}` on {now} from the tables; nothing is "
+            "trained. Each claim is declared in its figure module (`RULES`: the paper's sentence, our test, its "
+            "threshold) and evaluated by one engine (`flossrepro/figures/claims.py`). Paper-scale tables "
+            f"(`{'/`, `'.join(PAPER_DIRS)}/` under the results folder) decide a claim when they can; otherwise the small-scale "
+            "tables do (qualitative claims only); smoke-scale runs are never evidence. Each figure's page (linked "
+            "from its id) holds the figure, the paper's quote, every part of each test and the tables behind it.", "",
+            "Verdicts: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + ".", "",
             "## Figure map", ""] + figure_map(study, results) + [
-            "", "## Claims", "",
-            f"Measured: the number each claim tests, with its {LEVEL:.0%} percentile-bootstrap interval over networks "
-            f"({N_BOOT} resamples, fixed seed; compared conditions resampled independently); for claims with several "
-            "parts (targets, k, delays) the part that decides the verdict. Verdict: *reproduced* when the whole "
-            "interval is on the claim's side of the threshold, *not reproduced* when it is wholly on the other side, "
-            "*inconclusive* when it straddles the threshold (the figure's section says about how many networks would "
-            "decide it), *not run* when the table lacks what the claim needs or holds only smoke-scale runs.", "",
-            "| id | claim | measured [95% interval] | networks | scale | verdict |", "|---|---|---|---|---|---|",
-            ] + table + [
-            "", "Definitions: a network is one realization, a `(run_id, member)` pair; medians are over networks; "
-            "*final* is a run's last test evaluation; a diverged network counts as failed (MSE inf, accuracy 0.5); "
-            "chance is MSE 1/12 (copy), 1/18 (continuous temporal XOR), accuracy 0.5 (binary tasks). With few "
-            "networks per condition (3 at small scale) a percentile bootstrap interval cannot be wider than the "
-            "range of the values and undercovers: read such verdicts as weak evidence.", ""] + (
-            ["Warnings:", ""] + warnings + [""] if warnings else [])
-    return "\n".join(head + [line for sec in sections for line in sec]) + "\n"
+            "", "## Claims", "", VERDICT_TEXT, ""] + SUMMARY_HEAD + table + [
+            "", "A network is one realization, a `(run_id, member)` pair; *final* is a run's last test evaluation; a "
+            "diverged network counts as failed. With 3-5 networks per condition a percentile interval undercovers: "
+            "read such verdicts as weak evidence.", ""] + (["Warnings:", ""] + warnings + [""] if warnings else [])
+    pages[report_name(study)] = "\n".join(head) + "\n"
+    return pages
+
+
+def render(results: str | Path = "results", draw: bool = True, study: str = "flossing") -> str:
+    """The text of the ``study``'s one-page report for the tables under ``results``."""
+    return build(results, draw, study)[report_name(study)]
 
 
 def main(argv=None) -> int:
@@ -250,12 +253,15 @@ def main(argv=None) -> int:
         print("\n".join(figure_map(None, results)))
     for study in want:
         try:
-            text = render(results, draw=not a.no_draw, study=study)
+            pages = build(results, draw=not a.no_draw, study=study)
         except FlossreproError as e:  # an unreadable table: one line with the fix
             print(f"report: error: {e}", file=sys.stderr)
             return 2
+        text = pages.pop(report_name(study))
         out = Path(a.out) if a.out else results / report_name(study)
         out.write_text(text)
+        for fname, page in pages.items():   # the figures' detail pages, beside the report
+            (out.parent / fname).write_text(page)
         verdicts = [line.rsplit("**", 2)[-2] for line in text.splitlines()
                     if line.startswith("| ") and line.endswith("** |")]
         counts = pd.Series(verdicts, dtype=object).value_counts().to_dict()
