@@ -231,3 +231,56 @@ def test_wandb_online_without_a_key_or_a_network_logs_offline_with_one_line(tmp_
     assert online_or_offline("online", timeout_s=1.0) == "offline"
     assert "no connection" in one_line(capsys.readouterr().err)
     assert online_or_offline("offline") == "offline"
+
+
+# -- stale state is visible ------------------------------------------------------------------------------
+from test_faults import _alive, _descendants, start, wait_for  # noqa: E402
+
+
+def test_a_run_left_running_by_sigkill_shows_as_interrupted(finished, tmp_path, monkeypatch, capsys):
+    """A run whose summary says running but whose lock no process holds (SIGKILL, the OOM killer)
+    is interrupted in --dry-run, the aggregate (runs.csv) and the sweep's outcome."""
+    sweep = copy_of(finished, tmp_path)
+    run = sweep / "epochs=5"
+    s = json.loads((run / "summary.json").read_text())
+    s["status"] = "running"
+    (run / "summary.json").write_text(json.dumps(s))
+    assert AG.main([str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert "interrupted" in out and "1 interrupted" in out, out
+    import pandas as pd
+    assert pd.read_csv(sweep / "runs.csv")["status"].tolist() == ["interrupted"]
+    assert SW.outcome([run]) == {"interrupted": [str(run)]}
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["scale=smoke", "logger=none", "progress=none", "epochs=5", f"hydra.run.dir='{run}'", "--dry-run"]) == 0
+    assert "interrupted" in capsys.readouterr().out
+
+
+def test_sigkill_to_a_sweep_leaves_no_worker_alive(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "scale=smoke", "logger=none", "progress=log", "seed=1,2", "epochs=200000", "log_every=100",
+            "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}"]
+    parent = start(args, tmp_path, tmp_path / "sweep.log")
+    try:
+        def both_running():
+            ok = 0
+            for d in sweep.glob("*seed=*"):
+                try:
+                    ok += json.loads((d / "summary.json").read_text()).get("status") == "running"
+                except (OSError, ValueError):
+                    pass
+            return ok == 2
+        wait_for(both_running, 120, "both jobs running")
+        kids = _descendants(parent.pid)
+        assert kids
+        parent.kill()
+        parent.wait()
+        wait_for(lambda: not [k for k in kids if _alive(k)], 10, "the workers to die with their parent")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        for k in _descendants(parent.pid):
+            try:
+                os.kill(k, 9)
+            except OSError:
+                pass

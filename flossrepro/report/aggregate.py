@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from flossrepro.constants import DONE_STATUSES, METRICS_DIR
+from flossrepro.store import rundir as RD
 from flossrepro.store.tables import metric_specs, metrics_sql, part_files
 
 #: per-epoch traces left out of a summary table unless a figure asks for them
@@ -82,7 +83,10 @@ def collect_runs(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[str], dict[s
                        f"(its checkpoint resumes it) or remove the directory")
             runs.append(row)
             continue
-        row.update(run_id=s.get("run_id"), job=s.get("job"), status=s.get("status"), error=s.get("error"),
+        st = RD.shown_status(d, s.get("status"))
+        if st != s.get("status"):
+            s["error"] = RD.STALE_NOTE
+        row.update(run_id=s.get("run_id"), job=s.get("job"), status=st, error=s.get("error"),
                    epochs_done=s.get("epochs_done"), epochs=s.get("epochs"),
                    slurm_job_id=s.get("slurm_job_id"), git_commit=s.get("git_commit"), mtime=sp.stat().st_mtime)
         for k, v in (s.get("timings") or {}).items():

@@ -142,6 +142,7 @@ def task(cfg: DictConfig):
 
     if ctrl is not None:
         _hold_stop_signals()  # a SIGTERM before the job's own handler is installed must not kill the worker
+        SW.die_with_parent()  # a sweep killed with SIGKILL leaves no worker behind
         ctrl.register()
         if ctrl.stopped():
             ctrl.unregister()
@@ -188,6 +189,7 @@ def task(cfg: DictConfig):
                 raise
             return refuse(_disk_error(e), "failed")
         native.tune_allocator()  # reuse the epochs' large buffers instead of faulting them in again
+        SW.JOB_BUSY.set()
         try:
             summary = job.run()
         except StopRequested:
@@ -218,6 +220,7 @@ def task(cfg: DictConfig):
         _print_summary(summary, run_dir)
         return summary
     finally:
+        SW.JOB_BUSY.clear()
         if lock is not None:
             lock.release()
         if ctrl is not None:
@@ -326,8 +329,9 @@ def _single(job: "compose.Job", overrides: list[str], dry: bool) -> int:
               f"to run it again, give it another directory (hydra.run.dir=...)", flush=True)
         return 0
     if dry:
+        stale = state == "same" and RD.shown_status(run_dir, RD.status(run_dir)) == "interrupted"
         print(f"[flossrepro] dry run: settings valid; would {'resume' if state == 'same' else 'start'} "
-              f"a run in {run_dir}")
+              f"a run in {run_dir}" + (f" (interrupted: {RD.STALE_NOTE})" if stale else ""))
         return 0
     global _created_run_dir
     _created_run_dir = None if run_dir.exists() else os.path.realpath(run_dir)
@@ -340,7 +344,7 @@ def _multi(cmd: "compose.Command", overrides: list[str], dry: bool) -> int:
     jobs = [j.overrides for j in cmd.jobs]
     limits.check_launcher(primary)
     seen: dict[Path, str] = {}
-    run_dirs, sweep_dirs, new_dirs, invalid = [], [], [], []
+    run_dirs, sweep_dirs, new_dirs, invalid, stale = [], [], [], [], []
     counts = {"start": 0, "resume": 0, "skip": 0, "invalid": 0}
     for i, j in enumerate(cmd.jobs):
         cfg, run_dir, sweep_dir, name = j.cfg, j.run_dir, j.sweep_dir, j.name
@@ -374,6 +378,8 @@ def _multi(cmd: "compose.Command", overrides: list[str], dry: bool) -> int:
             counts["skip"] += 1
         else:
             counts["resume" if state == "same" else "start"] += 1
+            if state == "same" and RD.shown_status(run_dir, RD.status(run_dir)) == "interrupted":
+                stale.append(run_dir)
     unsafe = [m for _, m in invalid if m.startswith("experiment_name=")]
     if unsafe:  # its run directory's name is not safe to make: refuse the sweep, make nothing
         raise UsageError(unsafe[0])
@@ -387,6 +393,8 @@ def _multi(cmd: "compose.Command", overrides: list[str], dry: bool) -> int:
           + (" (recorded as invalid, the others run)" if invalid and not dry else ""), flush=True)
     for name, msg in invalid:
         print(f"[flossrepro]   invalid: {name}: {msg}", flush=True)
+    for d in stale:
+        print(f"[flossrepro]   interrupted: {d}: {RD.STALE_NOTE}", flush=True)
     if dry:
         for name, d in zip([" ".join(j) for j in jobs], run_dirs):
             print(f"[flossrepro]   {d}")
@@ -396,6 +404,7 @@ def _multi(cmd: "compose.Command", overrides: list[str], dry: bool) -> int:
     fwd = SW.StopForwarder(ctrl).install() if joblib else None
     old_env = os.environ.get(SW.CTRL_ENV)
     os.environ[SW.CTRL_ENV] = str(ctrl.path)
+    os.environ[SW.SWEEP_PID_ENV] = str(os.getpid())
     crashed = None
     try:
         _run_hydra(["-m", *overrides, *extra])

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from flossrepro.constants import DONE_STATUSES
+from flossrepro.store import rundir as RD
 
 CTRL_ENV = "FLOSSREPRO_SWEEP_CTRL"
 
@@ -115,6 +116,40 @@ class StopForwarder:
             signal.signal(s, h)
 
 
+# -- workers die with their parent ------------------------------------------------------------------------
+#: set while this worker runs a job (the parent watchdog lets it checkpoint first)
+JOB_BUSY = threading.Event()
+#: the sweep process's pid, for its workers (set by the flossrepro command around a sweep)
+SWEEP_PID_ENV = "FLOSSREPRO_SWEEP_PID"
+_watchdog: list[threading.Thread] = []
+
+
+def die_with_parent(grace_s: float = 7.0, every_s: float = 0.5) -> None:
+    """In a sweep worker: when the sweep's process dies (SIGKILL, the OOM killer), this worker
+    stops too instead of running on as an orphan. A thread watches the parent pid; when it
+    changes, the worker sends itself SIGTERM (a running job checkpoints), waits up to
+    ``grace_s`` for the job to return, then exits. Started once per process."""
+    parent = os.getppid()
+    if _watchdog or str(parent) != os.environ.get(SWEEP_PID_ENV):
+        return  # started already, or not a worker process the sweep itself started (SLURM, in-process)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except OSError:
+            pass
+        end = time.time() + grace_s
+        while JOB_BUSY.is_set() and time.time() < end:
+            time.sleep(0.1)
+        os._exit(143)
+
+    t = threading.Thread(target=watch, name="flossrepro-parent-watchdog", daemon=True)
+    _watchdog.append(t)
+    t.start()
+
+
 # -- outcome ---------------------------------------------------------------------------------------
 def outcome(run_dirs: list[Path]) -> dict[str, list[str]]:
     """Run directories grouped by status (``missing``: no summary.json was written)."""
@@ -125,7 +160,7 @@ def outcome(run_dirs: list[Path]) -> dict[str, list[str]]:
             continue
         st = None
         try:
-            st = json.loads((Path(d) / "summary.json").read_text()).get("status")
+            st = RD.shown_status(Path(d), json.loads((Path(d) / "summary.json").read_text()).get("status"))
         except (OSError, ValueError, AttributeError):
             st = None
         out.setdefault(st or "missing", []).append(str(d))

@@ -218,3 +218,28 @@ def probe_lock(run_dir: Path) -> None:
         fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def in_use(run_dir: Path) -> bool:
+    """Whether a process holds ``run_dir``'s lock now (this one included)."""
+    if str(Path(run_dir).resolve()) in _held:
+        return True
+    try:
+        probe_lock(run_dir)
+    except RunDirError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+STALE_NOTE = ("left 'running' by a process that is gone (killed: SIGKILL, the OOM killer, a lost node); "
+              "rerun the same command to resume it from its last checkpoint")
+
+
+def shown_status(run_dir: Path, status: str | None) -> str | None:
+    """The status to show for a run: ``running`` without a live process holding its lock is
+    ``interrupted`` (the process was killed before it could record that)."""
+    if status == "running" and not in_use(run_dir):
+        return "interrupted"
+    return status
