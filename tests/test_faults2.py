@@ -284,3 +284,35 @@ def test_sigkill_to_a_sweep_leaves_no_worker_alive(tmp_path):
                 os.kill(k, 9)
             except OSError:
                 pass
+
+
+# -- no silent table loss ------------------------------------------------------------------------------
+def test_a_run_records_its_parts_with_their_row_counts(finished):
+    import pyarrow.parquet as pq
+
+    s = json.loads((finished / RUN / "summary.json").read_text())
+    parts = sorted((finished / RUN / "metrics").glob("part-*.parquet"))
+    assert s["table_parts"] == len(parts) >= 1
+    assert s["table_part_rows"] == [pq.read_metadata(p).num_rows for p in parts]
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_a_lost_or_truncated_part_is_flagged_by_aggregate_and_a_rerun_refuses(finished, tmp_path, monkeypatch,
+                                                                              capsys, damage):
+    import pandas as pd
+
+    sweep = copy_of(finished, tmp_path)
+    run = sweep / "epochs=5"
+    part = sorted((run / "metrics").glob("part-*.parquet"))[0]
+    if damage == "deleted":
+        part.unlink()
+    else:
+        part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
+    assert AG.main([str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert "1 incomplete_tables" in out and f"{part.name} is" in out and "tables incomplete" in out, out
+    runs = pd.read_csv(sweep / "runs.csv")
+    assert runs["status"].tolist() == ["incomplete_tables"] and runs["table_parts_lost"].tolist() == [1]
+    monkeypatch.chdir(tmp_path)
+    rc = cli.main(["scale=smoke", "logger=none", "progress=none", "epochs=5", f"hydra.run.dir='{run}'"])
+    _refused(rc, capsys.readouterr().err, "tables are incomplete", part.name, "fresh directory")

@@ -383,6 +383,7 @@ class Job:
             "run_id": self.run_id, "epochs_done": self.epoch, "epochs": self.training_epochs,
             "progress": {"unit": self.unit, "done": done, "total": total},
             "floss_epochs_done": self.floss_epoch, "table_parts": self.recorder.parts,
+            "table_part_rows": self.recorder.part_rows,
             "columns": self.columns, "members": members, "final_mean": {k: nanmean(v) for k, v in final.items()},
             "timings": self.timings, "device": str(self.device), "dtype": self.cfg.dtype,
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "git_commit": git_commit(), "wandb_id": self.wandb_id,

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from flossrepro.constants import DONE_STATUSES, METRICS_DIR
 from flossrepro.store import rundir as RD
-from flossrepro.store.tables import metric_specs, metrics_sql, part_files
+from flossrepro.store.tables import metric_specs, metrics_sql, part_files, part_problems
 
 #: per-epoch traces left out of a summary table unless a figure asks for them
 TRACES = ("train_loss", "train_accuracy", "grad_h0_norm", "grad_W_sv")
@@ -98,6 +98,13 @@ def collect_runs(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[str], dict[s
         row["members_diverged"] = sum(m.get("status") == "diverged" for m in members)
         good, errors, nrows = _check_parts(d)
         row.update(table_parts=len(good), table_rows=nrows, table_errors=len(errors))
+        lost = part_problems(d, s.get("table_parts"), s.get("table_part_rows"))
+        row["table_parts_lost"] = len(lost)
+        if lost:  # recorded parts missing, unreadable or shorter: the counts say so
+            if row["status"] in DONE_STATUSES:
+                row["status"] = "incomplete_tables"
+            report.append(f"{rel}: tables incomplete: {'; '.join(lost)}; restore the parts, or rerun the run into a "
+                          f"fresh directory to recompute them")
         report += errors
         parts[rel] = good
         runs.append(row)

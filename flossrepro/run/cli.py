@@ -324,6 +324,8 @@ def _single(job: "compose.Job", overrides: list[str], dry: bool) -> int:
         RD.probe_lock(run_dir)
         state = RD.check_identity(run_dir, RD.identity_config(cfg))
     done = RD.finished(run_dir) if state == "same" else None
+    if done is not None and RD.tables_problem(run_dir, done):
+        raise UsageError(RD.tables_problem(run_dir, done))
     if done is not None and (run_dir / "checkpoint.pt").exists():
         print(f"[flossrepro] already complete, skipping: {done.get('run_id')} ({run_dir}); "
               f"to run it again, give it another directory (hydra.run.dir=...)", flush=True)
@@ -375,6 +377,8 @@ def _multi(cmd: "compose.Command", overrides: list[str], dry: bool) -> int:
             counts["invalid"] += 1
             invalid.append((name, ok))
         elif state == "same" and RD.finished(run_dir) is not None:
+            if RD.tables_problem(run_dir, RD.finished(run_dir)):
+                raise UsageError(f"sweep job {i} ({name}): {RD.tables_problem(run_dir, RD.finished(run_dir))}")
             counts["skip"] += 1
         else:
             counts["resume" if state == "same" else "start"] += 1

@@ -243,3 +243,18 @@ def shown_status(run_dir: Path, status: str | None) -> str | None:
     if status == "running" and not in_use(run_dir):
         return "interrupted"
     return status
+
+
+def tables_problem(run_dir: Path, summary: dict | None) -> str | None:
+    """One line when a finished run's recorded table parts are missing, unreadable or shorter than
+    written (its rows cannot be recomputed from its checkpoint), else None."""
+    from flossrepro.store.tables import part_problems
+
+    if not summary:
+        return None
+    probs = part_problems(run_dir, summary.get("table_parts"), summary.get("table_part_rows"))
+    if not probs:
+        return None
+    return (f"{run_dir} finished, but its tables are incomplete ({'; '.join(probs[:3])}"
+            f"{f' and {len(probs) - 3} more' if len(probs) > 3 else ''}); restore the parts, or rerun it into "
+            f"a fresh directory (hydra.run.dir=... / hydra.sweep.dir=...) to recompute them")

@@ -155,6 +155,28 @@ def read_run(run_dir: str | Path, metrics: list[str] | None = None):
     return df
 
 
+def part_problems(run_dir: str | Path, parts: int | None, part_rows: list[int] | None) -> list[str]:
+    """What is wrong with the table parts a run recorded (``parts`` written, ``part_rows`` rows
+    each, from its summary.json): a part missing, unreadable, or with other row counts."""
+    if parts is None:
+        return []
+    out = []
+    d = Path(run_dir) / METRICS_DIR
+    for i in range(int(parts)):
+        p = d / f"part-{i:05d}.parquet"
+        if not p.exists():
+            out.append(f"{p.name} is missing")
+            continue
+        try:
+            n = pq.read_metadata(p).num_rows
+        except Exception as e:  # noqa: BLE001 - truncated, not parquet
+            out.append(f"{p.name} is unreadable ({type(e).__name__})")
+            continue
+        if part_rows is not None and i < len(part_rows) and n != part_rows[i]:
+            out.append(f"{p.name} has {n} rows, {part_rows[i]} were written")
+    return out
+
+
 class Recorder:
     """Buffers a run's observation rows column-wise and appends them as table parts.
 
@@ -171,6 +193,7 @@ class Recorder:
         self.run_id = run_id
         self.R = int(n_members)
         self.parts = 0                       # parts written so far
+        self.part_rows: list[int] | None = []  # the rows of each part written (None: a checkpoint without them)
         self._latest: dict[tuple[str, str | None], np.ndarray] = {}  # (metric, None | 'vector')
         self._buf: list[tuple[int, str, bool | np.ndarray, np.ndarray]] = []   # (epoch, metric, vector? or its index, values)
         self.listeners: list[Callable] = []
@@ -258,10 +281,13 @@ class Recorder:
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / f"part-{self.parts:05d}.parquet"
         tmp = path.with_name(path.name + ".tmp")
+        table = self.table()
         with removed_on_failure(tmp):
-            pq.write_table(self.table(), tmp, compression="zstd")
+            pq.write_table(table, tmp, compression="zstd")
             os.replace(tmp, path)
         self.parts += 1
+        if self.part_rows is not None:
+            self.part_rows.append(table.num_rows)
         self._buf.clear()
         return path
 
@@ -270,11 +296,14 @@ class Recorder:
         """Small: the number of parts written and the latest values (no rows)."""
         if self._buf:
             raise RuntimeError("flush() the recorder before checkpointing it")
-        return {"parts": self.parts, "latest": dict(self._latest)}
+        return {"parts": self.parts, "part_rows": self.part_rows, "latest": dict(self._latest)}
 
     def load_state_dict(self, state: dict) -> list[Path]:
         """Resume: drop the parts written after the checkpoint (they are recomputed); returns them."""
         self.parts = int(state["parts"])
+        rows = state.get("part_rows")
+        self.part_rows = (list(rows[:self.parts]) if rows is not None and len(rows) >= self.parts
+                          else [] if self.parts == 0 else None)
         self._latest = dict(state["latest"])
         self._buf.clear()
         dropped = [p for p in part_files(self.dir.parent) if int(_PART.match(p.name).group(1)) >= self.parts]
