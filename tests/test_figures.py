@@ -412,8 +412,7 @@ def test_report_cli_writes_report_with_intervals_and_not_run(tmp_path, fig1_smok
     assert report.main(["--results", str(res), "--no-draw", "--map"]) == 0
     assert "| Fig 4C |" in capsys.readouterr().out
     text = (res / "REPORT.md").read_text()
-    lines = {re.match(r"\| \[([^]]+)\]", line).group(1): line for line in text.splitlines()
-             if line.startswith("| [") and "**" in line}
+    lines = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ") and "**" in line}
     every = {cid for m in discover().values() if m.STUDY == "flossing" for cid in m.CLAIMS}
     assert set(lines) == every and {"1B", "1B+", "1C", "1D", "2A", "2A+", "2B", "2C", "3C", "3D", "4C", "4D",
                                     "16A"} <= every
@@ -422,7 +421,7 @@ def test_report_cli_writes_report_with_intervals_and_not_run(tmp_path, fig1_smok
     assert all(line.rsplit("**", 2)[-2] in VERDICTS for line in lines.values())
     # each row: id (link to the figure's page) | claim | the paper says | number [interval] | networks | scale | verdict
     cells = [c.strip() for c in lines["3C"].split("|")[1:-1]]
-    assert len(cells) == 7 and cells[0] == "[3C](fig3.md#3c)" and "[" in cells[3] and cells[4] == "36"
+    assert len(cells) == 7 and cells[1].startswith("[details](fig3.md#3c): ") and "[" in cells[3] and cells[4] == "36"
     assert cells[5] == "small, N=32" and "d=20" in cells[2]
     assert "smoke scale" in lines["1C"] and "smoke" in lines["1C"].split("|")[6]
     assert "| Fig 3C |" in text and "`flossrepro/figures/fig3.py`" in text and len(text.splitlines()) <= 150

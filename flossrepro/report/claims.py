@@ -135,7 +135,7 @@ def summary_row(d: Decided, page: str, results: Path, anchor: str) -> str:
     scale = d.source.scale if not d.claim.missing or d.claim.groups else "-"
     if rel:
         scale += f" (`{rel}/`)"
-    return (f"| [{c.id}]({page}#{anchor}) | {cell(c.claim)} | {cell(paper_says(c))} | {cell(headline(c))} | {c.n} | "
+    return (f"| {c.id} | [details]({page}#{anchor}): {cell(c.claim)} | {cell(paper_says(c))} | {cell(headline(c))} | {c.n} | "
             f"{scale} | **{c.verdict}** |")
 
 
