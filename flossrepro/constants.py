@@ -28,9 +28,10 @@ METRICS_DIR = "metrics"
 # conf/config.yaml reads this list through the ``run_name_exclude_keys`` resolver; a sweep over
 # one of these keys keeps it in the names (flossrepro.run.cli), so no two jobs share a directory.
 RUN_NAME_EXCLUDE_KEYS = ("experiment", "scale", "hydra/launcher", "progress", "log_every", "device",
-                         "threads", "logger")
+                         "threads", "logger", "allow_other_commit")
 # Top-level settings left out of a run's identity (the hash in run.json): how it runs, not what.
-IDENTITY_EXCLUDE_KEYS = ("progress", "log_every", "device", "threads", "logger", "checkpoint_every")
+IDENTITY_EXCLUDE_KEYS = ("progress", "log_every", "device", "threads", "logger", "checkpoint_every",
+                         "allow_other_commit")
 RUN_RECORD = "run.json"      # a run directory's identity record: config hash, resolved config, command
 LOCK_FILE = ".lock"          # flock()ed by the process that owns a run directory
 DEFAULT_LEAF = "default"     # the leaf directory of a run without command-line overrides

@@ -316,3 +316,28 @@ def test_a_lost_or_truncated_part_is_flagged_by_aggregate_and_a_rerun_refuses(fi
     monkeypatch.chdir(tmp_path)
     rc = cli.main(["scale=smoke", "logger=none", "progress=none", "epochs=5", f"hydra.run.dir='{run}'"])
     _refused(rc, capsys.readouterr().err, "tables are incomplete", part.name, "fresh directory")
+
+
+# -- provenance ------------------------------------------------------------------------------------------
+def test_resume_on_another_commit_is_refused_unless_allowed_and_then_recorded(finished, tmp_path, monkeypatch, capsys):
+    from flossrepro.store.summary import git_commit, git_dirty
+
+    if git_commit() is None:
+        pytest.skip("not a git checkout")
+    s0 = json.loads((finished / RUN / "summary.json").read_text())
+    assert [e["event"] for e in s0["provenance"]] == ["start"]
+    assert s0["provenance"][0]["git_commit"] == git_commit() and s0["provenance"][0]["git_dirty"] == git_dirty()
+    run = copy_of(finished, tmp_path) / "epochs=5"
+    s = dict(s0, status="interrupted")
+    s["provenance"] = [dict(s0["provenance"][0], git_commit="0000000")]
+    (run / "summary.json").write_text(json.dumps(s))
+    monkeypatch.chdir(tmp_path)
+    args = ["scale=smoke", "logger=none", "progress=none", "epochs=5", f"hydra.run.dir='{run}'"]
+    before = (run / "summary.json").read_text()
+    rc = cli.main(args)
+    _refused(rc, capsys.readouterr().err, "commit 0000000", "allow_other_commit=true")
+    assert (run / "summary.json").read_text() == before
+    assert cli.main([*args, "allow_other_commit=true"]) == 0
+    s1 = json.loads((run / "summary.json").read_text())
+    assert s1["status"] == "complete" and [e["event"] for e in s1["provenance"]] == ["start", "resume"]
+    assert s1["provenance"][-1]["git_commit"] == git_commit() and s1["provenance"][-1]["other_commit"] == "0000000"

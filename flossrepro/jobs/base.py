@@ -36,7 +36,7 @@ from flossrepro.jobs.diagnostics import Diagnostics
 from flossrepro.engine.flossing import floss_step, flossing_parameters
 from flossrepro.engine.init import initialize
 from flossrepro.jobs.sinks import Progress, WandbSink
-from flossrepro.store.summary import git_commit, nanmean, write_json
+from flossrepro.store.summary import git_commit, last_commit, nanmean, provenance_event, read_json, write_json
 from flossrepro.store.tables import Recorder
 from flossrepro.tasks.paper import member_generators
 
@@ -318,6 +318,11 @@ class Job:
         torch.set_num_threads(max(1, int(cfg.threads)))
         self._t_mark = time.perf_counter()
         resumed = self.ckpt_path.exists()
+        prev = (read_json(self.run_dir / "summary.json") or {}) if resumed else {}
+        now = provenance_event("resume" if resumed else "start")
+        if resumed and last_commit(prev) not in (None, now["git_commit"]):
+            now["other_commit"] = last_commit(prev)  # allowed (allow_other_commit=true): recorded
+        self.provenance = list(prev.get("provenance") or []) + [now]
         if resumed:
             st = ckpt.load(self.ckpt_path, self.device)
             try:
@@ -383,7 +388,7 @@ class Job:
             "run_id": self.run_id, "epochs_done": self.epoch, "epochs": self.training_epochs,
             "progress": {"unit": self.unit, "done": done, "total": total},
             "floss_epochs_done": self.floss_epoch, "table_parts": self.recorder.parts,
-            "table_part_rows": self.recorder.part_rows,
+            "table_part_rows": self.recorder.part_rows, "provenance": getattr(self, "provenance", []),
             "columns": self.columns, "members": members, "final_mean": {k: nanmean(v) for k, v in final.items()},
             "timings": self.timings, "device": str(self.device), "dtype": self.cfg.dtype,
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "git_commit": git_commit(), "wandb_id": self.wandb_id,

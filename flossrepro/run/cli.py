@@ -330,6 +330,8 @@ def _single(job: "compose.Job", overrides: list[str], dry: bool) -> int:
         print(f"[flossrepro] already complete, skipping: {done.get('run_id')} ({run_dir}); "
               f"to run it again, give it another directory (hydra.run.dir=...)", flush=True)
         return 0
+    if state == "same":
+        _check_commit(cfg, run_dir, "hydra.run.dir=...")
     if dry:
         stale = state == "same" and RD.shown_status(run_dir, RD.status(run_dir)) == "interrupted"
         print(f"[flossrepro] dry run: settings valid; would {'resume' if state == 'same' else 'start'} "
@@ -339,6 +341,17 @@ def _single(job: "compose.Job", overrides: list[str], dry: bool) -> int:
     _created_run_dir = None if run_dir.exists() else os.path.realpath(run_dir)
     _run_hydra(overrides)
     return 0
+
+
+def _check_commit(cfg, run_dir: Path, move: str, prefix: str = "") -> None:
+    """A run that another git commit of the code started is not resumed unless allow_other_commit=true."""
+    from flossrepro.store.summary import git_commit, last_commit, read_json
+
+    was, now = last_commit(read_json(run_dir / "summary.json")), git_commit()
+    if was and now and was != now and not bool(cfg.get("allow_other_commit", False)):
+        raise UsageError(f"{prefix}{run_dir} was run by commit {was}, the code here is commit {now}; resuming it would "
+                         f"mix two versions in one run: check out {was} to resume it, give it another directory "
+                         f"({move}), or add allow_other_commit=true (recorded in its summary.json)")
 
 
 def _multi(cmd: "compose.Command", overrides: list[str], dry: bool) -> int:
@@ -382,6 +395,8 @@ def _multi(cmd: "compose.Command", overrides: list[str], dry: bool) -> int:
             counts["skip"] += 1
         else:
             counts["resume" if state == "same" else "start"] += 1
+            if state == "same":
+                _check_commit(cfg, run_dir, "hydra.sweep.dir=...", f"sweep job {i} ({name}): ")
             if state == "same" and RD.shown_status(run_dir, RD.status(run_dir)) == "interrupted":
                 stale.append(run_dir)
     unsafe = [m for _, m in invalid if m.startswith("experiment_name=")]

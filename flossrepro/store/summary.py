@@ -83,6 +83,36 @@ def git_commit() -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=1)
+def git_dirty() -> bool | None:
+    """Whether the package's git tree has uncommitted changes to tracked files (None: no git)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                             text=True, cwd=Path(__file__).resolve().parent, timeout=20)
+        return bool(out.stdout.strip()) if out.returncode == 0 else None
+    except Exception:
+        return None
+
+
+def provenance_event(event: str, **extra) -> dict:
+    """One entry of a run's ``provenance`` list: ``start`` or ``resume``, the code's commit and
+    whether its tree was dirty, the time."""
+    import time
+
+    return {"event": event, "git_commit": git_commit(), "git_dirty": git_dirty(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
+
+
+def last_commit(summary: dict | None) -> str | None:
+    """The commit that last ran a run (its latest provenance entry, else its ``git_commit``)."""
+    if not summary:
+        return None
+    prov = summary.get("provenance") or []
+    if prov and isinstance(prov[-1], dict) and prov[-1].get("git_commit"):
+        return prov[-1]["git_commit"]
+    return summary.get("git_commit")
+
+
 def nanmean(v) -> float:
     v = [x for x in v if x is not None and not math.isnan(x)]
     return sum(v) / len(v) if v else float("nan")
