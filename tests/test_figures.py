@@ -156,7 +156,7 @@ def test_fig1_from_real_smoke_sweep(fig1_smoke):
     assert "flossing epochs" in b.get_xlabel() and "1/step" in b.get_ylabel()
     # B: a median line for the target present (0) and its dashed target line; the others noted missing
     labels = [l.get_label() for l in b.get_lines()]
-    assert [s for s in labels if s.startswith("target")] == ["target 0 (n=2)"]
+    assert [s for s in labels if s.startswith("target")] == ["target 0 (median, n=2)"]
     assert "targets not run: -1, -0.5, 0.5" in _notes(b)
     # D: a vertical marker at i=k for each k
     vx = {l.get_xdata()[0] for l in d.get_lines() if len(set(l.get_xdata())) == 1 and l.get_linestyle() == ":"}
@@ -184,9 +184,9 @@ def test_task_figures_have_all_panels(mod, table, letters):
     n_sched = 2 if mod is fig3 else 3
     # A: median line per schedule + thin line per realization (3 per schedule) + chance
     assert len(a.get_lines()) == n_sched * (1 + 3) + 1
-    # C: one median line per schedule and one dot collection per schedule
+    # C: one line per schedule and one dot collection per schedule (Fig 3: the caption's mean with a 20-80% band)
     assert len([l for l in c.get_lines() if "per delay" in l.get_label()]) == n_sched
-    assert len(c.collections) == n_sched
+    assert len(c.collections) == n_sched * (2 if mod is fig3 else 1)
     assert any("chance" in l.get_label() for l in c.get_lines())
     assert "delay d (steps)" == c.get_xlabel() and "training epochs" == a.get_xlabel()
 

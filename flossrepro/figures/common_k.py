@@ -25,7 +25,8 @@ def _accuracy_axes(ax, f: pd.DataFrame, title: str, xlabel: str) -> bool:
 
 
 def vs_delay_k(ax, f: pd.DataFrame, ks: list, expected_delays: list, title: str) -> None:
-    """Final accuracy vs delay, one colour per k: a dot per network and the median line."""
+    """Final accuracy vs delay, one colour per k: a dot per network, the mean line and the 25-75%
+    band (the paper's Fig 5 caption)."""
     if not _accuracy_axes(ax, f, title, "delay d (steps)"):
         return
     present = values(f, "flossing.k")
@@ -36,7 +37,7 @@ def vs_delay_k(ax, f: pd.DataFrame, ks: list, expected_delays: list, title: str)
     for j, k in enumerate(present):
         off = (j - (len(present) - 1) / 2) * width
         dots_and_median(ax, rows(f, flossing__k=k), "task.delay", off, 0.25 * width, colors[k],
-                        f"k={fmt_setting(k)} (n={{n}})", seed=j)
+                        f"k={fmt_setting(k)} (mean, n={{n}})", seed=j, stat="mean", band=(0.25, 0.75))
     msgs = []
     lost_k = [k for k in ks if k not in present]
     if lost_k:
@@ -50,7 +51,7 @@ def vs_delay_k(ax, f: pd.DataFrame, ks: list, expected_delays: list, title: str)
 
 
 def vs_k(ax, f: pd.DataFrame, ks: list, title: str) -> None:
-    """Final accuracy vs k (log axis), one line (median) per delay, a dot per network."""
+    """Final accuracy vs k (log axis), one line (mean, as the paper) per delay, a dot per network."""
     if not _accuracy_axes(ax, f, title, "flossed exponents k"):
         return
     present = values(f, "flossing.k")
@@ -61,8 +62,8 @@ def vs_k(ax, f: pd.DataFrame, ks: list, title: str) -> None:
         sub = rows(f, task__delay=d)
         x = sub["flossing.k"].to_numpy(float) * np.exp(jitter(len(sub), 0.06, seed=j))
         ax.scatter(x, sub["value"], s=10, color=colors[d], alpha=0.5, lw=0)
-        m = sub.groupby("flossing.k")["value"].median()
-        ax.plot(m.index, m.values, "o-", ms=4, lw=1.6, color=colors[d], label=f"d={fmt_setting(d)}")
+        m = sub.groupby("flossing.k")["value"].mean()
+        ax.plot(m.index, m.values, "o-", ms=4, lw=1.6, color=colors[d], label=f"d={fmt_setting(d)} (mean)")
     ticks = sorted(set(present) | set(ks))
     ax.set_xticks(ticks)
     ax.set_xticklabels([fmt_setting(k) for k in ticks])

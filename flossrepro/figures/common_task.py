@@ -32,7 +32,7 @@ def _ylabel(metric: str) -> str:
 
 
 def vs_epochs(ax, df: pd.DataFrame, task: str, metric: str, schedules: list[str], want_delay: int | None,
-              title: str, log_y: bool) -> None:
+              title: str, log_y: bool, stat: str = "median") -> None:
     """``metric`` vs training epochs at ``want_delay`` (or the nearest/largest present)."""
     ax.set_xlabel("training epochs")
     ax.set_ylabel(_ylabel(metric))
@@ -56,15 +56,17 @@ def vs_epochs(ax, df: pd.DataFrame, task: str, metric: str, schedules: list[str]
             continue
         if log_y:
             g = g.assign(value=g["value"].where(g["value"] > 0, np.nan))
-        median_band(ax, g, SCHEDULE_COLOR[s], SCHEDULE_LABEL[s], lines_per_network=True)
+        median_band(ax, g, SCHEDULE_COLOR[s], SCHEDULE_LABEL[s], lines_per_network=True, stat=stat)
     _chance_line(ax, task, metric)
     ax.legend(loc="best")
     note(ax, "\n".join(msgs))
 
 
 def vs_delay(ax, df: pd.DataFrame, task: str, metric: str, schedules: list[str], expected_delays: list[int],
-             title: str, log_y: bool, fail_value: float) -> None:
-    """Final ``metric`` (last evaluation of each run) vs delay: a dot per network, median line."""
+             title: str, log_y: bool, fail_value: float, stat: str = "median",
+             band: tuple[float, float] | None = None) -> None:
+    """Final ``metric`` (last evaluation of each run) vs delay: a dot per network, the ``stat``
+    line (and an optional percentile band)."""
     ax.set_title(title, loc="left")
     ax.set_xlabel("delay d (steps)")
     ax.set_ylabel(f"final {_ylabel(metric)}")
@@ -82,7 +84,7 @@ def vs_delay(ax, df: pd.DataFrame, task: str, metric: str, schedules: list[str],
     for j, s in enumerate(present):
         off = (j - (len(present) - 1) / 2) * width
         m = dots_and_median(ax, rows(f, flossing__schedule=s), "task.delay", off, 0.3 * width, SCHEDULE_COLOR[s],
-                            f"{SCHEDULE_LABEL[s]} (n={{n}} per delay)", seed=j)
+                            f"{SCHEDULE_LABEL[s]} ({stat}, n={{n}} per delay)", seed=j, stat=stat, band=band)
         lacking = [d for d in delays if d not in m.index]
         if lacking:
             msgs.append(f"{s}: no d={','.join(map(str, lacking))}")
@@ -106,7 +108,8 @@ def accuracy_panels(metrics: pd.DataFrame, experiment: str, title: str, delay: i
     with rc_context(STYLE):
         fig, axes = new_figure(2, 2, (11, 8))
         for j, (task, name) in enumerate(ACC_TASKS):
-            vs_epochs(axes[0, j], metrics, task, "test_accuracy", sched, delay, f"{'AB'[j]}  {name}", log_y=False)
+            vs_epochs(axes[0, j], metrics, task, "test_accuracy", sched, delay, f"{'AB'[j]}  {name}", log_y=False,
+                      stat="mean")   # the paper's Fig 4A: mean across networks
             vs_delay(axes[1, j], metrics, task, "test_accuracy", sched, delays, f"{'CD'[j]}  {name}: final accuracy",
                      log_y=False, fail_value=0.5)
         acc = metrics.loc[metrics["metric"] == "test_accuracy", "value"]

@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
+from flossrepro.constants import CHANCE
 from flossrepro.figures import stats_tasks as st
 from flossrepro.figures.claims import Rule, claim_texts, evaluate_rules
 from flossrepro.figures.common_task import vs_delay, vs_epochs
@@ -65,7 +66,7 @@ def plot(metrics: pd.DataFrame) -> Figure:
         for j, (task, name) in enumerate(TASKS):
             vs_epochs(axes[0, j], metrics, task, "test_loss", sched, DELAY, f"{'AB'[j]}  {name}", log_y=True)
             vs_delay(axes[1, j], metrics, task, "test_loss", sched, delays, f"{'CD'[j]}  {name}: final test MSE",
-                     log_y=True, fail_value=float("inf"))
+                     log_y=True, fail_value=CHANCE[task], stat="mean", band=(0.2, 0.8))   # the caption: mean, 20-80%
         suptitle(fig, "Fig 3: preflossing and long delays (continuous tasks)", metrics)
     return fig
 

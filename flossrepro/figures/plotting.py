@@ -14,7 +14,8 @@ STYLE = {"axes.spines.top": False, "axes.spines.right": False, "axes.grid": True
          "grid.alpha": 0.3, "font.size": 9, "axes.titlesize": 10, "legend.fontsize": 7.5,
          "legend.frameon": False}
 
-SCHEDULE_COLOR = dict(zip(SCHEDULES, ["#555555", "#1f77b4", "#d62728", "#9467bd"]))
+#: the paper's colours: blue none, orange pre, green during, red throughout
+SCHEDULE_COLOR = dict(zip(SCHEDULES, ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]))
 
 
 def new_figure(nrows: int, ncols: int, size: tuple[float, float]) -> tuple[Figure, np.ndarray]:
@@ -28,8 +29,9 @@ def palette(n: int, name: str = "viridis") -> list:
 
 
 def median_band(ax: Axes, df: pd.DataFrame, color, label: str | None, x: str = "epoch",
-                lines_per_network: bool = False) -> pd.DataFrame:
-    """Median line and 25-75% band of ``value`` over networks vs ``x``; optional thin line per network."""
+                lines_per_network: bool = False, stat: str = "median") -> pd.DataFrame:
+    """Median (or ``stat="mean"``) line and 25-75% band of ``value`` over networks vs ``x``;
+    optional thin line per network."""
     if lines_per_network:
         for _, g in df.groupby(NET):
             g = g.sort_values(x)
@@ -38,8 +40,9 @@ def median_band(ax: Axes, df: pd.DataFrame, color, label: str | None, x: str = "
     if b.empty:
         return b
     n = int(df.groupby(NET).ngroups)
+    line = b["median"] if stat == "median" else df.groupby(x)["value"].mean().reindex(b[x]).to_numpy()
     ax.fill_between(b[x], b["q25"], b["q75"], color=color, alpha=0.2, lw=0)
-    ax.plot(b[x], b["median"], color=color, lw=1.8, label=None if label is None else f"{label} (n={n})")
+    ax.plot(b[x], line, color=color, lw=1.8, label=None if label is None else f"{label} ({stat}, n={n})")
     return b
 
 
@@ -79,14 +82,19 @@ def jitter(n: int, width: float, seed: int = 0) -> np.ndarray:
 
 
 def dots_and_median(ax: Axes, df: pd.DataFrame, x: str, off: float, spread: float, color, label: str,
-                    seed: int = 0) -> pd.Series:
-    """One group of final values: a dot per network at its ``x`` (shifted by ``off``, jittered by
-    ``spread``) and the median line over ``x``; ``label`` may name ``{n}``, the networks per point
-    (``"3"``, or ``"2-4"`` where it varies). Returns the medians."""
+                    seed: int = 0, stat: str = "median", band: tuple[float, float] | None = None) -> pd.Series:
+    """One group of final values: a dot per network near its ``x`` (shifted by ``off`` and jittered
+    by ``spread`` so groups do not overlap) and the ``stat`` line (median or mean) at the true
+    ``x``, with an optional percentile ``band`` (e.g. ``(0.2, 0.8)``); ``label`` may name ``{n}``,
+    the networks per point (``"3"``, or ``"2-4"`` where it varies). Returns the line's values."""
     pos = df[x].to_numpy(float) + off + jitter(len(df), spread, seed=seed)
     ax.scatter(pos, df["value"], s=10, color=color, alpha=0.5, lw=0)
-    m = df.groupby(x)["value"].median()
-    per = df.groupby(x).size()
+    gr = df.groupby(x)["value"]
+    m = gr.median() if stat == "median" else gr.mean()
+    if band is not None:
+        ax.fill_between(m.index, gr.quantile(band[0]).to_numpy(), gr.quantile(band[1]).to_numpy(), color=color,
+                        alpha=0.15, lw=0)
+    per = gr.size()
     n = str(per.iloc[0]) if per.nunique() == 1 else f"{per.min()}-{per.max()}"
-    ax.plot(m.index + off, m.values, "o-", ms=4, lw=1.6, color=color, label=label.format(n=n))
+    ax.plot(m.index, m.values, "o-", ms=4, lw=1.6, color=color, label=label.format(n=n))
     return m
