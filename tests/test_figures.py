@@ -269,7 +269,7 @@ def test_figure_modules_declare_what_they_own():
         for cid in mod.CLAIMS:
             assert re.search(rf"\| (?:[^|\n]*, )?{re.escape(cid)}(?:, [^|\n]*)? \|$", fmap, re.M), cid
     assert {"test_accuracy", "lyap_after_floss[1]"} <= metrics_needed("fig4")
-    assert metrics_needed("fig1") == {"floss_lambda_1@10", "floss_loss@10", "lyap_before_floss", "lyap_after_floss"}
+    assert metrics_needed("fig1") == {"floss_lambda_1@5", "floss_loss@5", "lyap_before_floss", "lyap_after_floss"}
     assert metrics_needed("no_such_experiment") == set()
 
 

@@ -145,6 +145,7 @@ def panel_b(ax, df: pd.DataFrame) -> None:
     ax.axhline(GUIDE, color="grey", ls=":", lw=1.2, label="$\\kappa_2 = 10^5$")
     ax.set_xscale("log")
     ax.set_yscale("symlog", linthresh=1.0)   # log10 kappa spans 0 .. ~1000 at m = N
+    ax.set_ylim(bottom=0.0)                  # kappa >= 1: no negative log10 kappa
     ax.legend(loc="upper left")
     note(ax, msg, "lower right")
 
@@ -170,10 +171,12 @@ def panel_c(ax, df: pd.DataFrame) -> None:
         return
     allv = np.concatenate(lim + ([before[["pred", "sim"]].to_numpy(float)] if not before.empty else []))
     allv = allv[np.isfinite(allv)]
-    lo, hi = min(0.0, float(allv.min())), float(allv.max())
-    ax.plot([lo, hi], [lo, hi], color="black", lw=0.8, ls="--", label="diagonal")
+    hi = float(allv.max())
+    ax.plot([0.0, hi], [0.0, hi], color="black", lw=0.8, ls="--", label="diagonal")
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_xlim(left=0.0)                    # kappa >= 1: log10 kappa >= 0 on both axes
+    ax.set_ylim(bottom=0.0)
     ax.legend(loc="upper left")
 
 

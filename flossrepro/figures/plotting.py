@@ -61,12 +61,13 @@ def empty_panel(ax: Axes, text: str) -> None:
     note(ax, text, "center")
 
 
-def suptitle(fig: Figure, title: str, df: pd.DataFrame, extra: str = "") -> None:
-    """``title`` plus the scale, N, members per condition and epochs as recorded in the table."""
+def suptitle(fig: Figure, title: str, df: pd.DataFrame, extra: str = "", trained: bool = True) -> None:
+    """``title`` plus the scale, N, members per condition and epochs as recorded in the table
+    (``trained=False``: a job that trains nothing, so no training epochs)."""
     d = describe(df)
     parts = [f"scale={fmt_setting(d['scale'])}", f"N={fmt_setting(d['N'])}",
              f"{fmt_setting(d['members'])} networks per condition"]
-    if d.get("epochs") not in (None, 0):
+    if trained and d.get("epochs") not in (None, 0):
         parts.append(f"{fmt_setting(d['epochs'])} training epochs")
     if d.get("k") is not None and extra != "no-k":
         parts.append(f"k={fmt_setting(d['k'])}")
