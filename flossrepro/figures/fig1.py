@@ -101,6 +101,7 @@ def panel_b(ax, df: pd.DataFrame) -> None:
             ax.get_lines()[-1].set_linestyle((0, (4, 2)))      # dashed: the target-0 line stays visible
         ax.axhline(t, color=cols[t], ls="--", lw=1)
     ax.legend(loc="best")
+    missing = sorted(missing, key=float)
     msgs = [m for m in [msg, ("targets not run: " + ", ".join(missing)) if missing else ""] if m]
     note(ax, "\n".join(msgs), "lower right")
 
