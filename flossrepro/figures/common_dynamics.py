@@ -126,7 +126,7 @@ def realization_panels(metrics: pd.DataFrame, which: int, title: str) -> Figure:
                 if eps:
                     mark_episodes(ax, next(iter(eps.values())))
                 ax.set_xlabel("training epochs")
-                ax.legend(loc="best", fontsize=6.5)
+                ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=6.5)   # below: off the data
         a.set_ylabel("sigma_i(dL/dW)")
         b.set_ylabel("sigma_i / sigma_1")
         c.set_ylabel("test accuracy")

@@ -70,7 +70,7 @@ def plot(metrics: pd.DataFrame) -> Figure:
                 ds = np.linspace(0, max(g["delay"].max(), 10), 100)
                 ax.plot(ds, paper_fit(ds), "k--", lw=1, label="paper fit -0.2 exp(-0.03 d)")
                 ax.axhline(0, color="grey", lw=0.6)
-                ax.legend(loc="lower right")
+                ax.legend(loc="upper left")   # y near 0 at short delays: no data there
                 fig.colorbar(sc, ax=ax, label="final test accuracy")
         suptitle(fig, "Fig 13: Lyapunov exponents of trained networks (spatial XOR)",
                  rows(metrics, task__name=TASK) if not f.empty else metrics)

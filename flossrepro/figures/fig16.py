@@ -76,8 +76,8 @@ def plot(metrics: pd.DataFrame) -> Figure:
         for row, shared in enumerate(settings):
             a, b = axes[row, 0], axes[row, 1]
             lab = _label(shared) if shared is not None else "all runs"
-            a.set_title(f"A  running estimates of $\\lambda_i$ ({lab})", loc="left")
-            b.set_title(f"B  spread over initial conditions ({lab})", loc="left")
+            a.set_title(f"A{row + 1}  running estimates of $\\lambda_i$ ({lab})", loc="left")
+            b.set_title(f"B{row + 1}  spread over initial conditions ({lab})", loc="left")
             tr = _traces(metrics, shared)
             if tr.empty:
                 empty_panel(a, "no lyap_trace rows in the table")
@@ -93,7 +93,7 @@ def plot(metrics: pd.DataFrame) -> Figure:
             a.set_xscale("log")
             a.set_xlabel("simulation time t (steps)")
             a.set_ylabel("$\\lambda_i$ estimate (1/step)")
-            a.legend(loc="lower left", ncol=2)
+            a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=4)   # below the axes: off the data
             sp = _spread(tr)
             for i in idx:
                 b.plot(sp.index, sp[i].clip(lower=1e-12), color=cols[i], lw=1.6, label=f"$\\lambda_{{{i}}}$")

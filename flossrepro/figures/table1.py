@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from flossrepro.figures import stats_cost as sc
 from flossrepro.jobs.cost import points
@@ -59,6 +60,14 @@ CLAIM_PREFIX = "T1"   # claim ids T1A..T1G (one per panel); the report labels th
 LABEL = "Table 1"
 
 
+def _log_ticks(ax) -> None:
+    """Ticks at 1, 2, 5 x 10^n labelled as plain numbers, no minor labels (they collide on short ranges)."""
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
+
+
 def _panel(ax, df: pd.DataFrame, names, letter: str, title: str) -> None:
     ax.set_title(f"{letter}  {title}", loc="left")
     ax.set_xscale("log")
@@ -84,17 +93,24 @@ def _panel(ax, df: pd.DataFrame, names, letter: str, title: str) -> None:
             pc = np.array([paper_cost(kind, *cc) for cc in s["coords"]])
             ax.plot(x, pc * med[-1] / pc[-1], color=color, ls="--", lw=1,
                     label=f"paper Table 1 (slope {e['paper']:.2f} at the top)")
+            fc = np.array([flop_model(kind, *cc) for cc in s["coords"]])
+            ax.plot(x, fc * med[-1] / fc[-1], color=color, ls=":", lw=1.2,
+                    label=f"FLOP model, tested (slope {e['flops']:.2f} at the top)")
         shown += 1
     ax.set_xlabel({"A": "N", "B": "batch B", "C": "T", "D": "N", "E": "k", "F": "T_f", "G": "s_ons"}[letter])
+    _log_ticks(ax)
     if shown:
-        ax.legend(loc="best")
+        if letter == "D":   # two series: eight entries, below the axes, off the data
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=6.5)
+        else:
+            ax.legend(loc="best")
     else:
         empty_panel(ax, "no rows for this series")
 
 
 def _panel_arch(ax, df: pd.DataFrame) -> None:
     from flossrepro.jobs.cost import medians
-    ax.set_title("H  per architecture: flossing (k=1, T_f=300) and training epochs vs N", loc="left")
+    ax.set_title("H  per architecture vs N\n(flossing k=1, T_f=300; training)", loc="left")
     med, pts = medians(df), points(df)
     archs = sorted({f[5:] for (_, f, _) in med if f.startswith("arch-")})
     if not archs:
@@ -109,9 +125,10 @@ def _panel_arch(ax, df: pd.DataFrame) -> None:
                         label=f"{a}: {lab}")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _log_ticks(ax)
     ax.set_xlabel("N (hidden units; an LSTM's state is 2N)")
     ax.set_ylabel("CPU ms per epoch")
-    ax.legend(loc="best", fontsize=6.5)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=6.5)   # below: off the lines
     del pts
 
 
