@@ -65,10 +65,10 @@ def plot(metrics: pd.DataFrame) -> Figure:
             gs = values(d, "init.g")
             cols = dict(zip(gs, palette(len(gs), "viridis")))
             a, b, c, e = axes[0, j], axes[1, j], axes[2, j], axes[3, j]
-            a.set_title(f"A  {TASK_LABEL[task]}: training loss", loc="left")
-            b.set_title(f"B  {TASK_LABEL[task]}: singular values of dW", loc="left")
-            c.set_title(f"C  {TASK_LABEL[task]}: truncation", loc="left")
-            e.set_title(f"D  {TASK_LABEL[task]}: eigenvalues", loc="left")
+            a.set_title(f"A{j + 1}  {TASK_LABEL[task]}: training loss", loc="left")   # a column per task
+            b.set_title(f"B{j + 1}  {TASK_LABEL[task]}: singular values of dW", loc="left")
+            c.set_title(f"C{j + 1}  {TASK_LABEL[task]}: truncation", loc="left")
+            e.set_title(f"D{j + 1}  {TASK_LABEL[task]}: eigenvalues", loc="left")
             if d.empty:
                 for ax in (a, b, c, e):
                     empty_panel(ax, f"{task}: not run (experiment lr_{task})")
