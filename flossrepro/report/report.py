@@ -61,7 +61,7 @@ def figure_map(study: str | None = None, results: str | Path = "results") -> lis
         for letter, what in mod.PANELS.items():
             ids = [c for c in mod.CLAIMS if claim_panels.get(c, _panel(c)) == letter]
             label = getattr(mod, "LABEL", f"Fig {_fig_number(name)}" if mod.STUDY == "flossing" else f"{name} ")
-            out.append(f"| {label}{letter} | {what} | {', '.join(mod.EXPERIMENTS)} | "
+            out.append(f"| {label}{letter} | {_cell(what)} | {', '.join(mod.EXPERIMENTS)} | "
                        f"`{mod.__name__.replace('.', '/')}.py` | `{png.parent}/`, [{page_name(name)}]({page_name(name)}) | "
                        f"{', '.join(ids) or '-'} |")
     return out
@@ -214,8 +214,8 @@ def build(results: str | Path = "results", draw: bool = True, study: str = "flos
             "trained. Each claim is declared in its figure module (`RULES`: the paper's sentence, our test, its "
             "threshold) and evaluated by one engine (`flossrepro/figures/claims.py`). Paper-scale tables "
             f"(`{'/`, `'.join(PAPER_DIRS)}/` under the results folder) decide a claim when they can; otherwise the small-scale "
-            "tables do (qualitative claims only); smoke-scale runs are never evidence. Each figure's page (linked "
-            "from its id) holds the figure, the paper's quote, every part of each test and the tables behind it.", "",
+            "tables do (qualitative claims only); smoke-scale runs are never evidence. Each figure's page (the "
+            "*details* link of each row) holds the figure, the paper's quote, every part of each test and the tables behind it.", "",
             "Verdicts: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + ".", "",
             "## Figure map", ""] + figure_map(study, results) + [
             "", "## Claims", "", VERDICT_TEXT, ""] + SUMMARY_HEAD + table + [
