@@ -72,6 +72,8 @@ def build_model(cfg: DictConfig, task: Task, device=None, dtype=torch.float32):
         kw["nonlinearity"] = a.nonlinearity
     if "dt" in a:  # the rate network's Euler step (arch=rate, rate_linear)
         kw["dt"] = float(a.dt)
+    if "num_layers" in a:  # PyTorch's own modules (arch=torch_rnn, torch_gru, torch_lstm)
+        kw["num_layers"] = int(a.num_layers)
     try:
         return cls(**kw)
     except ValueError as e:
@@ -111,6 +113,7 @@ def validate(cfg: DictConfig, choices: dict | None = None) -> None:
     resolve_device(cfg.device)
     task = build_task(cfg)
     n = int(cfg.arch.n_hidden) * (2 if cfg.arch.nonlinearity == "lstm" else 1)  # LSTM state (h, c); GRU h
+    n *= int(cfg.arch.get("num_layers", 1))  # stacked layers (arch=torch_*)
     if int(cfg.arch.n_hidden) < 1:
         raise ConfigError(f"arch.n_hidden={cfg.arch.n_hidden} must be >= 1; e.g. arch.n_hidden=32")
     if cfg.arch.nonlinearity not in NONLINEARITY_NAMES:
@@ -459,6 +462,7 @@ def _check_ranges(c: dict) -> None:
     _int_at_least(c, "arch.n_hidden", 1, "e.g. arch.n_hidden=32")
     _num(c, "arch.input_gain", lo=0, lo_open=True, null=True, fix="null gives the reference code's 1/S")
     _num(c, "arch.dt", lo=0, hi=1, lo_open=True, fix="the rate network's Euler step is in (0, 1], e.g. arch.dt=0.5")
+    _int_at_least(c, "arch.num_layers", 1, "e.g. arch.num_layers=2")
     nl = _dig(c, "arch.nonlinearity")
     _need(nl in NONLINEARITY_NAMES, "arch.nonlinearity", nl, "is not known",
           f"pick an architecture with arch=<{'|'.join(options('arch'))}>")
