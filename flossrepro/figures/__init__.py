@@ -13,8 +13,13 @@ A *figure module* is a module of this package with these attributes (helpers suc
   ``name[i]`` / ``name[i:j]`` for some indices only (:func:`flossrepro.store.tables.metric_specs`).
   Figure code is handed only these rows, so the summary tables committed to git hold what
   figures need;
-- ``CLAIMS``: ``{claim id: claim text}`` (ids start with the figure number and panel letter);
-- ``plot(metrics) -> matplotlib Figure`` and ``claims(metrics) -> list[Claim]``.
+- ``RULES``: the claims declared as data (:class:`flossrepro.figures.claims.Rule`: the paper's
+  sentence and where it stands, our test, selection, comparison, threshold, the statistic from a
+  ``stats_*`` module), and ``CLAIMS = claim_texts(RULES)``, ``{claim id: our test}`` (ids start
+  with the figure number and panel letter; the low-rank modules still write ``CLAIMS`` and
+  ``claims`` by hand);
+- ``plot(metrics) -> matplotlib Figure`` and ``claims(metrics) -> list[Claim]`` (for a module
+  with ``RULES``: ``evaluate_rules(RULES, metrics)``, the one engine).
 
 Nothing here trains. ``python -m flossrepro.figures`` draws every figure whose tables exist.
 """
