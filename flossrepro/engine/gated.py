@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from flossrepro.engine.tangent import _qr_pullback_diag_T, _qr_schedule
+from flossrepro.engine.tangent import _qr_schedule, jacobian_tangent_backward, jacobian_tangent_forward
 
 __all__ = ["gated_spectrum", "supports"]
 
@@ -48,14 +48,6 @@ def _states(model, h0: Tensor, drive: Tensor) -> Tensor:
     return S
 
 
-def _qr(A: Tensor) -> tuple[Tensor, Tensor]:
-    """``Q, R`` of ``A: [R, n, k]``; for ``k = 1`` a normalisation (the same factorization up to signs)."""
-    if A.shape[-1] == 1:
-        nrm = torch.linalg.vector_norm(A, dim=1, keepdim=True)  # [R, 1, 1]
-        return A / nrm, nrm
-    return torch.linalg.qr(A)
-
-
 class _GatedLyapunov(torch.autograd.Function):
     """``lambda: [R, k]`` of a gated model; inputs ``(model, x [R, T, S], Q0, conf, h0, *params)``."""
 
@@ -66,24 +58,11 @@ class _GatedLyapunov(torch.autograd.Function):
             S = _states(model, h0, model.input_drive(x))
             th = transient_h
             D = model.jacobian(S[:, th:], x[:, th:]).transpose(0, 1).contiguous()  # [Tq, R, n, n]
-            Q = Q0
-            Qin, Qout, Rs = [], [], []
-            logs = torch.zeros(Q0.shape[0], Q0.shape[2], dtype=Q0.dtype, device=Q0.device)
-            for s, is_qr in enumerate(flags):
-                Qin.append(Q)
-                A = torch.bmm(D[s], Q)
-                if is_qr:
-                    Q, Rm = _qr(A)
-                    if s >= transient_q:
-                        logs += Rm.diagonal(dim1=1, dim2=2).abs().log()
-                else:
-                    Q, Rm = A, None
-                Qout.append(Q)
-                Rs.append(Rm)
+            lam, tape = jacobian_tangent_forward(D, Q0, flags, transient_q, t_sim)
         ctx.model, ctx.conf, ctx.n_params = model, conf, len(params)
         ctx.save_for_backward(x, S, D, *params)
-        ctx.tangent = (Qin, Qout, Rs)
-        return logs / t_sim
+        ctx.tangent = tape
+        return lam
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -91,24 +70,7 @@ class _GatedLyapunov(torch.autograd.Function):
         model = ctx.model
         flags, th, transient_q, t_sim = ctx.conf
         x, S, D, *params = ctx.saved_tensors
-        Qin, Qout, Rs = ctx.tangent
-        negc = torch.diag_embed(dlam / -t_sim)  # -diag(c), c = d loss / d log|R_ii|
-        Tq = len(flags)
-        k = Qout[-1].shape[-1]
-        upper = torch.ones(k, k, dtype=torch.bool, device=dlam.device).triu()
-        # tangent loop in reverse: Dbar[s] = Abar[s] Q_in[s]^T; the QR pullback (paper Eq 8) in
-        # the transposed layout of the leaky RNN's Function (Qbar^T, R^T and Abar^T are views)
-        Qbar = torch.zeros_like(Qout[-1])
-        Dbar = torch.empty_like(D)
-        AbarT = torch.empty(Qbar.shape[0], k, Qbar.shape[1], dtype=Qbar.dtype, device=Qbar.device)  # scratch
-        for s in range(Tq - 1, -1, -1):
-            if flags[s]:
-                Abar = _qr_pullback_diag_T(Qbar.transpose(1, 2), Qout[s], Rs[s].transpose(1, 2),
-                                           negc if s >= transient_q else None, upper, AbarT).transpose(1, 2)
-            else:
-                Abar = Qbar
-            torch.bmm(Abar, Qin[s].transpose(1, 2), out=Dbar[s])
-            Qbar = torch.bmm(D[s].transpose(1, 2), Abar)
+        Dbar, Qbar = jacobian_tangent_backward(D, ctx.tangent, dlam, flags, transient_q, t_sim)
         R, T, n = S.shape
         want = [i for i, p in enumerate(params) if ctx.needs_input_grad[5 + i]]
         with torch.enable_grad():

@@ -38,7 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from flossrepro.engine.tangent import _check_k, _check_lengths, _exponents, _qr_schedule, default_transients, random_orthonormal
+from flossrepro.engine.tangent import (_check_k, _check_lengths, _qr_schedule, default_transients,
+                                      jacobian_tangent_backward, jacobian_tangent_forward, random_orthonormal)
 
 __all__ = ["generic_spectrum", "Recurrence", "TorchSpec", "recurrence_of", "spectrum_of"]
 
@@ -329,66 +330,23 @@ def recurrence_of(model, inputs: Tensor, h0=None):
 
 
 # ----------------------------------------------------------------------------- the tangent loop
-def _qr(A: Tensor) -> tuple[Tensor, Tensor]:
-    """``Q, R`` of ``A: [B, n, k]``; for ``k = 1`` a normalisation."""
-    if A.shape[-1] == 1:
-        nrm = torch.linalg.vector_norm(A, dim=1, keepdim=True)
-        return A / nrm, nrm
-    return torch.linalg.qr(A)
-
-
-def _qr_pullback(Qbar: Tensor, Q: Tensor, Rm: Tensor, c: Tensor | None) -> Tensor:
-    """Paper Eq 8 for ``Rbar = diag(c / R_ii)`` (``c = None``: ``R`` gets no gradient):
-    ``Abar = [Qbar + Q copyltu(M)] R^{-T}``, ``M = R Rbar^T - Qbar^T Q``, whose lower triangle
-    has ``diag(c)`` from ``R Rbar^T``."""
-    if Q.shape[-1] == 1:
-        m = -(Q * Qbar).sum(1, keepdim=True)
-        if c is not None:
-            m = m + c[:, :, None]
-        return (Qbar + Q * m) / Rm
-    M = -(Qbar.transpose(1, 2) @ Q)
-    if c is not None:
-        M = M + torch.diag_embed(c)
-    C = M.tril() + M.tril(-1).transpose(1, 2)
-    return torch.linalg.solve_triangular(Rm.transpose(1, 2), Qbar + Q @ C, upper=False, left=False)
-
-
 class _TangentLoop(torch.autograd.Function):
-    """``lambda: [B, k]`` from the Jacobians ``D: [Tq, B, n, n]`` of the tangent steps and ``Q0: [B, n, k]``;
-    the backward gives ``Dbar[s] = Abar[s] Q_in[s]^T`` and ``Q0bar``."""
+    """``lambda: [B, k]`` from the Jacobians ``D: [Tq, B, n, n]`` of the tangent steps and ``Q0: [B, n, k]``
+    (the tangent loop of :mod:`flossrepro.engine.tangent`, as the gated networks use it); the backward
+    gives ``Dbar[s] = Abar[s] Q_in[s]^T`` and ``Q0bar``."""
 
     @staticmethod
     def forward(ctx, D, Q0, flags, transient_q, t_sim):
-        Q = Q0
-        Qin, Qout, Rs = [], [], []
-        diag = torch.ones(Q0.shape[0], len(flags), Q0.shape[2], dtype=Q0.dtype, device=Q0.device)
-        for s, is_qr in enumerate(flags):
-            Qin.append(Q)
-            A = torch.bmm(D[s], Q)
-            if is_qr:
-                Q, Rm = _qr(A)
-                diag[:, s] = Rm.diagonal(dim1=1, dim2=2)
-            else:
-                Q, Rm = A, None
-            Qout.append(Q)
-            Rs.append(Rm)
+        lam, tape = jacobian_tangent_forward(D, Q0, flags, transient_q, t_sim)
         ctx.save_for_backward(D)
-        ctx.tangent, ctx.conf = (Qin, Qout, Rs), (flags, transient_q, t_sim)
-        return _exponents(diag, flags, transient_q, t_sim)
+        ctx.tangent, ctx.conf = tape, (flags, transient_q, t_sim)
+        return lam
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dlam):
         (D,) = ctx.saved_tensors
-        Qin, Qout, Rs = ctx.tangent
-        flags, transient_q, t_sim = ctx.conf
-        c = dlam / t_sim
-        Qbar = torch.zeros_like(Qout[-1])
-        Dbar = torch.empty_like(D)
-        for s in range(len(flags) - 1, -1, -1):
-            Abar = _qr_pullback(Qbar, Qout[s], Rs[s], c if s >= transient_q else None) if flags[s] else Qbar
-            torch.bmm(Abar, Qin[s].transpose(1, 2), out=Dbar[s])
-            Qbar = torch.bmm(D[s].transpose(1, 2), Abar)
+        Dbar, Qbar = jacobian_tangent_backward(D, ctx.tangent, dlam, *ctx.conf)
         return Dbar, Qbar, None, None, None
 
 

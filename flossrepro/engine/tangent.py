@@ -114,6 +114,56 @@ def _exponents(diag: Tensor, flags: list[bool], transient_q: int, t_sim: int) ->
     return d.abs().log().sum(-2) / t_sim
 
 
+
+def qr_step(A: Tensor) -> tuple[Tensor, Tensor]:
+    """``Q, R`` of ``A: [R, n, k]``; for ``k = 1`` a normalisation (the same factorization up to signs)."""
+    if A.shape[-1] == 1:
+        nrm = torch.linalg.vector_norm(A, dim=1, keepdim=True)  # [R, 1, 1]
+        return A / nrm, nrm
+    return torch.linalg.qr(A)
+
+
+def jacobian_tangent_forward(D: Tensor, Q0: Tensor, flags: list[bool], transient_q: int, t_sim: int):
+    """The tangent loop over explicit Jacobians ``D: [Tq, R, n, n]`` from ``Q0: [R, n, k]``:
+    ``(lambda [R, k], tape)``; the tape holds each step's ``Q`` in, ``Q`` out and ``R`` for
+    :func:`jacobian_tangent_backward`. Used by the gated networks' and the generic path's Functions."""
+    Q = Q0
+    Qin, Qout, Rs = [], [], []
+    diag = torch.ones(Q0.shape[0], len(flags), Q0.shape[2], dtype=Q0.dtype, device=Q0.device)
+    for s, is_qr in enumerate(flags):
+        Qin.append(Q)
+        A = torch.bmm(D[s], Q)
+        if is_qr:
+            Q, Rm = qr_step(A)
+            diag[:, s] = Rm.diagonal(dim1=1, dim2=2)
+        else:
+            Q, Rm = A, None
+        Qout.append(Q)
+        Rs.append(Rm)
+    return _exponents(diag, flags, transient_q, t_sim), (Qin, Qout, Rs)
+
+
+def jacobian_tangent_backward(D: Tensor, tape, dlam: Tensor, flags: list[bool], transient_q: int,
+                              t_sim: int) -> tuple[Tensor, Tensor]:
+    """The reverse tangent loop: ``(Dbar [Tq, R, n, n], Q0bar [R, n, k])`` for ``dlam = dL/dlambda``,
+    with ``Dbar[s] = Abar[s] Q_in[s]^T`` and the QR pullback :func:`_qr_pullback_diag_T` (paper Eq 8)."""
+    Qin, Qout, Rs = tape
+    negc = torch.diag_embed(dlam / -t_sim)  # -diag(c), c = d loss / d log|R_ii|
+    k = Qout[-1].shape[-1]
+    upper = torch.ones(k, k, dtype=torch.bool, device=dlam.device).triu()
+    Qbar = torch.zeros_like(Qout[-1])
+    Dbar = torch.empty_like(D)
+    AbarT = torch.empty(Qbar.shape[0], k, Qbar.shape[1], dtype=Qbar.dtype, device=Qbar.device)  # scratch
+    for s in range(len(flags) - 1, -1, -1):
+        if flags[s]:
+            Abar = _qr_pullback_diag_T(Qbar.transpose(1, 2), Qout[s], Rs[s].transpose(1, 2),
+                                       negc if s >= transient_q else None, upper, AbarT).transpose(1, 2)
+        else:
+            Abar = Qbar
+        torch.bmm(Abar, Qin[s].transpose(1, 2), out=Dbar[s])
+        Qbar = torch.bmm(D[s].transpose(1, 2), Abar)
+    return Dbar, Qbar
+
 def lyapunov_spectrum_from_jacobians(jacobians: Tensor, k: int, *, s_ons: int = 1,
                                      transient: int = 0, q0: Tensor | None = None) -> Tensor:
     """Lyapunov exponents of a product of explicit Jacobians ``D[T-1] ... D[0]``.
