@@ -25,14 +25,15 @@ native: $(STAMP)           ## build the native C kernels if needed and check the
 run: $(STAMP)              ## the default job (make run ARGS="task.delay=20 flossing=pre")
 	$(BIN)/python -m flossrepro $(ARGS)
 
-test: $(STAMP)             ## the test suite (excludes tests marked slow)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+test: $(STAMP)             ## the test suite (excludes tests marked slow; one worker per core, a file per worker)
+	$(BIN)/python -m pytest -q -n auto --dist loadfile $(PYTEST_ARGS)
 
 test-slow: $(STAMP)        ## the long science checks only
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
-bench: $(STAMP)            ## speed benchmark, writes results/bench.json
+bench: $(STAMP)            ## speed benchmark, writes results/bench.json; then the generic path (any PyTorch RNN) against the analytic GRU, results/bench_generic.txt
 	$(BIN)/python -m flossrepro.bench $(ARGS)
+	$(BIN)/python -m flossrepro.perf.generic_bench
 
 bench-tables: $(STAMP)     ## a paper-scale Fig 4 sweep's tables written and aggregated, writes results/bench_tables.json
 	$(BIN)/python -m flossrepro.perf.table_bench --json results/bench_tables.json
