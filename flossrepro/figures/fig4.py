@@ -46,7 +46,8 @@ RULES = (
                "during training succeeds (median > 0.8)",
          stat=st.claim_pre_fails_long, select={"task": "spatial_xor"}, op=">", threshold=0.8,
          params={"fail": 0.6, "beyond": 60, "experiment": "fig4"},
-         evidence="results/paper-d70/fig4: the paper's parameters (N=80, T=300, 10^4 epochs, k=75), d=70",
+         evidence="`results/paper-d70/fig4/`: the paper's parameters (N=80, B=16, T=300, 10^4 epochs, k=75, five "
+                  "500-epoch episodes), d=70, 5 networks per condition",
          panel="D"),
 )
 CLAIMS = claim_texts(RULES)

@@ -54,6 +54,7 @@ _Q6A = ("First Lyapunov exponent of LSTM network (solid lines) converges to targ
 _AT0 = dict(op=">=", threshold=0.9, params={"tol": TOL, "by": BY_EPOCH, "window": WINDOW})
 _WITHIN = f"lambda_1 within {TOL} of 0 for >= 90% of networks by flossing epoch {BY_EPOCH} (k=1, target 0)"
 _SILENT = {"tol": TOL, "by": BY_EPOCH, "window": WINDOW, "silenced": 0.5}
+_SILENCED = "`results/fig6/metrics.parquet`, fig6net=relu: lyap_before_floss (lambda_1 of each network before flossing)"
 RULES = (
     Rule("6A", quote=_Q6A, where="Appendix B.1, Fig 6A caption", paper="lambda_1 -> 0 within < 100 epochs",
          claim=f"LSTM networks: {_WITHIN}", stat=st.claim_at_zero, select={"family": "lstm"}, panel="A", **_AT0),
@@ -62,7 +63,7 @@ RULES = (
          where="Appendix B.1, Fig 6C caption", paper="lambda_1 -> 0 within < 100 epochs (ReLU)",
          claim=f"ReLU networks, the paper's W ~ N(-0.1, g^2/N): {_WITHIN}", stat=st.claim_at_zero,
          select={"family": "relu"}, op=">=", threshold=0.9, params=_SILENT, panel="C",
-         evidence="results/fig6 (relu rows): lambda_1 before flossing"),
+         evidence=_SILENCED),
     Rule("6C-var", quote=_Q6A + " (our variant of the paper's ReLU initialisation, mean -0.1/N)",
          where="Appendix B.1, Fig 6C (variant)", paper="lambda_1 -> 0 within < 100 epochs",
          claim=f"ReLU networks, W ~ N(-0.1/N, g^2/N) (variant with finite exponents): {_WITHIN}",
@@ -73,7 +74,7 @@ RULES = (
          claim=f"ReLU networks unstable before flossing (lambda_1 > 0) end stable: lambda_1 after flossing <= {TOL} "
                "for >= 90% of them, both ReLU families",
          stat=st.claim_stabilised, select={"families": ("relu", "relu_gbar")}, op=">=", threshold=0.9,
-         params={"tol": TOL, "silenced": 0.5}, panel="C", evidence="results/fig6 (relu rows): lambda_1 before flossing"),
+         params={"tol": TOL, "silenced": 0.5}, panel="C", evidence=_SILENCED),
     Rule("6E", quote="(not in the paper: GRU networks, the same protocol as Fig 6A)", where="-",
          paper="(none)", claim=f"GRU networks (not in the paper): {_WITHIN}", stat=st.claim_at_zero,
          select={"family": "gru"}, panel="E", **_AT0),

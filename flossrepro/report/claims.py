@@ -135,7 +135,10 @@ def summary_row(d: Decided, page: str, results: Path, anchor: str) -> str:
     scale = d.source.scale if not d.claim.missing or d.claim.groups else "-"
     if rel:
         scale += f" (`{rel}/`)"
-    return (f"| {c.id} | [details]({page}#{anchor}): {cell(c.claim)} | {cell(paper_says(c))} | {cell(headline(c))} | {c.n} | "
+    measured = headline(c)
+    if c.verdict in (DIFFERS, UNTESTABLE) and c.rule is not None and c.rule.evidence:
+        measured += f"; evidence: {c.rule.evidence}"
+    return (f"| {c.id} | [details]({page}#{anchor}): {cell(c.claim)} | {cell(paper_says(c))} | {cell(measured)} | {c.n} | "
             f"{scale} | **{c.verdict}** |")
 
 
