@@ -168,11 +168,12 @@ def memory_estimate(cfg) -> tuple[int, str]:
     task_on = str(OmegaConf.select(cfg, "job.name", default="train")) == "train"
     B = _int(cfg, "task.batch_size", 1) if task_on else 1
     T = _int(cfg, "task.seq_len", 0) or _int(cfg, "task.delay", 1) * 3
+    tl = f"task.seq_len={T}" if _int(cfg, "task.seq_len", 0) else f"the task's length (about {T} steps)"
     n_io = 4
     terms = {
         f"members={R} x arch.n_hidden={N} squared (the weights, their gradients and Adam's moments)":
             4 * R * gates * (N * N + N * n_io + 2 * N) * b,
-        f"members={R} x task.batch_size={B} x task.seq_len={T} x arch.n_hidden={N} (a training step's states)":
+        f"members={R} x task.batch_size={B} x {tl} x arch.n_hidden={N} (a training step's states)":
             3 * R * B * T * N * gates * b if task_on and _int(cfg, "epochs", 0) > 0 else 0,
     }
     if str(OmegaConf.select(cfg, "flossing.schedule", default="none")) != "none":
@@ -186,7 +187,7 @@ def memory_estimate(cfg) -> tuple[int, str]:
             R * (d_T * n + n * min(d_k, n)) * b
     eb = _int(cfg, "diagnostics.eval_batch_size", 0)
     if task_on and OmegaConf.select(cfg, "diagnostics.eval_every", default=None):
-        terms[f"members={R} x diagnostics.eval_batch_size={eb} x task.seq_len={T} x arch.n_hidden={N} "
+        terms[f"members={R} x diagnostics.eval_batch_size={eb} x {tl} x arch.n_hidden={N} "
               f"(an evaluation)"] = \
             R * eb * T * N * gates * b
     rows = R * _int(cfg, "checkpoint_every", 1) * 8  # ~8 values per member and epoch
