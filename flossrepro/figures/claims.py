@@ -322,7 +322,7 @@ def evaluate(module, metrics: pd.DataFrame | None, missing_hint: str = "") -> li
     out = module.claims(metrics)
     if scale_of(metrics) == [PAPER]:
         for c in out:
-            c.at_paper = True
+            c.at_paper = c.rule is None or c.rule.paper_setup
     return out
 
 
@@ -338,7 +338,9 @@ class Rule:
     ``"all"`` groups (every k) or ``"any"`` (some delay); ``params``: the statistic's other
     numbers (tolerances, horizons); ``stat``: the function ``(metrics, rule) -> Claim`` that
     measures it (in a ``stats_*`` module); ``evidence``: a link to the paper-scale evidence
-    or the reason a setup is untestable, shown on the row."""
+    or the reason a setup is untestable, shown on the row; ``paper_setup``: False for a
+    condition the paper did not run (a variant, another architecture), which therefore cannot
+    differ from the paper."""
     id: str
     quote: str
     where: str
@@ -352,6 +354,7 @@ class Rule:
     params: dict = field(default_factory=dict)
     evidence: str = ""
     panel: str = ""
+    paper_setup: bool = True   # False: our variant or addition (never "differs from the paper")
 
     def p(self, key: str):
         """A parameter of the statistic (``params``, else ``select``)."""

@@ -67,7 +67,7 @@ RULES = (
     Rule("6C-var", quote=_Q6A + " (our variant of the paper's ReLU initialisation, mean -0.1/N)",
          where="Appendix B.1, Fig 6C (variant)", paper="lambda_1 -> 0 within < 100 epochs",
          claim=f"ReLU networks, W ~ N(-0.1/N, g^2/N) (variant with finite exponents): {_WITHIN}",
-         stat=st.claim_at_zero, select={"family": "relu_gbar"}, panel="C", **_AT0),
+         stat=st.claim_at_zero, select={"family": "relu_gbar"}, panel="C", paper_setup=False, **_AT0),
     Rule("6C+", quote="We found that some ReLU network had initially unstable dynamics with positive Lyapunov "
                       "exponents Fig 6C. However, during gradient flossing, these unstable networks were quickly "
                       "stabilized", where="Appendix B.1", paper="unstable ReLU networks get stabilised",
@@ -77,7 +77,7 @@ RULES = (
          params={"tol": TOL, "silenced": 0.5}, panel="C", evidence=_SILENCED),
     Rule("6E", quote="(not in the paper: GRU networks, the same protocol as Fig 6A)", where="-",
          paper="(none)", claim=f"GRU networks (not in the paper): {_WITHIN}", stat=st.claim_at_zero,
-         select={"family": "gru"}, panel="E", **_AT0),
+         select={"family": "gru"}, panel="E", paper_setup=False, **_AT0),
 )
 CLAIMS = claim_texts(RULES)
 

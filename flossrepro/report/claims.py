@@ -138,6 +138,9 @@ def summary_row(d: Decided, page: str, results: Path, anchor: str) -> str:
     measured = headline(c)
     if c.verdict in (DIFFERS, UNTESTABLE) and c.rule is not None and c.rule.evidence:
         measured += f"; evidence: {c.rule.evidence}"
+    if c.verdict == INCONCLUSIVE:   # what the other scales say, when they decide
+        measured += "".join(f"; at {s.scale}: {x.verdict}" for s, x in d.others
+                            if x.verdict not in (NOT_RUN, INCONCLUSIVE) and not s.missing)
     return (f"| {c.id} | [details]({page}#{anchor}): {cell(c.claim)} | {cell(paper_says(c))} | {cell(measured)} | {c.n} | "
             f"{scale} | **{c.verdict}** |")
 
