@@ -341,3 +341,19 @@ def test_resume_on_another_commit_is_refused_unless_allowed_and_then_recorded(fi
     s1 = json.loads((run / "summary.json").read_text())
     assert s1["status"] == "complete" and [e["event"] for e in s1["provenance"]] == ["start", "resume"]
     assert s1["provenance"][-1]["git_commit"] == git_commit() and s1["provenance"][-1]["other_commit"] == "0000000"
+
+
+def test_a_summary_table_that_fails_to_write_leaves_no_earlier_one_beside_the_new_runs_csv(finished, tmp_path,
+                                                                                        monkeypatch):
+    import pandas as pd
+
+    sweep = copy_of(finished, tmp_path)
+    assert AG.main([str(sweep)]) == 0 and (sweep / "metrics.parquet").exists()
+
+    def full(self, *a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+    assert AG.main([str(sweep)]) == 1
+    assert (sweep / "runs.csv").exists() and not (sweep / "metrics.parquet").exists()
+    assert not [p for p in sweep.iterdir() if ".tmp" in p.name]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -29,6 +30,7 @@ import pyarrow.parquet as pq
 
 from flossrepro.constants import DONE_STATUSES, METRICS_DIR
 from flossrepro.store import rundir as RD
+from flossrepro.store.summary import removed_on_failure
 from flossrepro.store.tables import metric_specs, metrics_sql, part_files, part_problems
 
 #: per-epoch traces left out of a summary table unless a figure asks for them
@@ -236,16 +238,20 @@ def write(sweep_dir: str | Path, out_dir: str | Path | None = None,
                                f"({int(runs['table_rows'].sum()) if 'table_rows' in runs else 0} rows)",
                 "summary_metrics": sorted(summary["metric"].unique().tolist()) if not summary.empty else []}
         (out / "provenance.json").write_text(json.dumps(prov, indent=2))
+    stale = out / "metrics.parquet"
+    if stale.exists():  # never a summary table of an earlier aggregate beside this runs.csv, even if writing fails
+        stale.unlink()
+        if summary.empty:
+            report.append(f"{stale} removed: no summary rows this time (it was an earlier aggregate's)")
     if not runs.empty:
         runs.to_csv(out / "runs.csv", index=False)
         runs.astype({c: "string" for c in runs.columns if runs[c].dtype == object}).to_parquet(
             out / "runs.parquet", index=False, compression="zstd", compression_level=19)
-    stale = out / "metrics.parquet"
-    if summary.empty and stale.exists():  # never a summary table of an earlier aggregate beside this runs.csv
-        stale.unlink()
-        report.append(f"{stale} removed: no summary rows this time (it was an earlier aggregate's)")
     if not summary.empty:
-        summary.to_parquet(out / "metrics.parquet", index=False, compression="zstd", compression_level=19)  # small in git
+        tmp = out / f".metrics.parquet.tmp{os.getpid()}"
+        with removed_on_failure(tmp):
+            summary.to_parquet(tmp, index=False, compression="zstd", compression_level=19)  # small in git
+            os.replace(tmp, stale)
     report.append(f"tables written to {out} (metrics.parquet: {len(summary)} summary rows, runs.csv: {len(runs)} runs)")
     return report
 
