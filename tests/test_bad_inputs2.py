@@ -128,3 +128,13 @@ def test_smoke_scale_floss_during_training_needs_no_hand_set_episodes(folder, mo
         args = [*BASE, f"flossing={sched}"] + (["flossing.every=10"] if sched == "throughout" else [])
         assert cli.main([*args, "--dry-run"]) == 0, capsys.readouterr().err
     assert "settings valid" in capsys.readouterr().out
+
+
+def test_a_slurm_sweep_leaves_the_machine_checks_to_its_jobs(monkeypatch):
+    """Submitting to SLURM, this machine's memory and cores say nothing about the nodes'."""
+    from flossrepro.run import compose
+
+    cmd = compose.job_configs(["-m", "scale=smoke", "seed=1,2", "hydra/launcher=submitit_slurm",
+                               "arch.n_hidden=200000", "threads=64"], True)
+    compose.job_dir(cmd.jobs[0].cfg, True)
+    limits.check_resources(cmd.jobs[0].cfg)  # no error

@@ -237,8 +237,10 @@ def check_resources(cfg) -> None:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         pass
-    if threads > cores and not os.environ.get("SLURM_JOB_ID") and "submitit" not in str(
-            OmegaConf.select(cfg, "hydra.launcher._target_", default="")):
+    launcher = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
+    if launcher and not launcher.endswith(("JoblibLauncher", "BasicLauncher")):
+        return  # the jobs run on other machines (SLURM): each job checks its own when it starts
+    if threads > cores and not os.environ.get("SLURM_JOB_ID"):
         raise ConfigError(f"threads={threads} but this machine gives this process {cores} core(s); "
                           f"e.g. threads={cores} (more threads than cores only slow a run down)")
     need, term = memory_estimate(cfg)
