@@ -259,6 +259,9 @@ def _print_summary(s: dict, run_dir: Path) -> None:
 
 # -- the command line --------------------------------------------------------------------------
 def _run_hydra(argv: list[str]) -> None:
+    # Hydra's public entry, @hydra.main, reads sys.argv; this command has parsed and checked its own
+    # arguments first (flags, --dry-run, --plan) and hands Hydra exactly the rest, which only the
+    # function behind @hydra.main takes (pinned by hydra-core>=1.3,<1.4; tests/test_pipeline.py runs it).
     from hydra._internal.utils import _run_hydra as run, get_args_parser
 
     from flossrepro.run.launcher import register_configs
