@@ -25,8 +25,8 @@ native: $(STAMP)           ## build the native C kernels if needed and check the
 run: $(STAMP)              ## the default job (make run ARGS="task.delay=20 flossing=pre")
 	$(BIN)/python -m flossrepro $(ARGS)
 
-test: $(STAMP)             ## the test suite (excludes tests marked slow; one worker per core, a file per worker)
-	$(BIN)/python -m pytest -q -n auto --dist loadfile $(PYTEST_ARGS)
+test: $(STAMP)             ## the test suite (excludes tests marked slow; one worker per core)
+	$(BIN)/python -m pytest -q -n auto --dist worksteal $(PYTEST_ARGS)
 
 test-slow: $(STAMP)        ## the long science checks only
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)

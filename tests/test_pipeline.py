@@ -19,6 +19,11 @@ from flossrepro.store.tables import part_files, read_run
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "experiments").glob("*.yaml"))
+# One smoke sweep per job type and model family runs in `make test` (floss, condition, train with
+# episodes, gated floss, convergence, cost, a rate network on a trial task, the linear study); the
+# other experiments' smoke sweeps are in `make test-slow` (all compose at every scale in `make test`).
+DEFAULT_SWEEPS = ("fig1", "fig2", "fig4", "fig6", "fig16", "table1", "lr_flipflop", "lr_linear")
+SWEEPS = [e if e in DEFAULT_SWEEPS else pytest.param(e, marks=pytest.mark.slow) for e in EXPERIMENTS]
 QUIET = ["logger=none", "progress=log"]
 
 
@@ -69,7 +74,7 @@ def test_every_experiment_composes_at_every_scale():
                 assert int(cfg.members) >= 1
 
 
-@pytest.mark.parametrize("exp", EXPERIMENTS)
+@pytest.mark.parametrize("exp", SWEEPS)
 def test_experiment_sweep_runs_at_smoke_scale(tmp_path, exp):
     d = tmp_path / exp
     p = run([f"+experiment={exp}", "scale=smoke", *QUIET, f"hydra.sweep.dir={d}"], timeout=600)
