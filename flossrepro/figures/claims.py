@@ -352,7 +352,7 @@ class Rule:
     threshold: float = 0.0
     over: str = "all"
     params: dict = field(default_factory=dict)
-    evidence: str = ""
+    evidence: str = ""   # where the evidence lies; "{folder}" becomes the results folder that decided the claim
     panel: str = ""
     paper_setup: bool = True   # False: our variant or addition (never "differs from the paper")
 

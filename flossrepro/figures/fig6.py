@@ -54,7 +54,7 @@ _Q6A = ("First Lyapunov exponent of LSTM network (solid lines) converges to targ
 _AT0 = dict(op=">=", threshold=0.9, params={"tol": TOL, "by": BY_EPOCH, "window": WINDOW})
 _WITHIN = f"lambda_1 within {TOL} of 0 for >= 90% of networks by flossing epoch {BY_EPOCH} (k=1, target 0)"
 _SILENT = {"tol": TOL, "by": BY_EPOCH, "window": WINDOW, "silenced": 0.5}
-_SILENCED = "`results/fig6/metrics.parquet`, fig6net=relu: lyap_before_floss (lambda_1 of each network before flossing)"
+_SILENCED = "`{folder}/fig6/metrics.parquet`, fig6net=relu: lyap_before_floss (lambda_1 of each network before flossing)"
 RULES = (
     Rule("6A", quote=_Q6A, where="Appendix B.1, Fig 6A caption", paper="lambda_1 -> 0 within < 100 epochs",
          claim=f"LSTM networks: {_WITHIN}", stat=st.claim_at_zero, select={"family": "lstm"}, panel="A", **_AT0),

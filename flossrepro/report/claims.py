@@ -129,6 +129,12 @@ def anchors(ids: list[str]) -> list[str]:
     return out
 
 
+def evidence(d: Decided, results: Path) -> str:
+    """The rule's evidence, its ``{folder}`` the results folder that decided the claim."""
+    rel = d.source.path.relative_to(results).as_posix() if d.source.path != results else ""
+    return d.claim.rule.evidence.replace("{folder}", "/".join(p for p in (results.name, rel) if p))
+
+
 def summary_row(d: Decided, page: str, results: Path, anchor: str) -> str:
     c = d.claim
     rel = d.source.path.relative_to(results).as_posix() if d.source.path != results else ""
@@ -137,7 +143,7 @@ def summary_row(d: Decided, page: str, results: Path, anchor: str) -> str:
         scale += f" (`{rel}/`)"
     measured = headline(c)
     if c.verdict in (DIFFERS, UNTESTABLE) and c.rule is not None and c.rule.evidence:
-        measured += f"; evidence: {c.rule.evidence}"
+        measured += f"; evidence: {evidence(d, results)}"
     if c.verdict == INCONCLUSIVE:   # what the other scales say, when they decide
         measured += "".join(f"; at {s.scale}: {x.verdict}" for s, x in d.others
                             if x.verdict not in (NOT_RUN, INCONCLUSIVE) and not s.missing)
@@ -180,7 +186,7 @@ def section(d: Decided, results: Path, seen: set) -> list[str]:
         out += [f"- The paper ({r.where}): \"{r.quote}\"", f"- The paper's number: {r.paper}",
                 f"- Our test: {c.claim}"]
         if r.evidence:
-            out += [f"- Evidence: {r.evidence}"]
+            out += [f"- Evidence: {evidence(d, results)}"]
     else:
         out += [f"- Our test: {c.claim}"]
     if c.untestable:
