@@ -66,8 +66,7 @@ def default_indices(n: int) -> list[int]:
 
 
 def _need_vanilla(cfg, kind: str) -> None:
-    if cfg.arch.nonlinearity not in ("tanh", "relu", "identity") or str(cfg.arch._target_).startswith(
-            "flossrepro.engine.torch_modules"):  # torch_rnn: PyTorch's RNN, not the paper's W phi(h) form
+    if cfg.arch.nonlinearity not in ("tanh", "relu", "identity"):  # other archs: the job's ARCHS (store.limits)
         raise ConfigError(f"arch={cfg.arch.name} but job={kind} needs a vanilla RNN (its Jacobian W diag(phi')); "
                           f"pick arch=tanh, relu or linear")
 
