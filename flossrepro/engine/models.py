@@ -31,7 +31,7 @@ from flossrepro.engine import native
 from flossrepro.engine.gated import gated_spectrum
 from flossrepro.engine.recurrence import (NONLINEARITIES, _PHI_OUT, _bptt, _dphi_from_phi, _outer_sum,  # noqa: F401
                                           _run_states, check_nonlinearity)
-from flossrepro.engine.rnn_tangent import rnn_spectrum
+from flossrepro.engine.rnn_tangent import LeakyRNN
 
 __all__ = [
     "NONLINEARITIES",
@@ -131,7 +131,7 @@ def _normal(gen: torch.Generator, shape, dtype) -> Tensor:
     return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
 
 
-class VanillaRNN(nn.Module):
+class VanillaRNN(LeakyRNN):
     """R-member vanilla RNN ``h <- W phi(h) + input_gain V x + b``, readout ``y = w_r h + c``.
 
     Parameters (all with leading member axis R):
@@ -162,10 +162,6 @@ class VanillaRNN(nn.Module):
         self.c = nn.Parameter(torch.zeros(R, O, **kw))
         self.h0 = nn.Parameter(torch.zeros(R, N, **kw))
 
-    @property
-    def state_dim(self) -> int:
-        return self.n_hidden
-
     # -- dynamics ---------------------------------------------------------------
     def drive(self, inputs: Tensor) -> Tensor:
         """``inputs: [T, R, B, S]`` -> ``input_gain * V x + b: [T, R, B, N]``."""
@@ -174,10 +170,6 @@ class VanillaRNN(nn.Module):
         x = inputs.transpose(0, 1).reshape(R, T * B, S)
         d = torch.baddbmm(self.b[:, None, :], x, self.V.transpose(1, 2), alpha=self.input_gain)
         return d.view(R, T, B, -1).transpose(0, 1)
-
-    def initial_state(self, batch_size: int) -> Tensor:
-        """``[R, B, N]``: the trained initial state broadcast over the batch."""
-        return self.h0[:, None, :].expand(-1, batch_size, -1)
 
     def run(self, inputs: Tensor, h0: Tensor | None = None, fast: bool = True) -> Tensor:
         """States after each step, ``[T, R, B, N]``, for ``inputs: [T, R, B, S]``."""
@@ -208,36 +200,12 @@ class VanillaRNN(nn.Module):
         return (phi(h) @ self.W.transpose(1, 2)
                 + self.input_gain * x @ self.V.transpose(1, 2) + self.b[:, None, :])
 
-    def jacobian(self, h: Tensor) -> Tensor:
-        """One-step Jacobian ``D = W diag(phi'(h))``: ``h: [R, B, N]`` -> ``[R, B, N, N]``."""
-        dphi = NONLINEARITIES[self.nonlinearity][1]
-        return self.W[:, None] * dphi(h)[..., None, :]
-
-    def jacobian_apply(self, h: Tensor, Q: Tensor, x: Tensor | None = None) -> Tensor:
-        """``D(h) Q`` for ``h: [R, N]``, ``Q: [R, N, k]`` -> ``[R, N, k]`` (the input ``x`` is not used)."""
-        dphi = NONLINEARITIES[self.nonlinearity][1]
-        return torch.bmm(self.W, dphi(h)[..., None] * Q)
-
-    def lyapunov_fast(self, inputs: Tensor, q0: Tensor, h0: Tensor, s_ons: int, transient_h: int,
-                      transient_q: int, loss_fn=None):
-        """The fast-path protocol of :func:`flossrepro.engine.lyapunov.lyapunov_spectrum`: the leaky
-        RNN's whole-sequence Function (:func:`~flossrepro.engine.rnn_tangent.rnn_spectrum`) with leak 0.
-        ``inputs: [T, R, S]`` -> ``[R, k]`` (with ``loss_fn``: ``(loss [R], lambda [R, k] detached)``)."""
-        drive = self.drive(inputs[:, :, None, :])[:, :, 0]  # [T, R, N]
-        return rnn_spectrum(h0, self.W, drive, q0, self.nonlinearity, 0.0, s_ons, transient_h, transient_q, loss_fn)
-
     def relax(self, h: Tensor, steps: int) -> Tensor:
         """Run ``steps`` input-free steps ``h <- W phi(h) + b`` from ``h: [R, N]``."""
         phi = NONLINEARITIES[self.nonlinearity][0]
         for _ in range(steps):
             h = torch.einsum("rij,rj->ri", self.W, phi(h)) + self.b
         return h
-
-    def _check_inputs(self, inputs: Tensor) -> None:
-        if inputs.dim() != 4 or inputs.shape[1] != self.n_members or inputs.shape[3] != self.n_in:
-            raise ValueError(
-                f"inputs must be [T, R={self.n_members}, B, S={self.n_in}], got {tuple(inputs.shape)}"
-            )
 
 
 class _GatedRNN(nn.Module):

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from flossrepro.engine import native
 from flossrepro.engine.init import initialize_rate
 from flossrepro.engine.recurrence import NONLINEARITIES, _bptt, _run_states
-from flossrepro.engine.rnn_tangent import rnn_spectrum
+from flossrepro.engine.rnn_tangent import LeakyRNN
 
 __all__ = ["RateRNN", "RATE_NONLINEARITIES", "initialize_rate", "rate_sequence", "rate_lyapunov"]
 
@@ -101,7 +101,7 @@ def rate_sequence(h0: Tensor, W: Tensor, drive: Tensor, nonlinearity: str = "tan
 
 
 # ----------------------------------------------------------------------------- the model
-class RateRNN(nn.Module):
+class RateRNN(LeakyRNN):
     """R-member rate network ``h <- (1-dt) h + dt (W phi(h) + V u)``, readout ``z = w_r phi(h)``.
 
     Parameters (leading member axis R): ``W: [R, N, N]``, ``V: [R, N, S]`` (W_in),
@@ -137,8 +137,12 @@ class RateRNN(nn.Module):
         self.register_buffer("h0", torch.zeros(R, N, **kw))
 
     @property
-    def state_dim(self) -> int:
-        return self.n_hidden
+    def leak(self) -> float:  # the Euler step's leak, 1 - dt
+        return 1.0 - self.dt
+
+    @property
+    def w_scale(self) -> float:
+        return self.dt
 
     def drive(self, inputs: Tensor) -> Tensor:
         """``inputs: [T, R, B, S]`` -> ``dt V u: [T, R, B, N]``."""
@@ -146,9 +150,6 @@ class RateRNN(nn.Module):
         x = inputs.transpose(0, 1).reshape(R, T * B, S)
         d = torch.bmm(x, self.V.transpose(1, 2)).mul(self.dt)
         return d.view(R, T, B, -1).transpose(0, 1)
-
-    def initial_state(self, batch_size: int) -> Tensor:
-        return self.h0[:, None, :].expand(-1, batch_size, -1)
 
     def run(self, inputs: Tensor, h0: Tensor | None = None, fast: bool = True) -> Tensor:
         self._check_inputs(inputs)
@@ -170,30 +171,6 @@ class RateRNN(nn.Module):
         phi = _phi(self.nonlinearity)
         return (1.0 - self.dt) * h + self.dt * (phi(h) @ self.W.transpose(1, 2) + x @ self.V.transpose(1, 2))
 
-    def jacobian(self, h: Tensor) -> Tensor:
-        """``(1 - dt) I + dt W diag(phi'(h))``: ``h: [R, B, N]`` -> ``[R, B, N, N]``."""
-        dphi = NONLINEARITIES[self.nonlinearity][1]
-        eye = torch.eye(self.n_hidden, dtype=h.dtype, device=h.device)
-        return (1.0 - self.dt) * eye + self.dt * self.W[:, None] * dphi(h)[..., None, :]
-
-    def jacobian_apply(self, h: Tensor, Q: Tensor, x: Tensor | None = None) -> Tensor:
-        """``D(h) Q`` for ``h: [R, N]``, ``Q: [R, N, k]`` -> ``[R, N, k]`` (the input ``x`` is not used)."""
-        dphi = NONLINEARITIES[self.nonlinearity][1]
-        return (1.0 - self.dt) * Q + self.dt * torch.bmm(self.W, dphi(h)[..., None] * Q)
-
-    def lyapunov_fast(self, inputs: Tensor, q0: Tensor, h0: Tensor, s_ons: int, transient_h: int,
-                      transient_q: int, loss_fn=None):
-        """The fast-path protocol of :func:`flossrepro.engine.lyapunov.lyapunov_spectrum`: the leaky
-        RNN's whole-sequence Function (:func:`~flossrepro.engine.rnn_tangent.rnn_spectrum`, the vanilla
-        RNN's) with ``dt W`` and leak ``1 - dt``. ``inputs: [T, R, S]`` -> ``[R, k]`` (per Euler step;
-        with ``loss_fn``: ``(loss [R], lambda [R, k] detached)``)."""
-        drive = self.drive(inputs[:, :, None, :])[:, :, 0]  # dt V u: [T, R, N]
-        return rnn_spectrum(h0, self.dt * self.W, drive, q0, self.nonlinearity, 1.0 - self.dt, s_ons,
-                            transient_h, transient_q, loss_fn)
-
-    def _check_inputs(self, inputs: Tensor) -> None:
-        if inputs.dim() != 4 or inputs.shape[1] != self.n_members or inputs.shape[3] != self.n_in:
-            raise ValueError(f"inputs must be [T, R={self.n_members}, B, S={self.n_in}], got {tuple(inputs.shape)}")
 
 
 def rate_lyapunov(model: RateRNN, inputs: Tensor, q0: Tensor, h0: Tensor, s_ons: int, transient_h: int,

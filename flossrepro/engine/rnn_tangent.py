@@ -15,13 +15,13 @@ of ``W`` here is that of ``dt W`` and autograd scales it. The native C kernels
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from flossrepro.engine import native
 from flossrepro.engine.recurrence import NONLINEARITIES, _bptt, _dphi_from_phi, _outer_sum, _run_states
 from flossrepro.engine.tangent import _exponents, _qr_pullback_diag_T, _qr_schedule
 
-__all__ = ["rnn_spectrum"]
+__all__ = ["rnn_spectrum", "LeakyRNN"]
 
 
 def _trajectory(h0: Tensor, W: Tensor, drive: Tensor, nonlinearity: str, leak: float, s_ons: int,
@@ -253,3 +253,53 @@ def rnn_spectrum(h0: Tensor, W: Tensor, drive: Tensor, q0: Tensor, nonlinearity:
         return _RNNLyapunovLoss.apply(h0, W, drive, q0, loss_fn, nonlinearity, leak, s_ons, transient_h, transient_q)
     lam = _RNNLyapunov.apply(h0, W, drive, q0, nonlinearity, leak, s_ons, transient_h, transient_q)
     return loss_fn(lam), lam.detach()
+
+
+class LeakyRNN(nn.Module):
+    """What the vanilla RNN and the rate network share as the leaky RNN ``h <- leak h + w_scale W
+    phi(h) + drive``: the one-step Jacobian ``D = leak I + w_scale W diag(phi'(h))`` and its
+    product with ``Q``, the fast Lyapunov path (:func:`rnn_spectrum`), the initial state and the
+    input check. Subclasses set ``leak`` and ``w_scale`` (vanilla: 0 and 1; rate: ``1 - dt`` and
+    ``dt``) and give ``drive``, ``step``, ``run``, ``readout``."""
+
+    leak = 0.0
+    w_scale = 1.0
+
+    @property
+    def state_dim(self) -> int:
+        return self.n_hidden
+
+    @property
+    def _plain(self) -> bool:  # D = W diag(phi'): no leak term, W unscaled
+        return self.leak == 0.0 and self.w_scale == 1.0
+
+    def initial_state(self, batch_size: int) -> Tensor:
+        """``[R, B, N]``: the initial state broadcast over the batch."""
+        return self.h0[:, None, :].expand(-1, batch_size, -1)
+
+    def jacobian(self, h: Tensor) -> Tensor:
+        """One-step Jacobian ``leak I + w_scale W diag(phi'(h))``: ``h: [R, B, N]`` -> ``[R, B, N, N]``."""
+        dphi = NONLINEARITIES[self.nonlinearity][1]
+        if self._plain:
+            return self.W[:, None] * dphi(h)[..., None, :]
+        eye = torch.eye(self.n_hidden, dtype=h.dtype, device=h.device)
+        return self.leak * eye + self.w_scale * self.W[:, None] * dphi(h)[..., None, :]
+
+    def jacobian_apply(self, h: Tensor, Q: Tensor, x: Tensor | None = None) -> Tensor:
+        """``D(h) Q`` for ``h: [R, N]``, ``Q: [R, N, k]`` -> ``[R, N, k]`` (the input ``x`` is not used)."""
+        dphi = NONLINEARITIES[self.nonlinearity][1]
+        WQ = torch.bmm(self.W, dphi(h)[..., None] * Q)
+        return WQ if self._plain else self.leak * Q + self.w_scale * WQ
+
+    def lyapunov_fast(self, inputs: Tensor, q0: Tensor, h0: Tensor, s_ons: int, transient_h: int,
+                      transient_q: int, loss_fn=None):
+        """The fast-path protocol of :func:`flossrepro.engine.lyapunov.lyapunov_spectrum`: the leaky
+        RNN's whole-sequence Function (:func:`rnn_spectrum`) with ``w_scale W`` and ``leak``.
+        ``inputs: [T, R, S]`` -> ``[R, k]`` (with ``loss_fn``: ``(loss [R], lambda [R, k] detached)``)."""
+        drive = self.drive(inputs[:, :, None, :])[:, :, 0]  # [T, R, N]
+        W = self.W if self.w_scale == 1.0 else self.w_scale * self.W
+        return rnn_spectrum(h0, W, drive, q0, self.nonlinearity, self.leak, s_ons, transient_h, transient_q, loss_fn)
+
+    def _check_inputs(self, inputs: Tensor) -> None:
+        if inputs.dim() != 4 or inputs.shape[1] != self.n_members or inputs.shape[3] != self.n_in:
+            raise ValueError(f"inputs must be [T, R={self.n_members}, B, S={self.n_in}], got {tuple(inputs.shape)}")
