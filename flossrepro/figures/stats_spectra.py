@@ -41,8 +41,13 @@ def _reach_table(df: pd.DataFrame, k: int, target: float, late: float, floor: fl
     """Per network: the estimate's own spread (std of the per-step lambda_1 estimates over the last
     ``late`` of flossing, at least ``floor``), the first flossing epoch within two spreads of ``target`` (inf: never)
     and the final error abs(lambda_1 after - target)."""
-    tr = rows(df, "floss_lambda_1", flossing__k=k, flossing__target=target)
-    lam = _lambda1_after(df, k, target)
+    return _reach(rows(df, "floss_lambda_1", flossing__k=k, flossing__target=target), _lambda1_after(df, k, target),
+                  target, late, floor)
+
+
+def _reach(tr: pd.DataFrame, lam: pd.Series, target: float, late: float, floor: float) -> pd.DataFrame:
+    """:func:`_reach_table` from one condition's per-epoch ``floss_lambda_1`` rows ``tr`` and its
+    lambda_1 after flossing ``lam`` (per network)."""
     if tr.empty or lam.empty:
         return pd.DataFrame(columns=["spread", "first", "err"])
     tr = tr[np.isfinite(tr["value"])]
@@ -51,8 +56,9 @@ def _reach_table(df: pd.DataFrame, k: int, target: float, late: float, floor: fl
     tol = (2 * spread).rename("tol")
     t = tr.join(tol, on=NET)
     hit = t[(t["value"] - target).abs() <= t["tol"]].groupby(NET)["epoch"].min()
-    out = pd.DataFrame({"spread": spread}).join(hit.rename("first")).join((lam - target).abs().rename("err"))
-    out["first"] = out["first"].fillna(np.inf)
+    nets = spread.index.union(lam.index)   # a network with no finite estimate: the floor, never within
+    out = pd.DataFrame({"spread": spread.reindex(nets).fillna(floor), "first": hit.reindex(nets).fillna(np.inf),
+                        "err": (lam - target).abs().reindex(nets)})
     return out.dropna(subset=["err"])
 
 
@@ -406,17 +412,6 @@ def family(df: pd.DataFrame, fam: str, column: str = "fig6net") -> pd.DataFrame:
     return df[df[column] == fam] if column in df.columns else df.iloc[0:0]
 
 
-def lambda1_by(df: pd.DataFrame, fam: str, by: int, window: int) -> pd.Series:
-    """Each network's lambda_1 at flossing epoch ``by``: the mean of its per-step estimates over
-    epochs ``by - window .. by - 1`` (NaN/-inf when a network has no finite estimate there)."""
-    d = family(df, fam)
-    nets = pd.MultiIndex.from_frame(d[NET].drop_duplicates()) if not d.empty else pd.Index([])
-    r = rows(d, "floss_lambda_1")
-    r = r[(r["epoch"] >= by - window) & (r["epoch"] < by)]
-    out = r.groupby(NET)["value"].mean()
-    return out.reindex(nets) if len(nets) else out
-
-
 def first_lambda(df: pd.DataFrame, fam: str, metric: str) -> pd.Series:
     """lambda_1 before the first (``lyap_before_floss``) or after the last episode, per network."""
     d = rows(family(df, fam), metric)
@@ -441,32 +436,30 @@ def _silenced(df: pd.DataFrame, fam: str, rule: Rule) -> str:
     return ""
 
 
-def claim_at_zero(df: pd.DataFrame, rule: Rule):
-    """Fig 6: the fraction of a family's networks with abs(lambda_1) <= ``tol`` at flossing epoch
-    ``by`` ``op threshold``; untestable when the family's stated setup silences it (``silenced``)."""
-    fam, tol, by = rule.p("family"), rule.p("tol"), rule.p("by")
+def claim_reach_zero(df: pd.DataFrame, rule: Rule):
+    """Fig 6: one network family's lambda_1 reaches 0 as Fig 1B's targets do (:func:`claim_reach`):
+    the median first flossing epoch within two of the estimate's own spreads of 0 ``op threshold``
+    (100 epochs). The paper's Fig 6 sentence is about that time alone ("converges to target value
+    ... within less than 100 epochs"), so the final error is reported, not judged. Untestable when
+    the family's stated setup silences it (``silenced``)."""
+    fam, late = rule.p("family"), rule.p("late")
     c, rng = rule.new(), rng_for(rule.id)
-    lam = lambda1_by(df, fam, by, rule.p("window"))
-    if lam.empty:
-        c.missing = f"family {fam} not run (no fig6net={fam} rows)"
-        return c
-    fl = rows(family(df, fam), "floss_lambda_1")
-    fin_rows = fl[np.isfinite(fl["value"])]
-    if not fin_rows.empty and fin_rows["epoch"].max() < by - 1:
-        c.missing = f"the {fam} runs have only {int(fl['epoch'].max()) + 1} flossing epochs (< {by})"
-        return c
-    ok = (lam.abs() <= tol).fillna(False).to_numpy()   # NaN / -inf (diverged): not at 0
-    c.groups.append(Group(fam, [part(f"fraction of networks with abs(lambda_1) <= {tol} at flossing epoch {by}",
-                                     ok, frac, rule.op, rule.threshold, lam.index, rng)]))
     c.untestable = _silenced(df, fam, rule)
-    before, after = first_lambda(df, fam, "lyap_before_floss"), first_lambda(df, fam, "lyap_after_floss")
-    fin = lam[np.isfinite(lam)]
-    c.detail = ["| family | networks | within tol at the epoch | median lambda_1 there | median lambda_1 before "
-                "flossing | median lambda_1 after the episode | networks with non-finite lambda_1 |",
+    d = family(df, fam)
+    r = _reach(rows(d, "floss_lambda_1"), first_lambda(df, fam, "lyap_after_floss"), 0.0, late, rule.p("floor"))
+    if r.empty:
+        c.missing = "" if c.untestable else f"family {fam} not run (no fig6net={fam} rows)"
+        return c
+    c.groups.append(Group(fam, [
+        part("median first flossing epoch within 2 spreads of 0", r["first"].to_numpy(float), np.median, rule.op,
+             rule.threshold, r.index, rng)]))
+    before = first_lambda(df, fam, "lyap_before_floss")
+    reached = np.isfinite(r["first"])
+    c.detail = ["| family | networks | median spread of the estimate | reached 0 within 2 spreads | median first epoch "
+                "within 2 spreads | median abs(lambda_1) after | median lambda_1 before flossing |",
                 "|---|---|---|---|---|---|---|",
-                f"| {fam} | {len(lam)} | {ok.mean():.0%} | {g(fin.median()) if len(fin) else 'n/a'} | "
-                f"{g(before.median()) if len(before) else 'n/a'} | {g(after.median()) if len(after) else 'n/a'} | "
-                f"{int((~np.isfinite(lam)).sum())} |"]
+                f"| {fam} | {len(r)} | {g(r['spread'].median())} | {int(reached.sum())} of {len(r)} | "
+                f"{g(r['first'].median())} | {g(r['err'].median())} | {g(before.median()) if len(before) else 'n/a'} |"]
     return c
 
 
