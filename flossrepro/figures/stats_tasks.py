@@ -381,13 +381,13 @@ def claim_pre_k_fails(df: pd.DataFrame, rule: Rule):
 
 
 def claim_ordering(df: pd.DataFrame, rule: Rule):
-    """One task: ``stat`` final accuracy ordered none < pre < during, networks of the sweep's two
-    largest delays pooled (each condition resampled independently)."""
+    """One task: ``stat`` final accuracy ordered none < pre < during, networks of the rule's
+    ``delays`` (default: the sweep's two largest) pooled (each condition resampled independently)."""
     task, conds, stat = rule.p("task"), list(rule.p("conditions")), rule.p("stat")
     c, rng, fn = rule.new(), rng_for(rule.id), STATS[stat]
     f = finals(df, "test_accuracy", task, CHANCE[task])
-    plan = sorted(planned_delays(rule.p("experiment"), df) or values(f, "task.delay"))
-    top = plan[-2:]
+    named = rule.params.get("delays")
+    top = list(named) if named else sorted(planned_delays(rule.p("experiment"), df) or values(f, "task.delay"))[-2:]
     c.detail = [f"{stat.capitalize()} final test accuracy ({TASK_NAME[task]}; chance 0.5), networks in brackets:",
                 ""] + (median_table(f, stat) or ["(no runs)"])
     have = f.groupby("task.delay")["flossing.schedule"].agg(set) if not f.empty else pd.Series(dtype=object)
