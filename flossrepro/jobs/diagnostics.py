@@ -12,8 +12,9 @@ Intervals come from the ``diagnostics`` config group (0 or null: never):
 - ``dw_every``: the spectrum, effective rank and relative norm of ``dW = W - W0`` and the
   alignment of its top singular vectors with the input and readout directions;
 - the low-rank study's measures (convergence epoch, functional rank and truncation losses,
-  loss after shuffling W0, ||dW||, eigenvalues, lambda_1 at initialisation):
-  :mod:`flossrepro.jobs.lowrank_measures` (``rank_max``, ``rank_threshold``).
+  loss after shuffling W0, ||dW||, eigenvalues and singular values, task traces, lambda_1 at
+  initialisation, ``grad_W_norm`` every ``grad_norm_every`` steps):
+  :mod:`flossrepro.jobs.lowrank_measures` (``rank_max``, ``rank_threshold``, ``grad_norm_every``).
 
 Members that diverged are skipped: their values are recorded as NaN, never computed on
 non-finite weights.
@@ -112,6 +113,7 @@ class Diagnostics:
             Wg = job.recurrent().grad
             if Wg is not None:
                 job.recorder.add_vectors(epoch, "grad_W_sv", self._svdvals(Wg.detach()))
+        self.lowrank.on_gradients(epoch)
 
     # -- measurements ---------------------------------------------------------------------
     def _alive_rows(self, x: torch.Tensor) -> torch.Tensor:

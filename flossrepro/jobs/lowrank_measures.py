@@ -18,7 +18,19 @@ end); every value goes through the job's Recorder, per member. ``W`` is the recu
   ``shuffle_loss`` (the entries of ``W0`` permuted, ``dW`` kept), ``final_loss`` (``W`` itself on
   the same batch), ``convergence_epoch`` (the first epoch whose training loss is below
   ``rank_threshold`` times the loss of epoch 0; NaN when none is), and the eigenvalues of ``W0``,
-  ``W`` and ``dW`` (``eig_{W0,W,dW}_{re,im}``, sorted by modulus, largest first; square ``W`` only).
+  ``W`` and ``dW`` (``eig_{W0,W,dW}_{re,im}``, sorted by modulus, largest first; square ``W`` only),
+  the singular values of ``W = W0 + dW`` and of ``W0`` (``W_sv``, ``W0_sv``: all of them, largest
+  first), and the first trial of that batch: ``trace_input`` (length ``T * n_in``),
+  ``trace_target``, ``trace_mask`` (the loss mask, 0/1; a flossing-paper task's per-step mask
+  repeated over the outputs) and ``trace_output`` (the trained network's output; each length
+  ``T * n_out``), all flattened time-major (``reshape(T, n)``), with ``trace_n_in`` and
+  ``trace_n_out`` to reshape them;
+- ``grad_W_norm`` (every ``diagnostics.grad_norm_every`` training steps, read after the backward
+  and before clipping, at the step's epoch): ``||dL/dW||_F`` of the step's training batch, the
+  authors' gradient norm (their ``model.py`` ``train``: the root of the sum of squared gradients
+  of the trained parameters, every step, before any clipping; with only ``W`` trained, as in the
+  linear study, it is this norm). Their Fig 4 "mean gradient norm" is its mean over the steps
+  before the convergence epoch (``figures_linear``).
 
 Members that diverged get NaN. The cost is timed into the job's ``diagnostics_s``.
 """
@@ -92,6 +104,12 @@ class LowRankMeasures:
     def at_start(self) -> None:
         self._timed(self._at_start)
 
+    def on_gradients(self, epoch: int) -> None:
+        """Inside training step ``epoch``, after the backward (the raw gradients) and before clipping."""
+        every = self.cfg.get("grad_norm_every")
+        if every and epoch % int(every) == 0:
+            self._timed(self._grad_norm, epoch)
+
     def after_epoch(self, e: int, last: int) -> None:
         """After training epoch ``e`` (the training loss of epoch ``e - 1`` is the latest)."""
         self._track_convergence(e - 1)
@@ -126,10 +144,34 @@ class LowRankMeasures:
         self.job.recorder.add(e, "dW_norm", torch.where(ok, n, torch.full_like(n, math.nan)))
 
     @torch.no_grad()
-    def _loss_with(self, W: torch.Tensor, Wnew: torch.Tensor, batch) -> torch.Tensor:
+    def _grad_norm(self, epoch: int) -> None:
+        G = self.job.recurrent().grad
+        if G is None:  # W not trained
+            return
+        G, ok = self.diag._alive_rows(G.detach())
+        n = torch.linalg.matrix_norm(G)
+        self.job.recorder.add(epoch, "grad_W_norm", torch.where(ok, n, torch.full_like(n, math.nan)))
+
+    @torch.no_grad()
+    def _loss_with(self, W: torch.Tensor, Wnew: torch.Tensor, batch, output: bool = False):
         W.copy_(Wnew)
         out = self.job.model(batch.inputs)
-        return self.job.task.loss(out, batch).to(torch.float64)
+        loss = self.job.task.loss(out, batch).to(torch.float64)
+        return (loss, out) if output else loss
+
+    def _traces(self, e: int, batch, out: torch.Tensor, nan) -> None:
+        """The first trial of ``batch`` per member (``[T, R, B, n] -> [R, T * n]``, time-major)."""
+        rec = self.job.recorder
+        first = lambda x: x[:, :, 0].transpose(0, 1).reshape(x.shape[1], -1)  # noqa: E731
+        rec.add_vectors(e, "trace_input", first(batch.inputs))
+        rec.add_vectors(e, "trace_target", first(batch.targets))
+        w = getattr(batch, "weights", None)   # per step and channel; else the flossing tasks' per-step mask
+        m = (w != 0) if w is not None else batch.mask.view(-1, 1, 1, 1).expand(batch.targets.shape)
+        rec.add_vectors(e, "trace_mask", first(m.to(batch.targets.device, batch.targets.dtype)))
+        rec.add_vectors(e, "trace_output", nan(first(out)))
+        R = out.shape[1]
+        rec.add(e, "trace_n_in", torch.full((R,), float(batch.inputs.shape[-1])))
+        rec.add(e, "trace_n_out", torch.full((R,), float(out.shape[-1])))
 
     @torch.no_grad()
     def _at_end(self, e: int) -> None:
@@ -146,6 +188,9 @@ class LowRankMeasures:
                 ev = nan(_eig_sorted(M))
                 rec.add_vectors(e, f"eig_{name}_re", ev.real)
                 rec.add_vectors(e, f"eig_{name}_im", ev.imag)
+        Wf = torch.where(ok.to(W0.device).view(-1, 1, 1), W.detach(), W0)   # finite for the dead (then NaN)
+        rec.add_vectors(e, "W_sv", nan(torch.linalg.svdvals(Wf)))
+        rec.add_vectors(e, "W0_sv", nan(torch.linalg.svdvals(W0)))
         if job.task is None:
             return
         batch = job.task.sample(member_generators(job.seeds, "lowrank"), batch_size=int(self.cfg.eval_batch_size),
@@ -154,7 +199,7 @@ class LowRankMeasures:
         try:
             U, s, Vh = torch.linalg.svd(dW)
             rmax = min(self.rank_max, s.shape[-1])
-            final = self._loss_with(W, saved, batch)
+            final, out = self._loss_with(W, saved, batch, output=True)
             loss0 = self._loss_with(W, W0, batch)
             trunc = torch.stack([self._loss_with(W, W0 + truncate(U, s, Vh, r), batch) for r in range(1, rmax + 1)], 1)
             gens = member_generators(job.seeds, "shuffle")
@@ -168,3 +213,4 @@ class LowRankMeasures:
         rec.add_vectors(e, "trunc_loss", nan(trunc))
         rec.add(e, "functional_rank", nan(functional_rank(trunc, loss0, self.threshold)))
         rec.add(e, "shuffle_loss", nan(shuffled))
+        self._traces(e, batch, out, nan)

@@ -288,7 +288,7 @@ def _check_types(path: str, v, ref) -> None:
 _NULLABLE = {"optim.clip_grad_norm", "flossing.every", "flossing.transient_h", "flossing.transient_q",
              "arch.input_gain", "init.g_range", "task.seq_len", "logger.entity", "diagnostics.eval_every",
              "diagnostics.lyap_every", "diagnostics.grad_h0_every", "diagnostics.grad_sv_every",
-             "diagnostics.dw_every"}
+             "diagnostics.dw_every", "diagnostics.grad_norm_every"}
 
 
 def _walk_unknown(path: str, v, ref, group_desc: str) -> None:
@@ -550,7 +550,7 @@ def _check_ranges(c: dict) -> None:
             _need(isinstance(tags, list) and all(isinstance(t, str) and t for t in tags), "logger.tags", tags,
                   "must be a list of non-empty strings", "e.g. logger.tags=[mine]")
     # diagnostics
-    for k in ("eval_every", "lyap_every", "grad_h0_every", "grad_sv_every", "dw_every"):
+    for k in ("eval_every", "lyap_every", "grad_h0_every", "grad_sv_every", "dw_every", "grad_norm_every"):
         _int_at_least(c, f"diagnostics.{k}", 0, f"0 or null turns it off, e.g. diagnostics.{k}=100", null=True)
     _int_at_least(c, "diagnostics.eval_batch_size", 1)
     _int_at_least(c, "diagnostics.lyap_k", 1, "e.g. diagnostics.lyap_k=16")
