@@ -10,7 +10,9 @@ The low-rank study's experiments:
   ``lr0 (1 - m)`` with their ``m = 0.9`` (the same step size for a constant gradient as plain SGD;
   our choice, their code has no momentum run).
 - ``${lowrank_epochs:<task.name>}``: their training epochs per task (flip-flop 1000, Mante 2000,
-  Romo 6000), for sweeps over tasks at paper scale.
+  Romo 6000), for sweeps over tasks at paper scale; ``${lowrank_epochs:<task.name>,<scale.name>}``:
+  the same at ``paper``, the g sweeps' reduced epochs at ``small`` (400 / 600 / 600) and 20 at
+  ``smoke`` (the experiments' epochs for every task and scale in one place).
 - ``${linear_lr:<zhat>,<g>}``: the linear study's ``lr = lr0 (1 - g^2)^2`` with
   ``lr0 = 0.015 / 0.009 / 0.003`` for ``zhat = 0.5 / 1 / 2`` (their ``generate_linear``).
 """
@@ -38,6 +40,8 @@ if not OmegaConf.has_resolver("by_scale"):
 LR0 = 0.05
 SGDM_MOMENTUM = 0.9
 EPOCHS = {"flipflop": 1000, "mante": 2000, "romo": 6000}
+EPOCHS_BY_SCALE = {"paper": EPOCHS, "small": {"flipflop": 400, "mante": 600, "romo": 600},
+                   "smoke": {"flipflop": 20, "mante": 20, "romo": 20}}
 LINEAR_LR0 = {0.5: 0.015, 1.0: 0.009, 2.0: 0.003}
 
 
@@ -51,11 +55,14 @@ def lowrank_lr(optim: str, n: int) -> float:
     raise ConfigError(f"optim.name={optim!r} has no low-rank learning rate (lowrank_lr); allowed: adam, sgd, sgdm")
 
 
-def lowrank_epochs(task: str) -> int:
+def lowrank_epochs(task: str, scale: str = "paper") -> int:
+    if scale not in EPOCHS_BY_SCALE:
+        raise ConfigError(f"scale.name={scale!r} has no epoch counts in the low-rank study (lowrank_epochs); "
+                          f"allowed: {', '.join(EPOCHS_BY_SCALE)}")
     if task not in EPOCHS:
         raise ConfigError(f"task.name={task!r} has no epoch count in the low-rank study (lowrank_epochs); "
                           f"allowed: {', '.join(EPOCHS)}")
-    return EPOCHS[task]
+    return EPOCHS_BY_SCALE[scale][task]
 
 
 def linear_lr(zhat: float, g: float) -> float:
