@@ -22,7 +22,7 @@ from flossrepro.jobs.cost import CostModel, coords, floss_features, train_featur
 from flossrepro.run.launcher import SlurmLauncher, user_set_timeout
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN_C = np.array([2e-5, 1e-5, 3e-9, 4e-10])          # T, R T, R N B T, R N^2 B T
+TRAIN_C = np.array([2e-5, 1e-5, 3e-9, 4e-10, 2e-9])    # T, R T, R N B T, R N^2 B T, R N^2 T
 FLOSS_C = np.array([5e-5, 2e-5, 1e-9, 3e-10, 2e-10])    # T_f, R T_f, R N^2 T_f, R N^2 k T_q, R N k^2 T_q / s
 
 

@@ -9,22 +9,37 @@ flossing epoch (:func:`flossrepro.engine.flossing.floss_step`) with the same epo
 - training: ``N``, batch ``B``, sequence length ``T``;
 - flossing: ``N`` at fixed ``k``, ``N`` with ``k = N``, ``k`` at fixed ``N``, ``T_f``, ``s_ons``;
 - per architecture (``job.archs``, over ``job.arch_N``): the training epoch and flossing epochs
-  with ``k = base.k`` and ``k = 1`` (the planner fits each architecture to its own points).
+  with ``k = base.k`` and ``k = 1`` (the planner fits each architecture to its own points);
+- the low-rank study's rate networks (``rate``, ``rate_linear``; over ``job.train_N``, see
+  :func:`rate_grid`): the training epoch as its jobs run it (flip-flop trials of 100 steps, batch
+  1 and 32, Adam at lr 0.05 / N, no clipping; :func:`rate_train_epoch`) and flossing epochs of
+  100 steps at k = 1, 16, 64 (:func:`rate_floss_epoch`), and the ensembles of ``job.ensemble_R``
+  at ``job.arch_N_ensemble``.
 
 Times are the thread's CPU time (``time.thread_time``: on a shared machine it leaves out the
 time the thread waited for a core; the wall time is recorded beside it as ``costwall_*``).
 Rows (one member, ``epoch`` = repeat): ``cost_<train|floss>_ms_<factor>_<value>`` (factor ``N``,
 ``B``, ``T``, ``k``, ``Tf``, ``sons``, ``NkN`` for ``k = N``; e.g. ``cost_floss_ms_k_32``), and
-``cost_<train|floss|floss1>_ms_arch-<arch>_<N>`` (``floss1``: k = 1); ``costpt_<kind>_<factor>_<value>``
-holds each point's ``[N, B, T, k, T_f, s_ons]`` (``index`` 1..6). Times are wall milliseconds per
+``cost_<train|floss|floss1>_ms_arch-<arch>_<N>`` (``floss1``: k = 1), the rate networks'
+``cost_train_ms_rate-<arch>-B<B>_<N>``, ``cost_floss_ms_rate-<arch>-k<k>_<N>`` (k = min(k, N)) and
+their ensembles ``cost_<train|floss>_ms_rateR-<arch>_<R>``; ``costpt_<kind>_<factor>_<value>``
+holds each point's ``[N, B, T, k, T_f, s_ons, R]`` (``index`` 1..7). Times are milliseconds per
 epoch; each timed epoch follows an untimed one (as in :func:`flossrepro.jobs.workload.time_round_robin`).
 
 Cost model (:class:`CostModel`, used by the planner ``flossrepro ... --plan`` and the SLURM
 launcher): seconds per epoch of an ``R``-member ensemble, training ``T (a0 + R (a1 + a2 N B +
-a3 N^2 B))`` and flossing ``T_f (b0 + R (b1 + b2 N^2)) + R T_q (b3 N^2 k + b4 N k^2 / s_ons)``
+a3 N^2 B + a4 N^2))`` and flossing ``T_f (b0 + R (b1 + b2 N^2)) + R T_q (b3 N^2 k + b4 N k^2 / s_ons)``
 (``T_q = T_f - transient_h``; ``a0``, ``b0``: per-step costs the members of a batched ensemble
-share), least squares in relative error on the measured rows, coefficients >= 0, one set per
-architecture (``job.ensemble_R`` measures the ensembles).
+share; ``a4``, ``b2``: the pass over W each step whatever the batch, which dominates at batch 1),
+least squares in relative error on the measured rows, coefficients >= 0, one set per
+architecture (``job.ensemble_R`` measures the ensembles). The formula cannot follow the step in
+the achieved rate where W leaves the core's L2 cache (N ~ 1024 in float32 on a 2 MiB L2, up to 6x at
+batch 1), so each estimate is anchored to the measured points nearest to it
+(:meth:`CostModel.anchor`: the formula times the measured / fitted ratio there, weighted by
+``exp(-d / ANCHOR_BW)`` over the log distance ``d`` between the points' coordinates); at a
+measured point the estimate is within a few percent of its measured time. The model remembers the N each architecture
+was measured over (:meth:`CostModel.span`): beyond it the formula extrapolates from the
+largest points, and the planner says so.
 """
 from __future__ import annotations
 
@@ -34,14 +49,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from flossrepro.engine.flossing import floss_step, flossing_parameters, train_step
+from flossrepro.engine.init import initialize
+from flossrepro.engine.rate import RateRNN
 from flossrepro.jobs import workload
-from flossrepro.jobs.base import Job
+from flossrepro.jobs.base import Job, adam
 from flossrepro.jobs.sinks import Progress
+from flossrepro.tasks.lowrank import FlipFlopTask
+from flossrepro.tasks.paper import member_generators
 
 log = logging.getLogger("flossrepro")
 
-__all__ = ["CostJob", "CostModel", "fit_exponent", "load_model", "FACTORS"]
+__all__ = ["CostJob", "CostModel", "fit_exponent", "load_model", "FACTORS", "RATE_ARCHS", "rate_train_epoch",
+           "rate_floss_epoch"]
 
 #: factor -> (kind, the setting it varies, the paper's exponent: Table 1, then main text / SPEC)
 FACTORS = {
@@ -114,14 +136,13 @@ class CostJob(Job):
                 pts.append(("train", f"arch-{arch}", N, dict(N=N, B=base["B"], T=base["T"], arch=arch)))
                 pts.append(("floss", f"arch-{arch}", N, dict(N=N, k=min(base["k"], N), T=base["T_f"], arch=arch)))
                 pts.append(("floss1", f"arch-{arch}", N, dict(N=N, k=1, T=base["T_sons"], arch=arch)))
+        pts += rate_grid(j, base)
         return [p for p in pts if p[0].rstrip("1") in kinds]
 
     def progress_total(self) -> tuple[int, int]:
         return len(self.grid()), self.epoch
 
     def loop(self, progress: Progress, fresh: bool) -> None:
-        import torch
-
         torch.set_num_threads(1)
         reps = int(self.cfg.job.repeats)
         pts = self.grid()
@@ -129,7 +150,10 @@ class CostJob(Job):
         while self.epoch < len(pts):
             kind, factor, value, kw = pts[self.epoch]
             args = dict(kw)
-            make = workload.engine_train_epoch if kind == "train" else workload.engine_floss_epoch
+            if str(args.get("arch", "")) in RATE_ARCHS:
+                make = rate_train_epoch if kind == "train" else rate_floss_epoch
+            else:
+                make = workload.engine_train_epoch if kind == "train" else workload.engine_floss_epoch
             fn = make(args.pop("R", 1), **args, device=self.device)
             fn()  # warm-up
             ts, walls, t_start = [], [], time.perf_counter()
@@ -157,6 +181,89 @@ class CostJob(Job):
         return {}
 
 
+# ----------------------------------------------------------------------------- the rate networks
+#: the low-rank study's rate networks (conf/arch/rate*.yaml) -> their nonlinearity
+RATE_ARCHS = {"rate": "tanh", "rate_linear": "identity"}
+RATE_DT = 0.5            # their Euler step (arch.dt)
+RATE_B = (1, 32)         # their batches: the linear study's 1, the trial tasks' 32
+RATE_K = (1, 16, 64)     # flossing k (min(k, N)): the Lyapunov diagnostics' 4..16, lr_floss's 16..64
+RATE_T = 100             # steps of a flip-flop trial at dt = 0.5 (the tasks: 56..202)
+
+
+def rate_grid(j, base: dict) -> list[tuple]:
+    """The rate networks' points: each of ``RATE_ARCHS`` over the training grid's N
+    (``job.train_N``: 32..1024 at paper and small scale, as the lr_* experiments), trained at each
+    batch of ``RATE_B`` and flossed at each ``k`` of ``RATE_K`` (k = min(k, N), each once), trials
+    of ``RATE_T`` steps; the ensembles of ``job.ensemble_R`` at ``job.arch_N_ensemble`` (batch
+    ``max(RATE_B)``, ``k = base.k``). A job config with ``rate_archs``, ``rate_N``, ``rate_B``,
+    ``rate_k`` or ``rate_T`` overrides these (``rate_archs: []``: none)."""
+    archs = [str(a) for a in j.get("rate_archs", RATE_ARCHS)]
+    for a in archs:
+        if a not in RATE_ARCHS:
+            raise ValueError(f"job.rate_archs has {a!r}; allowed: {', '.join(RATE_ARCHS)}")
+    T = int(j.get("rate_T", RATE_T))
+    Bs = [int(b) for b in j.get("rate_B", RATE_B)]
+    ks = [int(k) for k in j.get("rate_k", RATE_K)]
+    pts = []
+    for arch in archs:
+        for N in map(int, j.get("rate_N", j.train_N)):
+            for B in Bs:
+                pts.append(("train", f"rate-{arch}-B{B}", N, dict(N=N, B=B, T=T, arch=arch)))
+            seen = set()
+            for k in ks:
+                if min(k, N) not in seen:
+                    seen.add(min(k, N))
+                    pts.append(("floss", f"rate-{arch}-k{k}", N, dict(N=N, k=min(k, N), T=T, arch=arch)))
+        for R in map(int, j.ensemble_R):
+            if R > 1:
+                N = int(j.arch_N_ensemble)
+                pts.append(("train", f"rateR-{arch}", R, dict(N=N, B=max(Bs), T=T, arch=arch, R=R)))
+                pts.append(("floss", f"rateR-{arch}", R, dict(N=N, k=min(int(base["k"]), N), T=T, arch=arch, R=R)))
+    return pts
+
+
+def _rate_model(R: int, N: int, task, arch: str, device):
+    m = RateRNN(R, N, task.n_in, task.n_out, nonlinearity=RATE_ARCHS[arch], dt=RATE_DT)
+    initialize(m, list(range(R)))
+    return m.to(device)
+
+
+def rate_train_epoch(R: int = 1, N: int = 256, B: int = 32, T: int = 100, arch: str = "rate", device="cpu"):
+    """One training epoch of a rate network as the low-rank study's jobs run it: a fresh batch of
+    flip-flop trials (``T`` steps at dt = 0.5), forward, their masked MSE, backward through W, W_in
+    and W_out, Adam at lr 0.05 / N, no clipping (:func:`flossrepro.engine.flossing.train_step`)."""
+    device = torch.device(device)
+    task = FlipFlopTask(seq_len=T, batch_size=B, dt=RATE_DT)
+    model = _rate_model(R, N, task, arch, device)
+    gens = member_generators(list(range(R)), "train")
+    params = list(model.parameters())
+    opt = adam(params, lr=0.05 / N)
+
+    def epoch():
+        batch = task.sample(gens, device=device)
+        _, out = train_step(model, task, batch, opt, params, clip=None)
+        task.metric(out, batch)
+
+    return epoch
+
+
+def rate_floss_epoch(R: int = 1, N: int = 256, k: int = 16, T: int = 100, arch: str = "rate", s_ons: int = 1,
+                     device="cpu"):
+    """One flossing epoch of a rate network (W and W_in trained; flip-flop inputs, batch 1, ``T``
+    steps, default transients; :func:`flossrepro.engine.flossing.floss_step`)."""
+    device = torch.device(device)
+    task = FlipFlopTask(seq_len=T, batch_size=1, dt=RATE_DT)
+    model = _rate_model(R, N, task, arch, device)
+    gens = member_generators(list(range(R)), "floss")
+    opt = adam(flossing_parameters(model, ("W", "V")), lr=1e-3)
+
+    def epoch():
+        x = task.sample_inputs(gens, batch_size=1, seq_len=T, device=device)[:, :, 0]
+        floss_step(model, opt, x, k, s_ons=s_ons)
+
+    return epoch
+
+
 def coords(kind: str, kw: dict) -> list[float]:
     """A point's ``[N, B, T, k, T_f, s_ons, R]`` (the entries its kind does not use are 0)."""
     if kind == "train":
@@ -165,12 +272,12 @@ def coords(kind: str, kw: dict) -> list[float]:
 
 
 # ----------------------------------------------------------------------------- the model
-TRAIN_FEATURES = ("T", "R T", "R N B T", "R N^2 B T")
+TRAIN_FEATURES = ("T", "R T", "R N B T", "R N^2 B T", "R N^2 T")
 FLOSS_FEATURES = ("T_f", "R T_f", "R N^2 T_f", "R N^2 k T_q", "R N k^2 T_q / s_ons")
 
 
 def train_features(N, B, T, R=1) -> np.ndarray:
-    return np.array([T, R * T, R * N * B * T, R * N * N * B * T], float)
+    return np.array([T, R * T, R * N * B * T, R * N * N * B * T, R * N * N * T], float)
 
 
 def floss_features(N, k, T_f, s_ons=1, transient_h=10, R=1) -> np.ndarray:
@@ -194,54 +301,118 @@ def _nnls_rel(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.zeros(X.shape[1])
 
 
+#: architectures priced with another's coefficients: relu and linear networks do the vanilla
+#: network's work; a rate network (the same leaky loop in the same kernels) falls back to tanh
+#: only when the table has no rate rows (the planner says so)
+SAME_AS = {"relu": "tanh", "linear": "tanh", "identity": "tanh"}
+FALLBACK = {"rate": "tanh", "rate_linear": "tanh"}
+
+
+def arch_of(factor: str) -> str:
+    """The architecture a point's factor measures (``arch-<a>``, ``archR-<a>``, ``rate-<a>-...``,
+    ``rateR-<a>``; the one-factor grid: tanh)."""
+    if factor.startswith(("arch-", "archR-")):
+        return factor.split("-", 1)[1]
+    if factor.startswith(("rate-", "rateR-")):
+        return factor.split("-")[1]
+    return "tanh"
+
+
+ANCHOR_BW = 0.15   # log-distance scale of the anchoring (a factor 2 in one coordinate: weight e^-4.6)
+
+
 @dataclass
 class CostModel:
     """Seconds per epoch of one member (see the module docstring): ``coef[arch] = (train
     coefficients, flossing coefficients)``, each architecture fitted to its own points (tanh:
-    the one-factor grid and its ``arch-tanh`` points; relu and linear use tanh's)."""
+    the one-factor grid and its ``arch-tanh`` points; relu and linear use tanh's; the rate
+    networks their ``rate-*`` points). ``spans[arch] = {"train": (N min, N max), "floss": ...}``:
+    the N its points cover; ``anchors[arch] = {"train": (log1p coordinates [n, 7], log(measured /
+    fitted) [n]), "floss": ...}`` (none: the bare formula)."""
     coef: dict
     source: str = ""
     transient_h: int = 10
+    spans: dict = field(default_factory=dict)
+    anchors: dict = field(default_factory=dict)
+
+    def priced_as(self, arch: str) -> str | None:
+        """The architecture whose coefficients price ``arch`` (None: none in the table)."""
+        a = SAME_AS.get(arch, arch)
+        if a in self.coef:
+            return a
+        a = FALLBACK.get(a)
+        return a if a in self.coef else None
 
     def _c(self, arch: str):
-        return self.coef.get({"relu": "tanh", "linear": "tanh", "identity": "tanh"}.get(arch, arch))
+        a = self.priced_as(arch)
+        return None if a is None else self.coef[a]
+
+    def anchor(self, arch: str, kind: str, point) -> float:
+        """The factor on the formula at ``point`` (``[N, B, T, k, T_f, s_ons, R]``): the measured /
+        fitted ratio of the ``kind`` points, averaged in log with weights ``exp(-(d - d_min) /
+        ANCHOR_BW)``, ``d`` the L1 distance of ``log(1 + coordinates)`` (1 without anchors)."""
+        a = self.anchors.get(self.priced_as(arch) or "", {}).get(kind)
+        if a is None:
+            return 1.0
+        L, lr = a
+        d = np.abs(L - np.log1p(np.asarray(point, float))).sum(1)
+        w = np.exp(-(d - d.min()) / ANCHOR_BW)
+        return float(np.exp((w * lr).sum() / w.sum()))
 
     def train_s(self, N, B, T, arch="tanh", R: int = 1) -> float:
         """Seconds per training epoch of an ``R``-member ensemble."""
-        return float(self._c(arch)[0] @ train_features(N, B, T, R))
+        return float(self._c(arch)[0] @ train_features(N, B, T, R)) * self.anchor(
+            arch, "train", coords("train", dict(N=N, B=B, T=T, R=R)))
 
     def floss_s(self, N, k, T_f, s_ons=1, arch="tanh", transient_h=None, R: int = 1) -> float:
         """Seconds per flossing epoch of an ``R``-member ensemble (``N``: hidden units; an LSTM's
         coefficients absorb its 2N state)."""
         th = self.transient_h if transient_h is None else transient_h
-        return float(self._c(arch)[1] @ floss_features(N, k, T_f, s_ons, th, R))
+        return float(self._c(arch)[1] @ floss_features(N, k, T_f, s_ons, th, R)) * self.anchor(
+            arch, "floss", coords("floss", dict(N=N, k=k, T=T_f, s_ons=s_ons, R=R)))
 
     def known(self, arch: str) -> bool:
         return self._c(arch) is not None
 
+    def span(self, arch: str, kind: str) -> tuple[int, int] | None:
+        """``(N min, N max)`` of the ``kind`` ("train" or "floss") points that price ``arch``."""
+        a = self.priced_as(arch)
+        return None if a is None else self.spans.get(a, {}).get(kind)
+
     @classmethod
-    def fit(cls, df, source: str = "") -> "CostModel":
-        """From a table of ``cost_*`` rows (the aggregated ``table1`` table, or runs' rows)."""
+    def fit(cls, df, source: str = "", anchored: bool = True) -> "CostModel":
+        """From a table of ``cost_*`` rows (the aggregated ``table1`` table, or runs' rows);
+        ``anchored=False``: the bare formula."""
         med, pts = medians(df), points(df)
         rows: dict = {}
         for key, t in med.items():
             kind, factor, _ = key
             c = pts.get(key)
-            if c is None:
+            if c is None or not t > 0:
                 continue
-            arch = factor.split("-", 1)[1] if factor.startswith(("arch-", "archR-")) else "tanh"
-            N, B, T, k, Tf, s_ons, R = (tuple(c) + (1,))[:7]
-            tr, fl = rows.setdefault(arch, ([], []))
-            if kind == "train":
-                tr.append((train_features(N, B, T, R), t))
-            else:
-                fl.append((floss_features(N, k, Tf, s_ons, 10, R), t))
-        coef = {}
-        for arch, (tr, fl) in rows.items():
-            if tr and fl:
-                coef[arch] = (_nnls_rel(np.array([x for x, _ in tr]), 1e-3 * np.array([t for _, t in tr])),
-                              _nnls_rel(np.array([x for x, _ in fl]), 1e-3 * np.array([t for _, t in fl])))
-        return cls(coef, source)
+            c = (tuple(c) + (1,))[:7]
+            rows.setdefault(arch_of(factor), {"train": [], "floss": []})[
+                "train" if kind == "train" else "floss"].append((c, 1e-3 * t))
+        coef, spans, anchors = {}, {}, {}
+        feats = {"train": lambda c: train_features(c[0], c[1], c[2], c[6]),
+                 "floss": lambda c: floss_features(c[0], c[3], c[4], c[5], 10, c[6])}
+        for arch, by in rows.items():
+            if not (by["train"] and by["floss"]):
+                continue
+            cs = []
+            for kind in ("train", "floss"):
+                X = np.array([feats[kind](c) for c, _ in by[kind]])
+                y = np.array([t for _, t in by[kind]])
+                cs.append(_nnls_rel(X, y))
+                fitted = X @ cs[-1]
+                ok = fitted > 0
+                if anchored and ok.any():
+                    L = np.log1p(np.array([c for c, _ in by[kind]], float))
+                    anchors.setdefault(arch, {})[kind] = (L[ok], np.log(y[ok] / fitted[ok]))
+                Ns = [c[0] for c, _ in by[kind]]
+                spans.setdefault(arch, {})[kind] = (min(Ns), max(Ns))
+            coef[arch] = tuple(cs)
+        return cls(coef, source, spans=spans, anchors=anchors)
 
 
 def parse_metric(metric: str) -> tuple[str, str, int] | None:

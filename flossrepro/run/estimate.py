@@ -14,8 +14,12 @@ fitted per-step constant (op dispatch, shared by a batched ensemble) once, the s
 ``R`` times (:class:`flossrepro.jobs.cost.CostModel`). A Lyapunov evaluation is a forward pass of the spectrum, about
 ``LYAP_SHARE`` of a flossing epoch with the same k and length; a test evaluation about
 ``EVAL_SHARE`` of a training epoch with the evaluation batch. ``STARTUP_S`` is the fixed
-setup of a job (config, model, run directory, first-call warm-up). LSTM and GRU networks have
-coefficients of their own (fitted to their measured points over N). The SLURM launcher uses the per-job estimate with a margin as
+setup of a job (config, model, run directory, first-call warm-up). LSTM and GRU networks, and the
+low-rank study's rate networks (``rate``, ``rate_linear``), have coefficients of their own (fitted to
+their measured points over N; a table without rate rows prices a rate network as tanh, and the
+plan says so). A job whose N lies above the N its architecture was measured over is priced with the
+same fitted law (the N^2 terms), and its note says ``extrapolated``. A task with ``seq_len: null``
+(the low-rank study's trials) is priced at its own trial length. The SLURM launcher uses the per-job estimate with a margin as
 the job's time limit (``hydra.launcher.time_from_plan``, see docs/slurm.md).
 """
 from __future__ import annotations
@@ -33,6 +37,7 @@ from flossrepro.jobs.cost import CostModel, hours, load_model
 __all__ = ["JobPlan", "estimate", "find_model", "format_plan", "slurm_time_limit_min"]
 
 STARTUP_S = 4.0
+EXTRAPOLATED = "extrapolated"   # the word a job's note starts its pricing beyond the measured N with
 LYAP_SHARE = 0.45
 EVAL_SHARE = 0.35
 
@@ -96,21 +101,41 @@ def estimate(cfg: DictConfig, model: CostModel | None, name: str = "") -> JobPla
     if not model.known(arch):
         plan.note = f"arch {arch}: not measured in the cost table"
         return plan
+    notes = _notes(model, arch, N, train=bool(E), floss=bool(Ef or nl))
     th, _ = C.lyap_transients(int(f.horizon), f.transient_h, f.transient_q)
     s = 0.0
     if E:
         t = cfg.task
-        s += E * model.train_s(N, int(t.batch_size), int(t.seq_len), arch, R)
+        T = int(t.seq_len) if t.seq_len is not None else int(C.build_task(cfg).seq_len)  # null: the trial's length
+        s += E * model.train_s(N, int(t.batch_size), T, arch, R)
         if cfg.diagnostics.eval_every:
             s += (E // int(cfg.diagnostics.eval_every) + 2) * EVAL_SHARE * model.train_s(
-                N, int(cfg.diagnostics.eval_batch_size), int(t.seq_len), arch, R)
+                N, int(cfg.diagnostics.eval_batch_size), T, arch, R)
     if Ef:
         s += Ef * model.floss_s(N, min(int(f.k), N), int(f.horizon), int(f.s_ons), arch, th, R)
     if nl:
         d = cfg.diagnostics
         s += nl * LYAP_SHARE * model.floss_s(N, min(int(d.lyap_k), N), int(d.lyap_seq_len), 1, arch, 10, R)
     plan.seconds = STARTUP_S + s
+    plan.note = "; ".join(notes)
     return plan
+
+
+def _notes(model: CostModel, arch: str, N: int, train: bool, floss: bool) -> list[str]:
+    """What the plan of a job of ``arch`` at ``N`` should say about its pricing: another
+    architecture's coefficients, or N above the measured points (the fitted law extrapolated)."""
+    out = []
+    used = model.priced_as(arch)
+    if used != arch and arch not in ("relu", "linear"):
+        out.append(f"arch {arch}: no {arch} rows in the cost table, priced as {used} (re-measure table1)")
+    beyond = []
+    for kind, on, what in (("train", train, "training"), ("floss", floss, "flossing/Lyapunov")):
+        sp = model.span(arch, kind)
+        if on and sp is not None and N > sp[1]:
+            beyond.append(f"{what} N <= {sp[1]}")
+    if beyond:
+        out.append(f"{EXTRAPOLATED}: N={N} above the measured {used} points ({', '.join(beyond)}), the fitted N^2 law")
+    return out
 
 
 def format_plan(plans: list[JobPlan], source: str, n_jobs: int = 1) -> str:
@@ -131,11 +156,13 @@ def format_plan(plans: list[JobPlan], source: str, n_jobs: int = 1) -> str:
         L.append(f"[flossrepro]   {p.name:<{w}}  {p.networks:>5} {p.train_epochs:>8} {p.floss_epochs:>8} "
                  f"{p.lyap_evals:>5} {est:>10} {ch:>8}" + (f"  {p.note}" if p.note else ""))
     if known:
+        n_ext = sum(EXTRAPOLATED in p.note for p in known)
         longest = max(p.seconds for p in known)
         wall = max(longest, tot_s / max(1, n_jobs))
         L.append(f"[flossrepro]   total: {tot_ch:.3f} core-hours ({hours(tot_s)} of one core); "
                  f"wall with {n_jobs} job(s) side by side: about {hours(wall)}"
-                 + ("" if len(known) == len(plans) else f"; {len(plans) - len(known)} job(s) not priced"))
+                 + ("" if len(known) == len(plans) else f"; {len(plans) - len(known)} job(s) not priced")
+                 + (f"; {n_ext} job(s) {EXTRAPOLATED} beyond the measured N" if n_ext else ""))
     return "\n".join(L)
 
 
