@@ -17,6 +17,10 @@ tests hold, and the claim needs ``all`` of its groups (every k) or ``any`` (some
 Parts the table lacks are unknown: the claim reads ``not run`` unless the parts present
 already decide it. Tables at smoke scale are never evidence (``evaluate``).
 
+A rule declared as a question (``Rule.question``: an open question, not a claim of the paper)
+is ``answered`` once its table measures it: the row gives the answer in one sentence computed
+from the data (``Claim.answer``); its parts are the numbers behind the answer, not pass/fail.
+
 Two verdicts say the paper itself is at odds with its claim: ``differs from the paper`` (the
 deciding table ran at the paper's parameters, ``scale.name == "paper"``, and its numbers
 contradict the claim) and ``not testable as stated`` (the statistic found that the paper's
@@ -39,7 +43,8 @@ import pandas as pd
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN = "reproduced", "not reproduced", "inconclusive", "not run"
 DIFFERS, UNTESTABLE = "differs from the paper", "not testable as stated"
-VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN, DIFFERS, UNTESTABLE)
+ANSWERED = "answered"   # an open question (Rule.question) measured: the row gives the answer
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN, DIFFERS, UNTESTABLE, ANSWERED)
 PAPER = "paper"
 LEVEL = 0.95
 N_BOOT = 2000
@@ -221,6 +226,12 @@ class Claim:
     untestable: str = ""      # why the paper's stated setup cannot produce its figure (evidence)
     at_paper: bool = False    # the table ran at the paper's parameters
     rule: "Rule | None" = None
+    answer: str = ""          # an open question's answer in one sentence, computed from the data
+
+    @property
+    def question(self) -> bool:
+        """An open question (its rule says so): answered, never reproduced or not."""
+        return self.rule is not None and self.rule.question
 
     @property
     def base_verdict(self) -> str:
@@ -235,6 +246,8 @@ class Claim:
 
     @property
     def verdict(self) -> str:
+        if self.question:
+            return ANSWERED if self.answer and self.groups and not self.not_evidence else NOT_RUN
         if self.untestable and not self.not_evidence:
             return UNTESTABLE
         v = self.base_verdict
@@ -248,7 +261,7 @@ class Claim:
         """The group that decides the verdict (for ``any``: the best; for ``all``: the worst)."""
         if not self.groups:
             return None
-        order = {REPRODUCED: 0, INCONCLUSIVE: 1, NOT_RUN: 2, NOT_REPRODUCED: 3, DIFFERS: 3, UNTESTABLE: 3}
+        order = {REPRODUCED: 0, INCONCLUSIVE: 1, NOT_RUN: 2, NOT_REPRODUCED: 3, DIFFERS: 3, UNTESTABLE: 3, ANSWERED: 0}
         key = (lambda gr: order[gr.verdict]) if self.over == "any" else (lambda gr: -order[gr.verdict])
         best = sorted(self.groups, key=key)
         cands = [gr for gr in best if gr.verdict == best[0].verdict]
@@ -289,12 +302,25 @@ class Claim:
         """Markdown table of every test of the claim."""
         if not self.groups:
             return []
-        out = ["| part | measured [95% interval] | claim | networks | verdict |", "|---|---|---|---|---|"]
+        last = "reading" if self.question else "verdict"
+        out = [f"| part | measured [95% interval] | {'compared with' if self.question else 'claim'} | networks | {last} |",
+               "|---|---|---|---|---|"]
         for gr in self.groups:
             for t in gr.parts:
                 out.append(f"| {gr.label}: {t.label} | {g(t.value)} [{g(t.lo)}, {g(t.hi)}] | {t.op} {g(t.threshold)} "
-                           f"| {t.n} | {t.verdict} |")
+                           f"| {t.n} | {direction(t) if self.question else t.verdict} |")
         return out
+
+
+def direction(t: Part) -> str:
+    """Where a question's number lies against its reference (no pass/fail): above, below, unresolved."""
+    if any(np.isnan(v) for v in (t.value, t.lo, t.hi)):
+        return "not measured"
+    if t.lo > t.threshold:
+        return f"above {g(t.threshold)}"
+    if t.hi < t.threshold:
+        return f"below {g(t.threshold)}"
+    return f"interval contains {g(t.threshold)}: no difference resolved"
 
 
 def scale_of(metrics: pd.DataFrame) -> list[str]:
@@ -340,7 +366,9 @@ class Rule:
     measures it (in a ``stats_*`` module); ``evidence``: a link to the paper-scale evidence
     or the reason a setup is untestable, shown on the row; ``paper_setup``: False for a
     condition the paper did not run (a variant, another architecture), which therefore cannot
-    differ from the paper."""
+    differ from the paper. ``authors``: the authors' own values where the paper's figures show
+    them (the report's "the paper says" column prints them beside ours); ``question``: an open
+    question, answered from the data rather than reproduced."""
     id: str
     quote: str
     where: str
@@ -355,6 +383,8 @@ class Rule:
     evidence: str = ""   # where the evidence lies; "{folder}" becomes the results folder that decided the claim
     panel: str = ""
     paper_setup: bool = True   # False: our variant or addition (never "differs from the paper")
+    authors: str = ""          # the authors' own values (read off their figures), printed beside ours
+    question: bool = False     # an open question: verdict "answered", the statistic writes Claim.answer
 
     def p(self, key: str):
         """A parameter of the statistic (``params``, else ``select``)."""

@@ -3,7 +3,8 @@ row and its section on the figure's detail page).
 
 A figure's tables can exist at several scales: ``<results>/paper/<experiment>/`` (the paper's
 parameters), ``<results>/paper-d70/<experiment>/`` (the deciding condition at the paper's
-parameters) and ``<results>/<experiment>/`` (small scale). Every claim is evaluated on each
+parameters), ``<results>/paper-lowrank/<experiment>/`` (the low-rank study's runs at its
+authors' parameters) and ``<results>/<experiment>/`` (small scale). Every claim is evaluated on each
 source whose tables exist; the first source, in that order, that decides it (any verdict but
 ``not run``) is the one the report shows, and the row names its scale and folder.
 """
@@ -14,12 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from flossrepro.figures.claims import (DIFFERS, INCONCLUSIVE, LEVEL, N_BOOT, NOT_REPRODUCED, NOT_RUN, REPRODUCED,
-                                       UNTESTABLE, Claim, evaluate, g)
+from flossrepro.figures.claims import (ANSWERED, DIFFERS, INCONCLUSIVE, LEVEL, N_BOOT, NOT_REPRODUCED, NOT_RUN,
+                                       REPRODUCED, UNTESTABLE, Claim, evaluate, g)
 from flossrepro.figures.data import describe, fmt_setting, load_tables
 
 #: folders under the results folder that hold paper-scale tables, in order of preference
-PAPER_DIRS = ("paper", "paper-d70")
+PAPER_DIRS = ("paper", "paper-d70", "paper-lowrank")
 
 
 @dataclass
@@ -92,6 +93,8 @@ def headline(c: Claim) -> str:
     """The deciding number with its interval, in one line."""
     if c.untestable and not c.not_evidence:
         return c.untestable
+    if c.question and c.answer:
+        return c.answer + (f" ({c.not_evidence})" if c.not_evidence else f"; {c.missing}" if c.missing else "")
     p, gr = _worst_part(c)
     if p is None:
         return c.missing or c.note or "nothing measured"
@@ -108,13 +111,18 @@ def headline(c: Claim) -> str:
         out += f"; about {n} networks would decide it" if n else "; the estimate sits at the threshold"
     elif c.missing:
         out += f"; {c.missing}"
+    if c.note:
+        out += f"; {c.note}"
     return out
 
 
 def paper_says(c: Claim) -> str:
+    """The authors' own values where the rule records them, else the paper's words (and where)."""
     r = c.rule
     if r is None:
         return "-"
+    if r.authors:
+        return r.authors
     return f"{r.paper} ({r.where})" if r.where and r.where != "-" else r.paper
 
 
@@ -160,7 +168,9 @@ VERDICT_TEXT = (f"Measured: the number each claim tests, with its {LEVEL:.0%} pe
                 "claim's side), *not reproduced* (wholly on the other side), *inconclusive* (it straddles the "
                 "threshold), *not run* (the table lacks what the claim needs, or holds only smoke-scale runs), "
                 f"*{DIFFERS}* (the deciding table ran at the paper's parameters and contradicts the claim), "
-                f"*{UNTESTABLE}* (the paper's stated setup cannot produce its own figure; the row says why).")
+                f"*{UNTESTABLE}* (the paper's stated setup cannot produce its own figure; the row says why), "
+                f"*{ANSWERED}* (an open question, not a claim of the paper: the row gives the answer computed from "
+                "the tables).")
 
 
 def _blocks(lines: list[str]) -> list[list[str]]:
@@ -183,8 +193,12 @@ def section(d: Decided, results: Path, seen: set) -> list[str]:
     where = d.source.path.relative_to(results).as_posix() + "/" if d.source.path != results else "results/"
     out = [f"### {c.id}", "", f"**Verdict: {c.verdict}** (decided at {d.source.scale}, tables in `{where}`).", ""]
     if r is not None:
-        out += [f"- The paper ({r.where}): \"{r.quote}\"", f"- The paper's number: {r.paper}",
-                f"- Our test: {c.claim}"]
+        out += [f"- The paper ({r.where}): \"{r.quote}\"", f"- The paper's number: {r.paper}"]
+        if r.authors:
+            out += [f"- The authors' own values (read off their figures): {r.authors}"]
+        out += [f"- Our {'question' if c.question else 'test'}: {c.claim}"]
+        if c.question and c.answer:
+            out += [f"- **Answer**: {c.answer}"]
         if r.evidence:
             out += [f"- Evidence: {evidence(d, results)}"]
     else:
