@@ -1,15 +1,14 @@
-"""Low-rank study, against g: convergence time, ||dW||, loss after shuffle, functional rank, lambda_1 at init.
+"""Low-rank study, against g (their Fig 2): convergence time, ||dW||, loss after shuffle, functional rank, lambda_1.
 
-- **A**: convergence time (first epoch with training loss < 5% of the loss at epoch 0; never: the
-  run's epochs, a lower bound) vs g, median and 25-75% band per task;
+- **A**: convergence time (first epoch with training loss < 5% of the loss at epoch 0) vs g;
 - **B**: ``||dW||_F`` at the end vs g;
 - **C**: loss after shuffling the entries of W0 (dW, W_in, W_out kept) relative to L0 vs g;
-- **D**: functional rank vs g (networks that solve the task);
+- **D**: functional rank vs g;
 - **E**: lambda_1 of the initial network vs g (the transition to chaos where it crosses 0).
 
-Claims: LR2 (U shape: the median convergence time at the g nearest 1 is below those at g = 0 and at
-the largest g, on every task; the g is fixed in advance, not picked from the data), LR3 (the median
-loss after shuffle is above L0 / 2 at the g nearest 1 and at the largest g, on every task).
+Mean +- std over networks per task (the authors' aggregation); a g where not every network
+converged is left out (the title names it); crosses are the authors' values read off their
+figures (N = 256). Claims LR2 and LR3 are declared below (``RULES``, statistics in ``lr_stats``).
 """
 from __future__ import annotations
 
@@ -17,11 +16,11 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from flossrepro.figures.claims import Claim, Group, rng_for
-from flossrepro.figures.data import values
+from flossrepro.figures import lr_stats as st
+from flossrepro.figures.claims import Rule, claim_texts, evaluate_rules
 from flossrepro.figures.lowrank_common import METRICS as _METRICS
-from flossrepro.figures.lowrank_common import (TASK_LABEL, diff_median_part, frame_median_part, md_table, medians_by, nearest,
-                                               table)
+from flossrepro.figures.lowrank_common import (AUTHORS_CONV, AUTHORS_CONV_MIN, AUTHORS_RANK, TASK_COLOR, TASK_LABEL,
+                                               TASKS, draw_mean_std, left_out_text, mean_std, table, task_rows)
 from flossrepro.figures.plotting import STYLE, empty_panel, new_figure, suptitle
 
 EXPERIMENTS = ("lr_flipflop", "lr_mante", "lr_romo")
@@ -30,33 +29,47 @@ TITLE = "Low-rank study: convergence time, ||dW||, loss after shuffle and functi
 PANELS = {"A": "convergence time vs g", "B": "||dW||_F vs g", "C": "loss after shuffling W0 / L0 vs g",
           "D": "functional rank vs g", "E": "lambda_1 at initialisation vs g"}
 METRICS = _METRICS
-TASKS = ("flipflop", "mante", "romo")
-COLORS = {"flipflop": "#1f77b4", "mante": "#ff7f0e", "romo": "#2ca02c"}
-SHUFFLE_HIGH = 0.5
+SHUFFLE_HIGH = 0.5    # halfway between a solution that survives the shuffle (0) and one destroyed by it (1 = L0)
+WINDOW = 0.6          # two steps of the authors' g grid (0.3)
 
-CLAIM_PANELS = {"LR2": "A", "LR3": "C"}  # the panel each claim is read from (report's figure map)
-CLAIMS = {"LR2": "convergence time is U-shaped in g: its median at the g nearest 1 is below the medians at g = 0 "
-                 "and at the largest g, on every task",
-          "LR3": f"the loss after shuffling W0 is high: median > {SHUFFLE_HIGH} L0 at the g nearest 1 and at the "
-                 "largest g, on every task"}
+RULES = (
+    Rule("LR2", quote="Strength of random initial connectivity (g) affects learning dynamics (convergence time first "
+                      "decreases with g and then increases again as networks transition to chaotic activity)",
+         where="NeurIPS 2020 reviews (R4 summary); the authors' figures_nonlinear (convergence time vs g)",
+         paper="convergence time is U-shaped in g: it falls from g = 0 to an interior minimum and rises again toward "
+               "the largest g; the minimum's position depends on the task",
+         authors="flip-flop ~45 epochs at g=0.9-1.2, ~185 at g=1.8; Mante ~40 at g=1.2, ~550 at g=2.4; Romo ~320 at "
+                 "g=0.9, minimum ~60 near g=2.1, ~85 at g=3 (N=256)",
+         claim="per task: some interior g (every network converged there) has a lower median convergence time than "
+               "both g = 0 and the largest g (a network that never converged counts as the run's epochs, a lower "
+               f"bound); a grid without an interior g within {WINDOW:g} of the authors' minimum (flip-flop ~1, Mante "
+               "~1.2, Romo ~2.1) cannot show their U and is not judged",
+         stat=st.claim_u_shape, op=">", threshold=0.0, params={"authors_min": AUTHORS_CONV_MIN, "window": WINDOW},
+         panel="A"),
+    Rule("LR3", quote="They present evidence that the learned low-rank structure of the recurrent connectivity is "
+                      "correlated with the initial random connectivity",
+         where="NeurIPS 2020 reviews (R3); the authors' figures_nonlinear (loss after shuffling W0)",
+         paper="the loss after shuffling W0 is high: the learned structure is tied to the random W0",
+         authors="shuffle loss ~ L0 for g >= 0.6 on all three tasks",
+         claim=f"on every task and at every g >= 0.6 where every network converged: the median loss after shuffling "
+               f"W0 is above {SHUFFLE_HIGH} L0 (halfway between a structure that survives the shuffle, 0, and the "
+               "authors' ~L0)",
+         stat=st.claim_shuffle_high, op=">", threshold=SHUFFLE_HIGH, params={"g_from": 0.6}, panel="C"),
+)
+CLAIMS = claim_texts(RULES)
+CLAIM_PANELS = {r.id: r.panel for r in RULES}  # the panel each claim is read from (report's figure map)
 
-
-def _tables(metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    out = {}
-    for task in TASKS:
-        d = metrics[metrics["task.name"] == task] if "task.name" in metrics else metrics.iloc[0:0]
-        if not d.empty:
-            out[task] = table(d)
-    return out
+SPEC = [("conv", "convergence epoch", AUTHORS_CONV, True), ("dW_norm", "||dW||_F", None, False),
+        ("shuffle_rel", "loss after shuffle / L0", None, False), ("rank", "functional rank", AUTHORS_RANK, False),
+        ("lambda1_init", "lambda_1 at init (per step)", None, False)]
 
 
 def plot(metrics: pd.DataFrame) -> Figure:
-    tabs = _tables(metrics)
+    tabs = {task: table(d) for task in TASKS if not (d := task_rows(metrics, task)).empty}
     with rc_context(STYLE):
-        fig, axes = new_figure(1, 5, (20, 4.2))
-        spec = [("conv", "convergence epoch"), ("dW_norm", "||dW||_F"), ("shuffle_rel", "loss after shuffle / L0"),
-                ("rank", "functional rank"), ("lambda1_init", "lambda_1 at init (per step)")]
-        for ax, (col, lab), letter in zip(axes[0], spec, "ABCDE"):
+        fig, axes = new_figure(1, 5, (21, 4.6))
+        left: dict = {}
+        for ax, (col, lab, ref, log), letter in zip(axes[0], SPEC, "ABCDE"):
             ax.set_title(f"{letter}  {lab}", loc="left")
             ax.set_xlabel("g")
             ax.set_ylabel(lab)
@@ -64,52 +77,28 @@ def plot(metrics: pd.DataFrame) -> Figure:
                 empty_panel(ax, "no table")
                 continue
             for task, t in tabs.items():
-                m = medians_by(t, "", col, "init.g")
-                if m.empty:
-                    continue
-                ax.plot(m["init.g"], m["median"], "o-", color=COLORS[task], ms=3, label=TASK_LABEL[task])
-                ax.fill_between(m["init.g"], m["q25"], m["q75"], color=COLORS[task], alpha=0.2, lw=0)
+                # lambda_1 at init does not depend on training: every g is drawn
+                m, lost = mean_std(t, col, "init.g", all_converged=col != "lambda1_init")
+                left[TASK_LABEL[task]] = lost if col != "lambda1_init" else left.get(TASK_LABEL[task], [])
+                draw_mean_std(ax, m, "init.g", TASK_COLOR[task], TASK_LABEL[task], log=log)
+                if ref:
+                    ax.plot(list(ref[task]), list(ref[task].values()), "x", color=TASK_COLOR[task], ms=7, mew=2)
+            if ref:
+                ax.plot([], [], "x", color="black", ms=7, mew=2, label="authors (N=256, read off)")
+            if log:
+                ax.set_yscale("log")
             if col == "lambda1_init":
                 ax.axhline(0, color="black", lw=0.8)
             if col == "shuffle_rel":
                 ax.axhline(1, color="black", ls="--", lw=0.8)
-            ax.legend()
-        suptitle(fig, TITLE, metrics, extra="no-k")
+                ax.axhline(SHUFFLE_HIGH, color="grey", ls=":", lw=0.8)
+            ax.legend(loc="lower right" if col in ("shuffle_rel", "lambda1_init") else "upper left", fontsize=6.5)
+        lost = left_out_text(left)
+        suptitle(fig, TITLE + "\nmean +- std over networks; A-D " + (lost or "every g: all networks converged")
+                 + "; E: every g", metrics, extra="no-k")
     return fig
 
 
-def _by_g(t: pd.DataFrame, gv: float) -> pd.DataFrame:
-    return t[t["init.g"] == gv]
-
-
-def claims(metrics: pd.DataFrame) -> list[Claim]:
-    tabs = _tables(metrics)
-    c2, c3 = Claim("LR2", CLAIMS["LR2"]), Claim("LR3", CLAIMS["LR3"])
-    r2, r3 = rng_for("LR2"), rng_for("LR3")
-    lost = [t for t in TASKS if t not in tabs]
-    for c in (c2, c3):
-        if lost:
-            c.missing = f"not run: {', '.join(lost)}"
-    d2, d3 = [], []
-    for task, t in tabs.items():
-        gs = values(t, "init.g")
-        if len(gs) < 3:
-            continue
-        g1, g0, gmax = nearest(gs, 1.0), min(gs), max(gs)
-        c2.groups.append(Group(f"{TASK_LABEL[task]} (g={g0:g}, {g1:g}, {gmax:g})", [
-            diff_median_part(f"median conv(g={g0:g}) - conv(g={g1:g})", _by_g(t, g1), _by_g(t, g0), "conv", ">", 0.0, r2),
-            diff_median_part(f"median conv(g={gmax:g}) - conv(g={g1:g})", _by_g(t, g1), _by_g(t, gmax), "conv", ">", 0.0,
-                             r2)]))
-        c3.groups.append(Group(TASK_LABEL[task], [
-            frame_median_part(f"median shuffle loss / L0 at g={g1:g}", _by_g(t, g1), "shuffle_rel", ">", SHUFFLE_HIGH, r3),
-            frame_median_part(f"median shuffle loss / L0 at g={gmax:g}", _by_g(t, gmax), "shuffle_rel", ">", SHUFFLE_HIGH, r3)]))
-        per = t.groupby("init.g").agg(networks=("conv", "size"), never_converged=("conv_censored", "sum"),
-                                      median_conv=("conv", "median"), median_dW_norm=("dW_norm", "median"),
-                                      median_shuffle_rel=("shuffle_rel", "median"), median_rank=("rank", "median"),
-                                      median_lambda1_init=("lambda1_init", "median")).reset_index()
-        block = [f"{TASK_LABEL[task]} (epochs {int(t['epochs'].max()) if 'epochs' in t else '?'}; a network that "
-                 "never converged counts as the run's epochs):", ""] + md_table(per, list(per.columns)) + [""]
-        d2 += block
-        d3 += block
-    c2.detail, c3.detail = d2, d3
-    return [c2, c3]
+def claims(metrics: pd.DataFrame) -> list:
+    """Claims LR2 and LR3 (the engine, ``evaluate_rules``)."""
+    return evaluate_rules(RULES, metrics)

@@ -1,0 +1,122 @@
+"""Every low-rank rule can fail (the pattern of tests/test_claims.py): each claim LR1-LR5 is evaluated on
+a copy of the committed table whose effect is broken (two conditions' or metrics' labels swapped, or
+the swept value reversed) and its verdict must no longer be ``reproduced``; where the committed table
+reproduces the claim the test checks that first, so the break is what flips it. The open questions
+LR6 and LR7 are ``answered`` on the committed tables, with an answer computed from them.
+
+Fast: no training; the committed tables under ``results/`` (small scale) and
+``results/paper-lowrank/`` (the authors' parameters).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flossrepro.figures import discover
+from flossrepro.figures.claims import ANSWERED, NOT_REPRODUCED, NOT_RUN, REPRODUCED, evaluate
+from flossrepro.figures.data import load_tables
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+@lru_cache(maxsize=None)
+def table(name: str, where: str = "") -> pd.DataFrame:
+    mod = discover()[name]
+    df, _, missing = load_tables(RESULTS / where if where else RESULTS, mod.EXPERIMENTS, mod.METRICS)
+    if missing:
+        pytest.skip(f"no committed table for {name} in results/{where}")
+    return df
+
+
+def claim(name: str, df: pd.DataFrame, cid: str):
+    return next(c for c in evaluate(discover()[name], df) if c.id == cid)
+
+
+# ----------------------------------------------------------------------------- breaks
+def swap(df: pd.DataFrame, col: str, a, b) -> pd.DataFrame:
+    """Exchange the labels ``a`` and ``b`` of column ``col``."""
+    out = df.copy()
+    va, vb = df[col] == a, df[col] == b
+    out[col] = out[col].astype(object)
+    out.loc[va, col], out.loc[vb, col] = b, a
+    return out
+
+
+def reverse_values(df: pd.DataFrame, col: str, within: str | None = None) -> pd.DataFrame:
+    """Map the swept values of ``col`` onto themselves in reverse order (per ``within`` group)."""
+    out = df.copy()
+    groups = [out.index] if within is None or within not in out else [out.index[out[within] == v]
+                                                                       for v in out[within].dropna().unique()]
+    for idx in groups:
+        vals = sorted(out.loc[idx, col].dropna().unique())
+        out.loc[idx, col] = out.loc[idx, col].map(dict(zip(vals, vals[::-1])))
+    return out
+
+
+def swap_g0_and_interior(df: pd.DataFrame) -> pd.DataFrame:
+    """LR2: per task, g = 0 and the interior g nearest 0.9 exchange their networks (no longer a U)."""
+    parts = []
+    for task, d in df.groupby("task.name"):
+        gs = sorted(d["init.g"].unique())
+        mid = min(gs[1:-1], key=lambda v: abs(v - 0.9))
+        parts.append(swap(d, "init.g", gs[0], mid).assign(**{"init.g": lambda x: x["init.g"].astype(float)}))
+    return pd.concat(parts)
+
+
+# (figure, claim, folder, break, whether the committed table reproduces it)
+CASES = [
+    # LR1: the functional rank read as the full spectrum's effective rank (dW is full-rank by that measure)
+    ("lr_tasks", "LR1", "", lambda d: swap(d, "metric", "functional_rank", "dW_effective_rank"), True),
+    ("lr_tasks", "LR1", "paper-lowrank", lambda d: swap(d, "metric", "functional_rank", "dW_effective_rank"), False),
+    ("lr_gsweep", "LR2", "paper-lowrank", swap_g0_and_interior, False),
+    ("lr_gsweep", "LR3", "", lambda d: reverse_values(d, "init.g", "task.name"), True),
+    ("lr_gsweep", "LR3", "paper-lowrank", lambda d: reverse_values(d, "init.g", "task.name"), True),
+    ("lr_nscale", "LR4", "", lambda d: reverse_values(d, "arch.n_hidden"), True),
+    ("lr_nscale", "LR4", "paper-lowrank", lambda d: reverse_values(d, "arch.n_hidden"), True),
+    ("lr_linear", "LR5", "", lambda d: reverse_values(d, "init.g", "task.target_amp"), False),
+    ("lr_linear", "LR5", "paper-lowrank", lambda d: reverse_values(d, "init.g", "task.target_amp"), True),
+]
+
+
+@pytest.mark.parametrize("name, cid, where, brk, holds", CASES,
+                         ids=[f"{c[1]}{'@' + c[2] if c[2] else ''}" for c in CASES])
+def test_a_broken_effect_is_not_reproduced(name, cid, where, brk, holds):
+    df = table(name, where)
+    before = claim(name, df, cid).verdict
+    assert (before == REPRODUCED) == holds, f"{cid} on the committed table: {before}"
+    after = claim(name, brk(df), cid)
+    assert after.verdict != REPRODUCED, f"{cid} still reproduced after its effect was broken"
+    assert after.groups, f"{cid}: the break left nothing measured"
+
+
+def test_lr2_judges_each_task_and_leaves_a_grid_without_the_authors_minimum_open():
+    """At the authors' parameters flip-flop and Mante show the U; Romo's grid (0, 0.9, 3) has no g near
+    their minimum (~2.1), so the claim is open (not run), and breaking the U decides it."""
+    c = claim("lr_gsweep", table("lr_gsweep", "paper-lowrank"), "LR2")
+    assert c.verdict == NOT_RUN and "Romo: the grid (0, 0.9, 3)" in c.missing
+    assert {gr.label: gr.verdict for gr in c.groups} == {"flip-flop": REPRODUCED, "Mante": REPRODUCED}
+    broken = claim("lr_gsweep", swap_g0_and_interior(table("lr_gsweep", "paper-lowrank")), "LR2")
+    assert broken.base_verdict == NOT_REPRODUCED
+
+
+def test_every_lowrank_claim_has_a_break_or_is_a_question():
+    rules = {r.id: r for m in discover().values() if m.STUDY == "lowrank" for r in getattr(m, "RULES", ())}
+    assert set(rules) == {f"LR{i}" for i in range(1, 8)}
+    assert {c[1] for c in CASES} == {cid for cid, r in rules.items() if not r.question} == {f"LR{i}" for i in range(1, 6)}
+    for r in rules.values():   # the authors' values are printed beside ours
+        assert r.quote and r.where and r.paper and r.claim and r.authors and callable(r.stat), r.id
+        assert r.stat.__module__ in ("flossrepro.figures.lr_stats", "flossrepro.figures.lr_compare"), r.id
+
+
+@pytest.mark.parametrize("name, cid, ref", [("lr_optim", "LR6", "Adam"), ("lr_floss", "LR7", "baseline (no flossing)")])
+def test_open_questions_are_answered_from_the_tables(name, cid, ref):
+    c = claim(name, table(name), cid)
+    assert c.verdict == ANSWERED and c.answer.startswith("At matched training loss, ") and ref in c.answer
+    assert "functional rank" in c.answer and "effective rank" in c.answer
+    # the answer follows the numbers: exchange the reference's networks with another condition's
+    other = {"LR6": ("optim.name", "adam", "sgd"), "LR7": ("flossing.schedule", "none", "during")}[cid]
+    flipped = claim(name, swap(table(name), *other), cid)
+    assert flipped.verdict == ANSWERED and flipped.answer != c.answer
