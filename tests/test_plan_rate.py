@@ -142,8 +142,8 @@ def test_the_cost_job_grid_holds_the_rate_points_and_they_run():
         assert {R for k, f, R, _ in pts if f == f"rateR-{a}"} == {int(r) for r in job.ensemble_R if int(r) > 1}
     # k = min(k, N), each once: N=32 floss at k 1, 16, 32 (from 64)
     assert sorted(kw["k"] for k, f, v, kw in pts if f.startswith("rate-rate-k") and v == 32) == [1, 16, 32]
-    # T1D: the flossing-vs-N grids reach the levelled-off sizes (k fixed to 2048; k = N to 768)
-    assert max(job.floss_N) == 2048 and max(job.floss_NkN) == 768
+    # T1D: the flossing-vs-N grids reach the levelled-off sizes (k fixed to 2000; k = N to 768)
+    assert max(job.floss_N) == 2000 and max(job.floss_NkN) == 768
     # the epoch functions run (tiny sizes), batch and ensemble as asked
     for a in ("rate", "rate_linear"):
         Cm.rate_train_epoch(2, N=8, B=3, T=20, arch=a)()
