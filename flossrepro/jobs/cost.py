@@ -33,8 +33,9 @@ a3 N^2 B + a4 N^2))`` and flossing ``T_f (b0 + R (b1 + b2 N^2)) + R T_q (b3 N^2 
 share; ``a4``, ``b2``: the pass over W each step whatever the batch, which dominates at batch 1),
 least squares in relative error on the measured rows, coefficients >= 0, one set per
 architecture (``job.ensemble_R`` measures the ensembles). The formula cannot follow the step in
-the achieved rate where W leaves the core's L2 cache (N ~ 1024 in float32 on a 2 MiB L2, up to 6x at
-batch 1), so each estimate is anchored to the measured points nearest to it
+the achieved rate where W leaves the core's L2 cache (N ~ 1024 in float32 on a 2 MiB L2: a rate
+network's batch-1 training epoch takes 10x longer at N = 1024 than at 512, and the bare formula
+falls 2.5x short there), so each estimate is anchored to the measured points nearest to it
 (:meth:`CostModel.anchor`: the formula times the measured / fitted ratio there, weighted by
 ``exp(-d / ANCHOR_BW)`` over the log distance ``d`` between the points' coordinates); at a
 measured point the estimate is within a few percent of its measured time. The model remembers the N each architecture
