@@ -34,18 +34,19 @@ PANELS = {"A": "effective rank of dW at matched training loss per flossing sched
           "B": "functional rank per schedule", "C": "singular values of dW per schedule",
           "D": "training loss per schedule"}
 METRICS = _METRICS + ("test_accuracy",)
-LABEL = {s: SCHEDULE_LABEL[s] for s in ("none", "pre", "during")}
+SCHED_LABEL = {s: SCHEDULE_LABEL[s] for s in ("none", "pre", "during")}   # not LABEL: the figure map reads that
 
 RULES = (
     Rule("LR7", quote="(ours) gradient flossing raises the rank of the gradient dL/dW (flossing paper, Fig 10): does it "
                       "raise the rank of the accumulated change dW?", where="SPEC-lowrank LR7 (our question)",
          paper="an open question (not in the paper)", authors="-",
          claim="open question, does flossing raise the rank of dW? Answered per task and g at matched training loss "
-               "(each condition's highest final training loss, which every network reaches): the effective rank of "
-               "dW and the functional rank, preflossing and flossing during training - no flossing, with 95% "
-               "intervals, and the final training losses",
+               "(the highest of the schedules' median final training losses; a network that never reaches it is left "
+               "out): the effective rank of dW (its singular-value tail) and the functional rank (the paper's measure), "
+               "preflossing and flossing during training - no flossing, with 95% intervals, and the final training "
+               "losses",
          stat=st.claim_compare, question=True, paper_setup=False, panel="A",
-         params={"key": "flossing.schedule", "ref": "none", "others": ("pre", "during"), "labels": LABEL,
+         params={"key": "flossing.schedule", "ref": "none", "others": ("pre", "during"), "labels": SCHED_LABEL,
                  "by": ("task.name", "init.g")}),
 )
 CLAIMS = claim_texts(RULES)

@@ -26,7 +26,7 @@ from flossrepro.figures.plotting import STYLE, empty_panel, new_figure, suptitle
 EXPERIMENTS = ("lr_flipflop", "lr_mante", "lr_romo")
 STUDY = "lowrank"
 TITLE = "Low-rank study: convergence time, ||dW||, loss after shuffle and functional rank vs g"
-PANELS = {"A": "convergence time vs g", "B": "||dW||_F vs g", "C": "loss after shuffling W0 / L0 vs g",
+PANELS = {"A": "convergence time vs g", "B": "norm(dW) vs g", "C": "loss after shuffling W0 / L0 vs g",
           "D": "functional rank vs g", "E": "lambda_1 at initialisation vs g"}
 METRICS = _METRICS
 SHUFFLE_HIGH = 0.5    # halfway between a solution that survives the shuffle (0) and one destroyed by it (1 = L0)

@@ -28,7 +28,7 @@ from flossrepro.store.resolvers import linear_lr
 
 EXPERIMENTS = ("lr_linear",)
 STUDY = "lowrank"
-TITLE = "Low-rank study: linear networks, loss and singular values of dW over learning time against the theory"
+TITLE = "Low-rank study: linear networks over learning time, against the theory"
 PANELS = {"A": "training loss vs effective learning time, simulation and third-order theory",
           "B": "singular values s1, s2, s3 of dW vs effective learning time, simulation and theory"}
 METRICS = ("train_loss", "dW_sv[1:4]")
@@ -63,7 +63,7 @@ def _tau(d: pd.DataFrame, epoch) -> pd.Series:
 def plot(metrics: pd.DataFrame) -> Figure:
     zs = values(metrics, ZHAT) or [1.0]
     with rc_context(STYLE):
-        fig, axes = new_figure(2, len(zs), (5.5 * len(zs) + 1, 8.5))
+        fig, axes = new_figure(2, len(zs), (max(5.5 * len(zs) + 1, 9.0), 8.5))
         if metrics.empty:
             for ax in axes.ravel():
                 empty_panel(ax, "no table")
@@ -108,11 +108,12 @@ def plot(metrics: pd.DataFrame) -> Figure:
                 b.plot(np.linspace(0, tau.max(), 200), thb["s2"], "-.", color=cols[gv], lw=1.2)
             a.set_xlabel("effective learning time tau~ = beta^2 lr epoch")
             a.set_ylabel("training loss")
-            a.set_xlim(0, min(tmax, 2.0) if tmax else None)
+            xmax = min(tmax, 1.2 / z) if tmax else None   # the authors show up to ~1.9 (zhat=0.5), ~0.6 (zhat=2)
+            a.set_xlim(0, xmax)
             a.legend(fontsize=6)
             b.set_xlabel("effective learning time tau~")
             b.set_ylabel("singular value of dW")
-            b.set_xlim(0, min(tmax, 2.0) if tmax else None)
+            b.set_xlim(0, xmax)
             if sv.empty:
                 empty_panel(b, f"dW_sv over training: {NOT_RECORDED}")
             else:
@@ -120,8 +121,8 @@ def plot(metrics: pd.DataFrame) -> Figure:
                 b.plot([], [], "-.", color="black", label="s2 = zhat^3 tau~^3 / 12")
                 b.legend(fontsize=6)
                 note(b, "solid: simulation s1 (thick), s2, s3 (thin); mean over networks", "lower right")
-        suptitle(fig, TITLE + "\nmean +- std over networks; theory: the authors' third-order expansion, cut where z "
-                 "reaches zhat", m, extra="no-k")
+        suptitle(fig, TITLE + "\nmean +- std over networks; dashed: the authors' third-order expansion,\ncut where "
+                 "the readout z reaches zhat", m, extra="no-k")
     return fig
 
 

@@ -35,7 +35,7 @@ EXPERIMENTS = ("lr_linear",)
 STUDY = "lowrank"
 TITLE = "Low-rank study: linear networks, leading-order theory against simulation"
 PANELS = {"A": "convergence time (lr x epochs, / g=0) vs g: simulation and (1 - g^2)^2",
-          "B": "||dW||_F (/ g=0) vs g: simulation and (1 - g^2)",
+          "B": "norm(dW) (/ g=0) vs g: simulation and (1 - g^2)",
           "C": "mean gradient norm (/ g=0) vs g: simulation and 1 / (1 - g^2)",
           "D": "loss after shuffle / L0 vs g: simulation and g^4 (2 - g^2)^2",
           "E": "error against the theory in units of its maximum (or of L0)"}
@@ -53,14 +53,14 @@ RULES = (
     Rule("LR5", quote="By considering a linear network, the authors could derive an analytical expression for the "
                       "loss and singular values of the learned weights across training ... Numerics indeed seems to "
                       "validate the result",
-         where="NeurIPS 2020 reviews (R3); the authors' figures_linear (learning time, ||dW||, gradient norm, shuffle "
+         where="NeurIPS 2020 reviews (R3); the authors' figures_linear (learning time, norm(dW), gradient norm, shuffle "
                "loss vs g, zhat = 0.5, 1, 2)",
-         paper="linear networks: convergence time ~ (1 - g^2)^2, ||dW|| ~ (1 - g^2), mean gradient norm ~ 1/(1 - g^2), "
+         paper="linear networks: convergence time ~ (1 - g^2)^2, norm(dW) ~ (1 - g^2), mean gradient norm ~ 1/(1 - g^2), "
                "loss after shuffle ~ g^4 (2 - g^2)^2 L0: a leading-order curve, not an equality",
-         authors="at g=0.9 convergence time ~0.013-0.017 vs theory 0.036, ||dW|| ~0.10-0.12 vs 0.19; shuffle loss / L0 "
+         authors="at g=0.9 convergence time ~0.013-0.017 vs theory 0.036, norm(dW) ~0.10-0.12 vs 0.19; shuffle loss / L0 "
                  "at g=0.5 ~0.24 (zhat=0.5), ~0.55 (zhat=2) vs theory 0.19",
-         claim="at every zhat and g > 0, each quantity where it is O(1): |median simulation - theory| in units of the "
-               f"theory's maximum over the swept g (convergence time, ||dW||, gradient norm: ratios to g = 0) or of L0 "
+         claim="at every zhat and g > 0, each quantity where it is O(1): abs(median simulation - theory) in units of the "
+               f"theory's maximum over the swept g (convergence time, norm(dW), gradient norm: ratios to g = 0) or of L0 "
                f"(shuffle loss) is below {TOL['conv']:g} ({TOL['shuffle_rel']:g} L0 for the shuffle loss), tolerances "
                "that admit the authors' own simulations",
          stat=st.claim_linear_theory, op="<", threshold=TOL["conv"], params={"tol": TOL, "lr_of": linear_lr}, panel="E"),
@@ -127,7 +127,7 @@ def plot(metrics: pd.DataFrame) -> Figure:
             ax.axhline(y, color="black", ls="--", lw=0.8)
         ax.set_xlabel("g")
         ax.set_ylabel("error")
-        ax.legend(fontsize=5.5)
+        ax.legend(fontsize=5.5, loc="center right")
         note(ax, "dashed: tolerances " + ", ".join(f"{st.LINEAR_NAMES[k]} {v:g}" for k, v in TOL.items() if k != "grad"),
              "upper left")
         suptitle(fig, TITLE + "\nmean +- std over networks, divided by the mean at g = 0 (the authors' scaling)", m,

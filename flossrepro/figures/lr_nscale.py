@@ -28,7 +28,7 @@ from flossrepro.figures.plotting import STYLE, empty_panel, new_figure, palette,
 EXPERIMENTS = ("lr_nscale",)
 STUDY = "lowrank"
 TITLE = "Low-rank study: N scaling of ||dW||, ||W0||, their ratio and the functional rank"
-PANELS = {"A": "||dW||_F vs N", "B": "||W0||_F vs N", "C": "||dW||_F / ||W0||_F vs N", "D": "functional rank vs N"}
+PANELS = {"A": "norm(dW) vs N", "B": "norm(W0) vs N", "C": "norm(dW) / norm(W0) vs N", "D": "functional rank vs N"}
 METRICS = _METRICS
 SLOPE_MAX = 0.25      # half the sqrt(N) growth of ||W0||
 
@@ -36,12 +36,12 @@ RULES = (
     Rule("LR4", quote="The authors' supplement: the norm of dW does not grow with N while that of W0 grows as sqrt(N); "
                       "the minimal rank stays small",
          where="the authors' figures_supp_norm_scale_with_N (N = 64 ... 1024, g = 0, 0.9, 1.8)",
-         paper="||dW|| does not grow with N while ||W0|| grows as sqrt(N), so ||dW|| / ||W0|| -> 0; the functional "
+         paper="norm(dW) does not grow with N while norm(W0) grows as sqrt(N), so norm(dW) / norm(W0) -> 0; the functional "
                "rank stays small compared with N (flat for Mante and Romo)",
          authors="flip-flop functional rank at g=0: 2 for every N; g=0.9: ~4.6 (N=64) to ~6.2 (N=1024); g=1.8: ~6.4 "
                  "to ~9.8; Mante and Romo flat",
-         claim=f"per task and g > 0, over the networks that converged: the log-log slope of ||dW|| against N is < "
-               f"{SLOPE_MAX} (half the sqrt(N) growth of ||W0||), that of ||dW|| / ||W0|| is < 0 (it falls toward 0) "
+         claim=f"per task and g > 0, over the networks that converged: the log-log slope of norm(dW) against N is < "
+               f"{SLOPE_MAX} (half the sqrt(N) growth of norm(W0)), that of norm(dW) / norm(W0) is < 0 (it falls toward 0) "
                "and that of functional rank / N is < 0 (the rank is small against N)",
          stat=st.claim_n_scaling, op="<", threshold=SLOPE_MAX, panel="C"),
 )

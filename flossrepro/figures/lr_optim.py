@@ -38,8 +38,8 @@ RULES = (
                       "\\delta W.", where="NeurIPS 2020 reviews (R1, additional feedback)",
          paper="an open question (the authors used Adam only)", authors="authors used Adam only",
          claim="open question, does the optimiser (Adam vs SGD with and without momentum) change the rank of dW? "
-               "Answered per g at matched training loss (each g's highest final training loss, which every network "
-               "reaches): the effective rank of dW (its singular-value tail) and the functional rank (the paper's "
+               "Answered per g at matched training loss (the highest of the optimisers' median final training losses; "
+               "a network that never reaches it is left out): the effective rank of dW (its singular-value tail) and the functional rank (the paper's "
                "measure), SGD variants - Adam, with 95% intervals, and the final training losses",
          stat=st.claim_compare, question=True, paper_setup=False, panel="A",
          params={"key": "optim.name", "ref": "adam", "others": ("sgd", "sgdm"), "labels": OPT_LABEL, "by": ("init.g",)}),

@@ -23,7 +23,7 @@ from flossrepro.figures.plotting import STYLE, empty_panel, new_figure, note, pa
 
 EXPERIMENTS = ("lr_flipflop", "lr_mante", "lr_romo")
 STUDY = "lowrank"
-TITLE = "Low-rank study: singular values and eigenvalues of W and dW at the end (g = 0, 0.9, 1.8)"
+TITLE = "Low-rank study: singular values and eigenvalues of W and dW at the end (the g nearest 0, 0.9 and 1.8)"
 PANELS = {"A": "singular values of W (W0 dashed), mean +- std", "B": "singular values of dW, mean +- std",
           "C": "eigenvalues of W (W0 in grey), one network per g", "D": "eigenvalues of dW, one network per g"}
 METRICS = ("final_loss", "loss_W0", "convergence_epoch", "W_sv", "W0_sv", "dW_sv", "eig_W_re", "eig_W_im",

@@ -213,7 +213,7 @@ def claim_shuffle_high(df: pd.DataFrame, rule: Rule) -> Claim:
             c.groups.append(Group(TASK_LABEL[task], parts))
         else:
             lost.append(f"{TASK_LABEL[task]}: no g >= {rule.p('g_from'):g} where every network converged")
-        per = _per_g_table(t, {"shuffle loss / L0": "shuffle_rel", "||dW||_F": "dW_norm", "lambda_1 at init": "lambda1_init"})
+        per = _per_g_table(t, {"shuffle loss / L0": "shuffle_rel", "norm(dW)": "dW_norm", "lambda_1 at init": "lambda1_init"})
         lines += [f"{TASK_LABEL[task]}, per g (mean +- std)" + (f"; left out: {', '.join(left)}" if left else "") + ":",
                   ""] + md_table(per, list(per.columns)) + [""]
     c.missing = "; ".join(lost)
@@ -268,14 +268,14 @@ def claim_n_scaling(df: pd.DataFrame, rule: Rule) -> Claim:
                 lost.append(f"{label}: converged networks at fewer than 2 N")
                 continue
             c.groups.append(Group(label, [
-                slope_part("slope log||dW|| vs log N", s, "dW_norm", rule.op, rule.threshold, rng),
-                slope_part("slope log(||dW||/||W0||) vs log N", s, "dW_rel_norm", "<", 0.0, rng),
-                slope_part("slope log(rank/N) vs log N", s, "rank_per_N", "<", 0.0, rng)]))
+                slope_part("slope of log norm(dW) vs log N", s, "dW_norm", rule.op, rule.threshold, rng),
+                slope_part("slope of log(norm(dW) / norm(W0)) vs log N", s, "dW_rel_norm", "<", 0.0, rng),
+                slope_part("slope of log(rank / N) vs log N", s, "rank_per_N", "<", 0.0, rng)]))
         per = []
         for (gv, n), s in tt.groupby(["init.g", "arch.n_hidden"]):
             ok = s[s["converged"]]
             r = {"g": gv, "N": n, "networks": len(s), "converged": len(ok)}
-            for name, col in (("||dW||", "dW_norm"), ("||W0||", "W0_norm"), ("||dW||/||W0||", "dW_rel_norm"),
+            for name, col in (("norm(dW)", "dW_norm"), ("norm(W0)", "W0_norm"), ("norm(dW) / norm(W0)", "dW_rel_norm"),
                               ("functional rank", "rank")):
                 x = ok[col].dropna()
                 r[name] = f"{x.mean():.3g} +- {x.std(ddof=0):.2g}" if len(x) else "n/a"
@@ -295,7 +295,7 @@ def claim_n_scaling(df: pd.DataFrame, rule: Rule) -> Claim:
 # ----------------------------------------------------------------------------- LR5
 LINEAR_THEORY = {"conv": lambda g: (1 - g ** 2) ** 2, "dW_norm": lambda g: 1 - g ** 2,
                  "grad": lambda g: 1 / (1 - g ** 2), "shuffle_rel": lambda g: g ** 4 * (2 - g ** 2) ** 2}
-LINEAR_NAMES = {"conv": "convergence time", "dW_norm": "||dW||", "grad": "mean gradient norm",
+LINEAR_NAMES = {"conv": "convergence time", "dW_norm": "norm(dW)", "grad": "mean gradient norm",
                 "shuffle_rel": "loss after shuffle"}
 
 
@@ -372,11 +372,11 @@ def claim_linear_theory(df: pd.DataFrame, rule: Rule) -> Claim:
         pre = f"{scale}: " if len(scales) > 1 else ""
         for (z, gv), grp in e.groupby(["zhat", "g"]):
             c.groups.append(Group(f"{pre}zhat={z:g}, g={gv:g}", [
-                part_from_reps(f"|{LINEAR_NAMES[r.quantity]} sim - theory| / {'L0' if r.quantity == 'shuffle_rel' else 'theory max'}",
+                part_from_reps(f"{LINEAR_NAMES[r.quantity]}: abs(sim - theory) / {'L0' if r.quantity == 'shuffle_rel' else 'theory max'}",
                                r.error, r.reps, "<", tol[r.quantity], r.nets) for r in grp.itertuples()]))
         show = e.drop(columns=["reps", "nets"]) if len(e) else e
         ns = ", ".join(f"{v:g}" for v in values(t, "arch.n_hidden")) if "arch.n_hidden" in t else "?"
-        c.detail += [f"{pre}N={ns}: simulation (median; convergence time, ||dW|| and gradient norm as ratios to g = 0 "
+        c.detail += [f"{pre}N={ns}: simulation (median; convergence time, norm(dW) and gradient norm as ratios to g = 0 "
                      "of the same zhat) against the leading-order theory; error = |sim - theory| / unit:", ""] + \
             (md_table(show, list(show.columns)) if len(show) else []) + [""]
         cens = int(t["conv_censored"].sum())

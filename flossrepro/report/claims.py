@@ -66,11 +66,13 @@ class Decided:
 
 
 def decide(srcs: list[Source]) -> list[Decided]:
-    """Per claim id: the first source that decides it, else the last (small scale)."""
+    """Per claim id: the first source that decides it; when none does, the first that measured part
+    of it (paper scale first), else the last (small scale)."""
     out = []
     for j, c in enumerate(srcs[-1].claims):
         cands = [(s, s.claims[j]) for s in srcs]
-        pick = next(((s, x) for s, x in cands if x.verdict != NOT_RUN), cands[-1])
+        pick = next(((s, x) for s, x in cands if x.verdict != NOT_RUN),
+                    next(((s, x) for s, x in cands if x.groups and not x.not_evidence), cands[-1]))
         out.append(Decided(pick[1], pick[0], [(s, x) for s, x in cands if s is not pick[0]]))
     return out
 
