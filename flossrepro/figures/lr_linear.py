@@ -28,7 +28,7 @@ from flossrepro.figures.claims import Rule, claim_texts, evaluate_rules
 from flossrepro.figures.data import values
 from flossrepro.figures.lowrank_common import METRICS as _METRICS
 from flossrepro.figures.lowrank_common import NOT_RECORDED, draw_mean_std
-from flossrepro.figures.plotting import STYLE, empty_panel, new_figure, note, palette, suptitle
+from flossrepro.figures.plotting import STYLE, empty_panel, new_figure, palette, suptitle
 from flossrepro.store.resolvers import linear_lr
 
 EXPERIMENTS = ("lr_linear",)
@@ -123,13 +123,14 @@ def plot(metrics: pd.DataFrame) -> Figure:
                 if len(s):
                     ax.plot(s["g"], s["error"], mk + "-", color=cols[z], ms=3, lw=0.8,
                             label=f"{st.LINEAR_NAMES[q]}, zhat={z:g}")
-        for y, lab in sorted({(v, k) for k, v in TOL.items()}):
+        for y in sorted(set(TOL.values())):
             ax.axhline(y, color="black", ls="--", lw=0.8)
+            ax.text(1.0, y, " tolerance: " + ", ".join(st.LINEAR_NAMES[k] for k, v in TOL.items() if v == y),
+                    transform=ax.get_yaxis_transform(), fontsize=6, va="bottom", ha="right")
+        ax.set_ylim(0, max(TOL.values()) * 1.15)
         ax.set_xlabel("g")
         ax.set_ylabel("error")
-        ax.legend(fontsize=5.5, loc="center right")
-        note(ax, "dashed: tolerances " + ", ".join(f"{st.LINEAR_NAMES[k]} {v:g}" for k, v in TOL.items() if k != "grad"),
-             "upper left")
+        ax.legend(fontsize=5.5, loc="center left")
         suptitle(fig, TITLE + "\nmean +- std over networks, divided by the mean at g = 0 (the authors' scaling)", m,
                  extra="no-k")
     return fig
