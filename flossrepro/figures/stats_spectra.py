@@ -48,14 +48,16 @@ def _reach_table(df: pd.DataFrame, k: int, target: float, late: float, floor: fl
 def _reach(tr: pd.DataFrame, lam: pd.Series, target: float, late: float, floor: float) -> pd.DataFrame:
     """:func:`_reach_table` from one condition's per-epoch ``floss_lambda_1`` rows ``tr`` and its
     lambda_1 after flossing ``lam`` (per network)."""
-    if tr.empty or lam.empty:
+    if lam.empty:
         return pd.DataFrame(columns=["spread", "first", "err"])
-    tr = tr[np.isfinite(tr["value"])]
-    end = tr.groupby(NET)["epoch"].transform("max")
-    spread = tr[tr["epoch"] >= (1 - late) * end].groupby(NET)["value"].std(ddof=1).clip(lower=floor)
-    tol = (2 * spread).rename("tol")
-    t = tr.join(tol, on=NET)
-    hit = t[(t["value"] - target).abs() <= t["tol"]].groupby(NET)["epoch"].min()
+    tr = tr[np.isfinite(tr["value"])] if not tr.empty else tr
+    if tr.empty:   # no finite per-step estimate at all (e.g. every network silenced): never within
+        spread = hit = pd.Series(dtype=float, index=lam.index[:0])
+    else:
+        end = tr.groupby(NET)["epoch"].transform("max")
+        spread = tr[tr["epoch"] >= (1 - late) * end].groupby(NET)["value"].std(ddof=1).clip(lower=floor)
+        t = tr.join((2 * spread).rename("tol"), on=NET)
+        hit = t[(t["value"] - target).abs() <= t["tol"]].groupby(NET)["epoch"].min()
     nets = spread.index.union(lam.index)   # a network with no finite estimate: the floor, never within
     out = pd.DataFrame({"spread": spread.reindex(nets).fillna(floor), "first": hit.reindex(nets).fillna(np.inf),
                         "err": (lam - target).abs().reindex(nets)})
@@ -449,6 +451,11 @@ def claim_reach_zero(df: pd.DataFrame, rule: Rule):
     r = _reach(rows(d, "floss_lambda_1"), first_lambda(df, fam, "lyap_after_floss"), 0.0, late, rule.p("floor"))
     if r.empty:
         c.missing = "" if c.untestable else f"family {fam} not run (no fig6net={fam} rows)"
+        return c
+    fl = rows(d, "floss_lambda_1")
+    fl = fl[np.isfinite(fl["value"])]
+    if not fl.empty and fl["epoch"].max() < rule.threshold - 1:   # too short to tell a time below the threshold
+        c.missing = f"the {fam} runs have only {int(fl['epoch'].max()) + 1} flossing epochs (< {rule.threshold:g})"
         return c
     c.groups.append(Group(fam, [
         part("median first flossing epoch within 2 spreads of 0", r["first"].to_numpy(float), np.median, rule.op,
