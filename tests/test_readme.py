@@ -31,7 +31,8 @@ README = (ROOT / "README.md").read_text()
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 # docs whose bash blocks this file runs (slurm.md: tests/test_slurm_cluster.py)
 COMMAND_DOCS = [ROOT / "README.md"] + [d for d in DOCS if d.name not in ("slurm.md", "library.md")]
-VERDICTS = ("reproduced", "inconclusive", "not reproduced", "not run", "differs from the paper", "not testable as stated")
+VERDICTS = ("reproduced", "inconclusive", "not reproduced", "not run", "differs from the paper", "not testable as stated",
+            "answered")
 
 
 def blocks(text: str, lang: str = "bash") -> list[list[str]]:
