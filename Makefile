@@ -38,8 +38,11 @@ bench: $(STAMP)            ## speed benchmark, writes results/bench.json; then t
 bench-tables: $(STAMP)     ## a paper-scale Fig 4 sweep's tables written and aggregated, writes results/bench_tables.json
 	$(BIN)/python -m flossrepro.perf.table_bench --json results/bench_tables.json
 
-figures: $(STAMP)          ## rebuild every figure from results/ (no training)
+PAPER_RESULTS := $(wildcard results/paper results/paper-d70 results/paper-lowrank)
+
+figures: $(STAMP)          ## rebuild every figure from results/ and its paper-scale folders (no training)
 	$(BIN)/python -m flossrepro.figures $(ARGS)
+	$(if $(ARGS),,for d in $(PAPER_RESULTS); do $(BIN)/python -m flossrepro.figures --results $$d || exit 1; done)
 
 report: $(STAMP)           ## results/REPORT.md: the paper's claims against the measured numbers
 	$(BIN)/python -m flossrepro.report $(ARGS)
