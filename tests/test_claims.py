@@ -112,6 +112,8 @@ CASES = [
     ("fig1", "1B+", "", relu_arrived, True),
     ("fig1", "1C", "", lambda d: reverse_epochs(d, "floss_loss", ("run_id",)), True),
     ("fig1", "1D", "", lambda d: swap(d, "flossing.k", 1, 16), False),
+    ("fig1", "1B", "paper", lambda d: swap(d, "flossing.target", -1.0, 0.0), True),
+    ("fig1", "1D", "paper", lambda d: swap(d, "flossing.k", 1, 16), True),
     ("fig2", "2A", "", lambda d: swap(d, "metric", "log10_kappa_before", "log10_kappa_after"), False),
     ("fig2", "2A+", "", lambda d: swap(d, "metric", "log10_kappa_before", "log10_kappa_after"), True),
     ("fig2", "2B", "", lambda d: swap(d, "metric", "log10_kappa_before", "log10_kappa_after"), True),
@@ -127,6 +129,7 @@ CASES = [
     ("fig6", "6C-var", "", lambda d: swap(d, "fig6net", "relu_gbar", "relu"), False),
     ("fig6", "6C+", "", lambda d: swap(d, "fig6net", "relu", "relu_gbar"), False),
     ("fig6", "6E", "", lambda d: swap(d, "fig6net", "gru", "relu"), True),
+    ("fig6", "6A", "paper", lambda d: swap(d, "fig6net", "lstm", "relu"), True),
     ("fig7", "7CD", "", lambda d: swap(d, SCHED, "pre", "during"), True),
     ("fig8", "8A", "paper-d70", lambda d: swap(d, SCHED, "none", "during"), True),
     ("fig9", "9A", "paper-d70", lambda d: reverse_epochs(d, "grad_h0_norm"), True),
@@ -136,7 +139,7 @@ CASES = [
     ("fig14", "14C", "", lambda d: swap(d, SCHED, "none", "during"), False),
     ("fig14", "14D", "", lambda d: swap(d, SCHED, "none", "during"), True),
     ("fig16", "16A", "", lambda d: reverse_epochs(d, "lyap_trace"), True),
-] + [("table1", f"T1{p}", "", reverse_cost_series, p in "ABCG") for p in "ABCDEFG"]
+] + [("table1", f"T1{p}", "", reverse_cost_series, p in "ABCDF") for p in "ABCDEFG"]
 
 
 @pytest.mark.parametrize("name, cid, where, brk, holds", CASES, ids=[f"{c[1]}{'@' + c[2] if c[2] else ''}"
