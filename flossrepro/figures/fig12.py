@@ -59,7 +59,7 @@ def plot(metrics: pd.DataFrame) -> Figure:
     """Fig 12A-C from fig12's table (see the module docstring)."""
     df, d = at_delay(metrics)
     with rc_context(STYLE):
-        fig, axes = new_figure(1, 3, (15, 4.4))
+        fig, axes = new_figure(1, 3, (15, 5.2))
         specs = [("test_accuracy", "test accuracy", False, "A  test accuracy"),
                  ("test_loss", "test error (cross-entropy)", False, "B  test error"),
                  ("grad_h0_norm", "|dL/dh0|", True, "C  |dL/dh0|")]
@@ -88,7 +88,8 @@ def plot(metrics: pd.DataFrame) -> Figure:
                               label="episode (throughout)")
             if metric == "test_accuracy":
                 ax.axhline(0.5, color="black", ls="--", lw=1, label="chance")
-            ax.legend(loc="best")
+            # below the axes: the throughout curve fills every panel
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8)
             note(ax, "\n".join(msgs))
         suptitle(fig, "Fig 12: flossing throughout training (binary temporal XOR)", df if not df.empty else metrics)
     return fig
