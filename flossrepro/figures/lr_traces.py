@@ -1,7 +1,9 @@
 """Low-rank study, the tasks' trials (their Fig 1, left): input, target and the trained network's output.
 
 A row per task (flip-flop, Mante, Romo), one trial of one trained network at the g nearest 0.9
-(the first network whose full W solves the task, else the first):
+(the first network whose full W solves the task, else the first), taken from the task's own
+experiment when its runs recorded traces, else from lr_nscale's runs of that task (the legend
+names the run):
 
 - **A**: the input channels over the trial;
 - **B**: the target (dashed) and the trained network's output (solid) per output channel; grey
@@ -23,7 +25,7 @@ from flossrepro.figures.lowrank_common import NOT_RECORDED, TASK_LABEL, TASKS, n
 from flossrepro.figures.lr_panels import reshape_trace
 from flossrepro.figures.plotting import STYLE, empty_panel, new_figure, palette, suptitle
 
-EXPERIMENTS = ("lr_flipflop", "lr_mante", "lr_romo")
+EXPERIMENTS = ("lr_flipflop", "lr_mante", "lr_romo", "lr_nscale")
 STUDY = "lowrank"
 TITLE = "Low-rank study: one trial per task, input, target and the trained network's output (g nearest 0.9)"
 PANELS = {"A": "input channels over one trial", "B": "target and trained output per channel (mask off in grey)"}
@@ -45,6 +47,18 @@ def pick_network(d: pd.DataFrame, g_want: float = G_SHOWN):
     ok = s[s["solved"].fillna(False).astype(bool)]
     row = (ok if len(ok) else s).iloc[0]
     return (row["run_id"], row["member"]), gv
+
+
+def with_traces(d: pd.DataFrame, task: str) -> pd.DataFrame:
+    """The rows of the runs that recorded traces: the task's own experiment's if any did, else any
+    experiment's (lr_nscale); all rows when none did (the panel then says so)."""
+    runs = d.loc[d["metric"] == "trace_output", "run_id"].unique()
+    if not len(runs):
+        return d
+    d = d[d["run_id"].isin(runs)]
+    if "experiment_name" in d.columns and (d["experiment_name"] == f"lr_{task}").any():
+        d = d[d["experiment_name"] == f"lr_{task}"]
+    return d
 
 
 def trial(d: pd.DataFrame, net) -> dict | None:
@@ -73,6 +87,7 @@ def plot(metrics: pd.DataFrame) -> Figure:
                 for ax in (a, b):
                     empty_panel(ax, f"{task}: not run (experiment lr_{task})")
                 continue
+            d = with_traces(d, task)
             net, gv = pick_network(d)
             tr = trial(d, net) if net is not None else None
             if tr is None:
