@@ -140,6 +140,8 @@ CASES = [
     ("fig13", "13B", "", learned_failed, True),
     ("fig14", "14C", "", lambda d: swap(d, SCHED, "none", "during"), False),
     ("fig14", "14D", "", lambda d: swap(d, SCHED, "none", "during"), True),
+    ("fig14", "14C", "paper", lambda d: swap(d, SCHED, "none", "during"), True),
+    ("fig14", "14D", "paper", lambda d: swap(d, SCHED, "none", "during"), True),
     ("fig16", "16A", "", lambda d: reverse_epochs(d, "lyap_trace"), True),
 ] + [("table1", f"T1{p}", "", reverse_cost_series, p in "ABCDF") for p in "ABCDEFG"]
 
