@@ -9,26 +9,12 @@ Fast: no training; the committed tables under ``results/`` (small scale) and
 """
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
 from flossrepro.figures import discover
 from flossrepro.figures.claims import ANSWERED, NOT_REPRODUCED, NOT_RUN, REPRODUCED, evaluate
-from flossrepro.figures.data import load_tables
-
-RESULTS = Path(__file__).resolve().parents[1] / "results"
-
-
-@lru_cache(maxsize=None)
-def table(name: str, where: str = "") -> pd.DataFrame:
-    mod = discover()[name]
-    df, _, missing = load_tables(RESULTS / where if where else RESULTS, mod.EXPERIMENTS, mod.METRICS)
-    if missing:
-        pytest.skip(f"no committed table for {name} in results/{where}")
-    return df
+from test_claims import swap, table   # the committed tables, the label swap
 
 
 def claim(name: str, df: pd.DataFrame, cid: str):
@@ -36,15 +22,6 @@ def claim(name: str, df: pd.DataFrame, cid: str):
 
 
 # ----------------------------------------------------------------------------- breaks
-def swap(df: pd.DataFrame, col: str, a, b) -> pd.DataFrame:
-    """Exchange the labels ``a`` and ``b`` of column ``col``."""
-    out = df.copy()
-    va, vb = df[col] == a, df[col] == b
-    out[col] = out[col].astype(object)
-    out.loc[va, col], out.loc[vb, col] = b, a
-    return out
-
-
 def reverse_values(df: pd.DataFrame, col: str, within: str | None = None) -> pd.DataFrame:
     """Map the swept values of ``col`` onto themselves in reverse order (per ``within`` group)."""
     out = df.copy()

@@ -67,6 +67,16 @@ def _authors_at(ref: dict, gv: float, tol: float = 0.16):
     return ref[k] if abs(k - gv) <= tol else None
 
 
+def task_tables(df: pd.DataFrame, lost: list):
+    """``(task, its rows, its per-network table)`` for each task in ``df``; a task not run is named in ``lost``."""
+    for task in TASKS:
+        d = task_rows(df, task)
+        if d.empty:
+            lost.append(f"{TASK_LABEL[task]} not run")
+            continue
+        yield task, d, table(d)
+
+
 def _per_g_table(t: pd.DataFrame, cols: dict, by: str = "init.g") -> pd.DataFrame:
     """Networks, converged, and mean +- std of ``cols`` (``{name: column}``) per ``by``."""
     rows = []
@@ -98,12 +108,7 @@ def claim_low_rank(df: pd.DataFrame, rule: Rule) -> Claim:
     c, rng = rule.new(), rng_for(rule.id)
     margin, omax, ref = rule.p("bulk_margin"), rule.p("outliers_max"), rule.p("authors_rank")
     lost, lines = [], []
-    for task in TASKS:
-        d = task_rows(df, task)
-        if d.empty:
-            lost.append(f"{TASK_LABEL[task]} not run")
-            continue
-        t = table(d)
+    for task, d, t in task_tables(df, lost):
         out = outliers(d, margin)
         t["outliers"] = out.reindex(pd.MultiIndex.from_frame(t[NET])).to_numpy() if len(out) else np.nan
         parts, left = [], []
@@ -158,12 +163,7 @@ def claim_u_shape(df: pd.DataFrame, rule: Rule) -> Claim:
     c, rng = rule.new(), rng_for(rule.id)
     minima, window = rule.p("authors_min"), rule.p("window")
     lost, lines = [], []
-    for task in TASKS:
-        d = task_rows(df, task)
-        if d.empty:
-            lost.append(f"{TASK_LABEL[task]} not run")
-            continue
-        t = table(d)
+    for task, d, t in task_tables(df, lost):
         gs = values(t, "init.g")
         per = _per_g_table(t, {"convergence epoch": "conv"})
         per["never reached 5% of L0"] = [int(_at(t, "init.g", v)["conv_censored"].sum()) for v in per["init.g"]]
@@ -196,12 +196,7 @@ def claim_shuffle_high(df: pd.DataFrame, rule: Rule) -> Claim:
     shuffling W0, relative to L0, is above ``threshold``."""
     c, rng = rule.new(), rng_for(rule.id)
     lost, lines = [], []
-    for task in TASKS:
-        d = task_rows(df, task)
-        if d.empty:
-            lost.append(f"{TASK_LABEL[task]} not run")
-            continue
-        t = table(d)
+    for task, d, t in task_tables(df, lost):
         parts, left = [], []
         for gv in [v for v in values(t, "init.g") if v >= rule.p("g_from") - 1e-9]:
             s = _at(t, "init.g", gv)
