@@ -52,14 +52,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flossrepro.engine.flossing import floss_step, flossing_parameters, train_step
+from flossrepro.engine.flossing import flossing_parameters
 from flossrepro.engine.init import initialize
 from flossrepro.engine.rate import RateRNN
 from flossrepro.jobs import workload
-from flossrepro.jobs.base import Job, adam
+from flossrepro.jobs.base import Job
 from flossrepro.jobs.sinks import Progress
 from flossrepro.tasks.lowrank import FlipFlopTask
-from flossrepro.tasks.paper import member_generators
 
 log = logging.getLogger("flossrepro")
 
@@ -236,16 +235,7 @@ def rate_train_epoch(R: int = 1, N: int = 256, B: int = 32, T: int = 100, arch: 
     device = torch.device(device)
     task = FlipFlopTask(seq_len=T, batch_size=B, dt=RATE_DT)
     model = _rate_model(R, N, task, arch, device)
-    gens = member_generators(list(range(R)), "train")
-    params = list(model.parameters())
-    opt = adam(params, lr=0.05 / N)
-
-    def epoch():
-        batch = task.sample(gens, device=device)
-        _, out = train_step(model, task, batch, opt, params, clip=None)
-        task.metric(out, batch)
-
-    return epoch
+    return workload.train_epoch_fn(model, task, R, 0.05 / N, None, device)
 
 
 def rate_floss_epoch(R: int = 1, N: int = 256, k: int = 16, T: int = 100, arch: str = "rate", s_ons: int = 1,
@@ -255,14 +245,7 @@ def rate_floss_epoch(R: int = 1, N: int = 256, k: int = 16, T: int = 100, arch: 
     device = torch.device(device)
     task = FlipFlopTask(seq_len=T, batch_size=1, dt=RATE_DT)
     model = _rate_model(R, N, task, arch, device)
-    gens = member_generators(list(range(R)), "floss")
-    opt = adam(flossing_parameters(model, ("W", "V")), lr=1e-3)
-
-    def epoch():
-        x = task.sample_inputs(gens, batch_size=1, seq_len=T, device=device)[:, :, 0]
-        floss_step(model, opt, x, k, s_ons=s_ons)
-
-    return epoch
+    return workload.floss_epoch_fn(model, task, R, k, T, s_ons, flossing_parameters(model, ("W", "V")), 1e-3, device)
 
 
 def coords(kind: str, kw: dict) -> list[float]:

@@ -24,8 +24,8 @@ from flossrepro.engine.models import GRU, LSTM, VanillaRNN
 from flossrepro.jobs.base import adam
 from flossrepro.tasks.paper import make_task, member_generators
 
-__all__ = ["TASK", "DELAY", "LR", "CLIP", "sync", "build_model", "engine_train_epoch", "engine_floss_epoch",
-           "time_round_robin"]
+__all__ = ["TASK", "DELAY", "LR", "CLIP", "sync", "build_model", "train_epoch_fn", "floss_epoch_fn",
+           "engine_train_epoch", "engine_floss_epoch", "time_round_robin"]
 
 TASK = "binary_xor"
 DELAY = 10
@@ -50,6 +50,34 @@ def build_model(R: int, N: int, n_in: int = 1, n_out: int = 1, seed0: int = 0, a
     return m.to(torch.device(device))
 
 
+def train_epoch_fn(model, task, R: int, lr: float, clip: float | None, device):
+    """One training epoch of ``model`` on ``task`` as the trainer runs it: a fresh batch, forward,
+    loss, backward, Adam at ``lr`` (``clip``: per-member gradient clipping or None), the metric."""
+    gens = member_generators(list(range(R)), "train")
+    params = list(model.parameters())
+    opt = adam(params, lr=lr)
+
+    def epoch():
+        batch = task.sample(gens, device=device)
+        _, out = train_step(model, task, batch, opt, params, clip=clip)
+        task.metric(out, batch)
+
+    return epoch
+
+
+def floss_epoch_fn(model, task, R: int, k: int, T: int, s_ons: int, params, lr: float, device):
+    """One flossing epoch of ``model`` as the jobs run it: ``task``'s inputs (batch 1, ``T`` steps),
+    :func:`flossrepro.engine.flossing.floss_step` on ``k`` exponents, Adam at ``lr`` over ``params``."""
+    gens = member_generators(list(range(R)), "floss")
+    opt = adam(params, lr=lr)
+
+    def epoch():
+        x = task.sample_inputs(gens, batch_size=1, seq_len=T, device=device)[:, :, 0]
+        floss_step(model, opt, x, k, s_ons=s_ons)
+
+    return epoch
+
+
 def engine_train_epoch(R: int = 1, N: int = 80, B: int = 16, T: int = 300, arch: str = "tanh",
                        device: torch.device | str = "cpu"):
     """One training epoch as the trainer runs it (:func:`flossrepro.engine.flossing.train_step`, the
@@ -57,16 +85,7 @@ def engine_train_epoch(R: int = 1, N: int = 80, B: int = 16, T: int = 300, arch:
     device = torch.device(device)
     task = make_task(TASK, delay=DELAY, seq_len=T, batch_size=B)
     model = build_model(R, N, task.n_in, task.n_out, arch=arch, device=device)
-    gens = member_generators(list(range(R)), "train")
-    params = list(model.parameters())
-    opt = adam(params, lr=LR)  # as the trainer makes it
-
-    def epoch():
-        batch = task.sample(gens, device=device)
-        _, out = train_step(model, task, batch, opt, params, clip=CLIP)
-        task.metric(out, batch)
-
-    return epoch
+    return train_epoch_fn(model, task, R, LR, CLIP, device)  # Adam as the trainer makes it
 
 
 def engine_floss_epoch(R: int = 1, N: int = 80, k: int = 75, T: int = 300, arch: str = "tanh", s_ons: int = 1,
@@ -76,14 +95,7 @@ def engine_floss_epoch(R: int = 1, N: int = 80, k: int = 75, T: int = 300, arch:
     device = torch.device(device)
     task = make_task(TASK, delay=DELAY, seq_len=max(T, DELAY + 1), batch_size=1)
     model = build_model(R, N, task.n_in, task.n_out, arch=arch, device=device)
-    gens = member_generators(list(range(R)), "floss")
-    opt = adam(flossing_parameters(model), lr=LR)  # as the job makes it
-
-    def epoch():
-        x = task.sample_inputs(gens, batch_size=1, seq_len=T, device=device)[:, :, 0]
-        floss_step(model, opt, x, k, s_ons=s_ons)
-
-    return epoch
+    return floss_epoch_fn(model, task, R, k, T, s_ons, flossing_parameters(model), LR, device)  # as the job makes it
 
 
 def time_round_robin(fns: dict, warmup: int, repeats: int, budget_s: float, lead_in: bool = True,
