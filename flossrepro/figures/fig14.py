@@ -6,8 +6,9 @@ spatial XOR.
 
 - **A/B**: test accuracy vs training epochs at d=70 (or the largest delay present): median,
   25-75% band and a thin line per network; chance 0.5 dashed.
-- **C/D**: final test accuracy (last evaluation; diverged -> 0.5) vs delay: a dot per network
-  and the median line.
+- **C/D**: final test accuracy (last evaluation; diverged -> 0.5) vs delay: a dot per network,
+  the mean line and the 25-75% band (the caption: "Shaded areas are 25% and 75% percentiles,
+  solid lines are means").
 
 Claims 14C and 14D are declared below (``RULES``, statistics in ``stats_tasks``).
 """
@@ -54,7 +55,8 @@ CLAIMS = claim_texts(RULES)
 
 def plot(metrics: pd.DataFrame) -> Figure:
     """Fig 14A-D from the fig14 table: Fig 4's panels (see the module docstring)."""
-    return accuracy_panels(metrics, EXPERIMENTS[0], "Fig 14: Fig 4 with orthogonal initialisation")
+    return accuracy_panels(metrics, EXPERIMENTS[0], "Fig 14: Fig 4 with orthogonal initialisation",
+                           band=(0.25, 0.75))
 
 
 def claims(metrics: pd.DataFrame) -> list:

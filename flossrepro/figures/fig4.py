@@ -3,8 +3,9 @@
 - **A/B**: test accuracy vs training epochs at d=70 (or the largest delay present) for binary
   temporal XOR and spatial XOR; baseline (``none``), preflossing (``pre``), flossing during
   training (``during``): median, 25-75% band and a thin line per realization; chance 0.5 dashed.
-- **C/D**: final test accuracy (last evaluation of each run) vs delay: a dot per realization
-  and the median line; chance 0.5 dashed.
+- **C/D**: final test accuracy (last evaluation of each run) vs delay: a dot per realization,
+  the mean line and the 20-80% band (the caption's "same plotting conventions as previous
+  figure": Fig 3C/D); chance 0.5 dashed.
 
 Claims 4C and 4D are declared below (``RULES``, statistics in ``stats_tasks``); delays come
 from the table and the sweep in ``conf/experiment/fig4.yaml``.
@@ -56,7 +57,7 @@ CLAIMS = claim_texts(RULES)
 def plot(metrics: pd.DataFrame) -> Figure:
     """Fig 4A-D from the fig4 table (see the module docstring)."""
     return accuracy_panels(metrics, EXPERIMENTS[0], "Fig 4: flossing during training and long delays (binary tasks)",
-                           DELAY)
+                           DELAY, band=(0.2, 0.8))
 
 
 def claims(metrics: pd.DataFrame) -> list:
