@@ -41,7 +41,9 @@ CASES = [
     (["optim.params=[U]"], "optim.params"),
     # job=cost (Table 1)
     (["job=cost", "job.measure=all"], "job.measure"), (["job=cost", "job.floss_k=[0,4]"], "job.floss_k"),
-    (["job=cost", "job.archs=[lstm,rnn]"], "job.archs"), (["job=cost", "job.floss_Tf=[5]"], "job.floss_Tf"),
+    (["job=cost", "job.archs=[lstm,rnn]"], "job.archs"),
+    (["job=cost", "job.rate_archs=[lstm]"], "job.rate_archs"), (["job=cost", "job.rate_B=[0]"], "job.rate_B"),
+    (["job=cost", "job.rate_T=1"], "job.rate_T"), (["job=cost", "job.floss_Tf=[5]"], "job.floss_Tf"),
     # task
     (["task=parity"], "task"), (["task.delay=0"], "task.delay"), (["task.delay=abc"], "task.delay"),
     (["task.delay=60"], "task."), (["task.batch_size=0"], "task.batch_size"),

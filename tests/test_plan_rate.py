@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 from flossrepro.jobs import cost as Cm
 from flossrepro.jobs.cost import CostModel, coords, floss_features, train_features
@@ -148,5 +149,8 @@ def test_the_cost_job_grid_holds_the_rate_points_and_they_run():
     for a in ("rate", "rate_linear"):
         Cm.rate_train_epoch(2, N=8, B=3, T=20, arch=a)()
         Cm.rate_floss_epoch(2, N=8, k=4, T=20, arch=a)()
-    with pytest.raises(ValueError, match="rate_archs"):
-        Cm.rate_grid({"rate_archs": ["lstm"], "train_N": [8], "ensemble_R": [1], "arch_N_ensemble": 8}, {"k": 4})
+    # the grid's settings are live: a job override changes the points
+    few = OmegaConf.merge(job, {"rate_archs": ["rate"], "rate_N": [8, 16], "rate_B": [4], "rate_k": [2], "rate_T": 30})
+    assert [(k, f, v, kw["T"]) for k, f, v, kw in Cm.rate_grid(few, dict(few.base)) if f.startswith("rate-")] == \
+        [("train", "rate-rate-B4", 8, 30), ("floss", "rate-rate-k2", 8, 30),
+         ("train", "rate-rate-B4", 16, 30), ("floss", "rate-rate-k2", 16, 30)]

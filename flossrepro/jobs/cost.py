@@ -58,6 +58,7 @@ from flossrepro.engine.rate import RateRNN
 from flossrepro.jobs import workload
 from flossrepro.jobs.base import Job
 from flossrepro.jobs.sinks import Progress
+from flossrepro.store import config as C
 from flossrepro.tasks.lowrank import FlipFlopTask
 
 log = logging.getLogger("flossrepro")
@@ -92,6 +93,36 @@ class CostJob(Job):
     ARCHS = ("tanh",)
     ARCHS_NOTE = "; it times tanh networks and the architectures of job.archs (e.g. job.archs=[tanh,lstm,gru])"
     training_epochs = 0
+
+    @staticmethod
+    def check_config(cfg) -> None:
+        """``job=cost`` (Table 1), before any compute (called by :func:`flossrepro.store.config.validate`):
+        what to measure, the grid's sizes, the architectures and the rate networks' grid."""
+        from omegaconf import OmegaConf
+        c = OmegaConf.to_container(cfg, resolve=True)
+        need, dig = C._need, C._dig
+        need(dig(c, "job.measure") in COST_MEASURE, "job.measure", dig(c, "job.measure"), "is not known",
+             f"allowed: {', '.join(COST_MEASURE)}")
+        C._int_at_least(c, "job.repeats", 1, "e.g. job.repeats=7")
+        C._int_at_least(c, "job.arch_N_ensemble", 1, "e.g. job.arch_N_ensemble=32")
+        C._int_at_least(c, "job.rate_T", 2, "e.g. job.rate_T=100")
+        C._num(c, "job.budget_s", lo=0, lo_open=True, fix="e.g. job.budget_s=4.0")
+        for k in COST_LISTS:
+            v = dig(c, f"job.{k}")
+            need(isinstance(v, list) and all(C._is_int(x) and x >= 1 for x in v), f"job.{k}", v,
+                 "must be a list of integers >= 1", f"e.g. job.{k}=[16,32,64]")
+        base = dig(c, "job.base")
+        need(isinstance(base, dict), "job.base", base, "must be a mapping", "e.g. job.base.N=80")
+        for k, v in base.items():
+            need(C._is_int(v) and v >= 1, f"job.base.{k}", v, "must be an integer >= 1", f"e.g. job.base.{k}=16")
+        th = 10
+        need(min([base.get("T_f", 55), base.get("T_sons", 300)] + [x for x in dig(c, "job.floss_Tf")]) > th + 1,
+             "job.floss_Tf", dig(c, "job.floss_Tf"), f"has a flossing horizon <= {th + 1} steps (the transients)",
+             "give every T_f (and job.base.T_f, job.base.T_sons) > 11")
+        for k, known in (("archs", ("tanh", "relu", "linear", "lstm", "gru")), ("rate_archs", tuple(RATE_ARCHS))):
+            v = dig(c, f"job.{k}")
+            need(isinstance(v, list) and all(a in known for a in v), f"job.{k}", v, "must name architectures",
+                 f"allowed: {', '.join(known)} (an empty list: none)")
 
     def build_task(self):
         return None
@@ -185,28 +216,23 @@ class CostJob(Job):
 #: the low-rank study's rate networks (conf/arch/rate*.yaml) -> their nonlinearity
 RATE_ARCHS = {"rate": "tanh", "rate_linear": "identity"}
 RATE_DT = 0.5            # their Euler step (arch.dt)
-RATE_B = (1, 32)         # their batches: the linear study's 1, the trial tasks' 32
-RATE_K = (1, 16, 64)     # flossing k (min(k, N)): the Lyapunov diagnostics' 4..16, lr_floss's 16..64
-RATE_T = 100             # steps of a flip-flop trial at dt = 0.5 (the tasks: 56..202)
+COST_MEASURE = ("both", "train", "floss")
+COST_LISTS = ("train_N", "train_B", "train_T", "floss_N", "floss_NkN", "floss_k", "floss_Tf", "floss_sons",
+              "arch_N", "ensemble_R", "rate_N", "rate_B", "rate_k")
 
 
 def rate_grid(j, base: dict) -> list[tuple]:
-    """The rate networks' points: each of ``RATE_ARCHS`` over the training grid's N
-    (``job.train_N``: 32..1024 at paper and small scale, as the lr_* experiments), trained at each
-    batch of ``RATE_B`` and flossed at each ``k`` of ``RATE_K`` (k = min(k, N), each once), trials
-    of ``RATE_T`` steps; the ensembles of ``job.ensemble_R`` at ``job.arch_N_ensemble`` (batch
-    ``max(RATE_B)``, ``k = base.k``). A job config with ``rate_archs``, ``rate_N``, ``rate_B``,
-    ``rate_k`` or ``rate_T`` overrides these (``rate_archs: []``: none)."""
-    archs = [str(a) for a in j.get("rate_archs", RATE_ARCHS)]
-    for a in archs:
-        if a not in RATE_ARCHS:
-            raise ValueError(f"job.rate_archs has {a!r}; allowed: {', '.join(RATE_ARCHS)}")
-    T = int(j.get("rate_T", RATE_T))
-    Bs = [int(b) for b in j.get("rate_B", RATE_B)]
-    ks = [int(k) for k in j.get("rate_k", RATE_K)]
+    """The rate networks' points (``conf/job/cost.yaml``): each of ``job.rate_archs`` over
+    ``job.rate_N`` (the training grid's N, 32..1024 at paper and small scale, as the lr_*
+    experiments), trained at each batch of ``job.rate_B`` (the linear study's 1, the trial tasks'
+    32) and flossed at each ``k`` of ``job.rate_k`` (k = min(k, N), each once), trials of
+    ``job.rate_T`` steps; the ensembles of ``job.ensemble_R`` at ``job.arch_N_ensemble`` (batch
+    ``max(job.rate_B)``, ``k = base.k``)."""
+    archs = [str(a) for a in j.rate_archs]
+    T, Bs, ks = int(j.rate_T), [int(b) for b in j.rate_B], [int(k) for k in j.rate_k]
     pts = []
     for arch in archs:
-        for N in map(int, j.get("rate_N", j.train_N)):
+        for N in map(int, j.rate_N):
             for B in Bs:
                 pts.append(("train", f"rate-{arch}-B{B}", N, dict(N=N, B=B, T=T, arch=arch)))
             seen = set()

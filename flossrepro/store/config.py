@@ -560,38 +560,3 @@ def _check_ranges(c: dict) -> None:
     # job
     for k in ("n_in", "n_out"):
         _int_at_least(c, f"job.{k}", 1)
-    if _dig(c, "job.name") == "cost":
-        _check_cost_job(c)
-
-
-COST_MEASURE = ("both", "train", "floss")
-COST_LISTS = ("train_N", "train_B", "train_T", "floss_N", "floss_NkN", "floss_k", "floss_Tf", "floss_sons",
-              "arch_N", "ensemble_R")
-
-
-def _check_cost_job(c: dict) -> None:
-    """``job=cost`` (Table 1): what to measure, the grid's sizes and the architectures."""
-    _need(_dig(c, "job.measure") in COST_MEASURE, "job.measure", _dig(c, "job.measure"), "is not known",
-          f"allowed: {', '.join(COST_MEASURE)}")
-    _int_at_least(c, "job.repeats", 1, "e.g. job.repeats=7")
-    _int_at_least(c, "job.arch_N_ensemble", 1, "e.g. job.arch_N_ensemble=32")
-    _num(c, "job.budget_s", lo=0, lo_open=True, fix="e.g. job.budget_s=4.0")
-    for k in COST_LISTS:
-        v = _dig(c, f"job.{k}")
-        if v is _MISSING:
-            continue
-        _need(isinstance(v, list) and all(_is_int(x) and x >= 1 for x in v), f"job.{k}", v,
-              "must be a list of integers >= 1", f"e.g. job.{k}=[16,32,64]")
-    base = _dig(c, "job.base")
-    if isinstance(base, dict):
-        for k, v in base.items():
-            _need(_is_int(v) and v >= 1, f"job.base.{k}", v, "must be an integer >= 1", f"e.g. job.base.{k}=16")
-        Tf, th = base.get("T_f", 55), 10
-        _need(min([Tf, base.get("T_sons", 300)] + [x for x in (_dig(c, "job.floss_Tf") or []) if _is_int(x)]) > th + 1,
-              "job.floss_Tf", _dig(c, "job.floss_Tf"), f"has a flossing horizon <= {th + 1} steps (the transients)",
-              "give every T_f (and job.base.T_f, job.base.T_sons) > 11")
-    archs = _dig(c, "job.archs")
-    if archs is not _MISSING:
-        known = ("tanh", "relu", "linear", "lstm", "gru")
-        _need(isinstance(archs, list) and all(a in known for a in archs), "job.archs", archs,
-              "must name architectures", f"allowed: {', '.join(known)}")
