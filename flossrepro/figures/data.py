@@ -161,11 +161,24 @@ def first_setting(df: pd.DataFrame, col: str):
     return v[0] if len(v) == 1 else v
 
 
+def networks_per_condition(df: pd.DataFrame):
+    """Networks (``(run_id, member)`` pairs) per condition, a condition being one value of every
+    swept setting (the dotted columns) and of ``epochs``: runs of other seeds count together, as
+    the networks of one condition. One number, or the sorted distinct counts."""
+    if not set(NET) <= set(df.columns) or df.empty:
+        return first_setting(df, "members")
+    cond = [c for c in df.columns if "." in c or c == "epochs"]
+    per = df.drop_duplicates(NET + cond).groupby(cond, dropna=False).size() if cond else \
+        pd.Series([df.groupby(NET).ngroups])
+    n = sorted({int(v) for v in per.tolist()})
+    return n[0] if len(n) == 1 else n
+
+
 def describe(df: pd.DataFrame) -> dict:
     """Scale, N, members, epochs and flossed k as recorded in the table (k of the flossed runs;
     flossing epochs per episode only when the table holds ``floss_loss``)."""
     out = {"scale": first_setting(df, "scale.name"), "N": first_setting(df, "arch.n_hidden"),
-           "members": first_setting(df, "members"), "epochs": first_setting(df, "epochs")}
+           "members": networks_per_condition(df), "epochs": first_setting(df, "epochs")}
     if "flossing.schedule" in df.columns and "flossing.k" in df.columns:
         ks = values(df[df["flossing.schedule"] != "none"], "flossing.k")
         if ks:
