@@ -102,3 +102,14 @@ def test_open_questions_are_answered_from_the_tables(name, cid, ref):
     other = {"LR6": ("optim.name", "adam", "sgd"), "LR7": ("flossing.schedule", "none", "during")}[cid]
     flipped = claim(name, swap(table(name), *other), cid)
     assert flipped.verdict == ANSWERED and flipped.answer != c.answer
+
+
+def test_lr5_judges_the_gradient_norm_where_the_authors_figure_shows_it():
+    """Their gradient-norm panel ends at 6 and their g=0.9 points lie above it: ours at g=0.9 is printed,
+    not judged; at g <= 0.8 it is judged, and the other quantities at every g."""
+    c = claim("lr_linear", table("lr_linear", "paper-lowrank"), "LR5")
+    parts = [(gr.label, p.label) for gr in c.groups for p in gr.parts]
+    assert not [x for x in parts if x[0].endswith("g=0.9") and "gradient norm" in x[1]]
+    assert [x for x in parts if x[0].endswith("g=0.8") and "gradient norm" in x[1]]
+    assert [x for x in parts if x[0].endswith("g=0.9") and "norm(dW)" in x[1]]
+    assert any("judged = False" in line for line in c.detail)

@@ -45,9 +45,14 @@ ZHAT = "task.target_amp"
 #: admitting the authors' own simulations (SPEC-lowrank, read +-10%): at g=0.9 their convergence time
 #: is 0.013-0.017 against 0.036 (0.02 of its maximum 1 off) and ||dW|| 0.10-0.12 against 0.19 (0.09
 #: off); their shuffle loss at g=0.5 is 0.24 L0 (zhat=0.5) to 0.55 L0 (zhat=2) against 0.19 L0 (up to
-#: 0.36 L0 off). 0.15 admits the larger of the first two with the reading margin (and applies to the
-#: gradient norm, which their figure shows as close); 0.4 L0 admits their zhat=2 shuffle loss.
+#: 0.36 L0 off). 0.15 admits the larger of the first two with the reading margin; 0.4 L0 admits their
+#: zhat=2 shuffle loss. Their gradient norm at g=0.8 is ~3.2-3.5 against 2.78 (0.13 of the theory's
+#: maximum, 5.26, off), so 0.15 applies to it too, up to g=0.8:
 TOL = {"conv": 0.15, "dW_norm": 0.15, "grad": 0.15, "shuffle_rel": 0.4}
+#: the largest g at which each quantity is judged: their gradient-norm panel ends at 6 and their g=0.9
+#: points lie above it, off the figure (theory 5.26), so the figure shows no value to hold ours to there
+#: (ours is printed beside it); the other quantities are judged at every g.
+G_MAX = {"grad": 0.8}
 
 RULES = (
     Rule("LR5", quote="By considering a linear network, the authors could derive an analytical expression for the "
@@ -58,12 +63,15 @@ RULES = (
          paper="linear networks: convergence time ~ (1 - g^2)^2, norm(dW) ~ (1 - g^2), mean gradient norm ~ 1/(1 - g^2), "
                "loss after shuffle ~ g^4 (2 - g^2)^2 L0: a leading-order curve, not an equality",
          authors="at g=0.9 convergence time ~0.013-0.017 vs theory 0.036, norm(dW) ~0.10-0.12 vs 0.19; shuffle loss / L0 "
-                 "at g=0.5 ~0.24 (zhat=0.5), ~0.55 (zhat=2) vs theory 0.19",
+                 "at g=0.5 ~0.24 (zhat=0.5), ~0.55 (zhat=2) vs theory 0.19; mean gradient norm (/ g=0) ~3.2-3.5 at g=0.8 "
+                 "vs theory 2.78, above 6 (off their axis) at g=0.9 vs 5.26",
          claim="at every zhat and g > 0, each quantity where it is O(1): abs(median simulation - theory) in units of the "
                f"theory's maximum over the swept g (convergence time, norm(dW), gradient norm: ratios to g = 0) or of L0 "
                f"(shuffle loss) is below {TOL['conv']:g} ({TOL['shuffle_rel']:g} L0 for the shuffle loss), tolerances "
-               "that admit the authors' own simulations",
-         stat=st.claim_linear_theory, op="<", threshold=TOL["conv"], params={"tol": TOL, "lr_of": linear_lr}, panel="E"),
+               "that admit the authors' own simulations; the gradient norm up to g=0.8, the largest g at which their figure "
+               "shows it",
+         stat=st.claim_linear_theory, op="<", threshold=TOL["conv"],
+         params={"tol": TOL, "lr_of": linear_lr, "g_max": G_MAX}, panel="E"),
 )
 CLAIMS = claim_texts(RULES)
 CLAIM_PANELS = {r.id: r.panel for r in RULES}  # the panel each claim is read from (report's figure map)

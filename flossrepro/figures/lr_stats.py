@@ -354,7 +354,7 @@ def claim_linear_theory(df: pd.DataFrame, rule: Rule) -> Claim:
     theory, in units of the theory's maximum (or of L0): the bootstrap interval of the absolute
     error below the tolerance."""
     c, rng = rule.new(), rng_for(rule.id)
-    tol, lr_of = rule.p("tol"), rule.p("lr_of")
+    tol, lr_of, g_max = rule.p("tol"), rule.p("lr_of"), rule.p("g_max") or {}
     if df.empty:
         c.missing = "no table"
         return c
@@ -365,11 +365,17 @@ def claim_linear_theory(df: pd.DataFrame, rule: Rule) -> Claim:
         t = linear_table(m, lr_of)
         e = linear_errors(t, rng, tuple(q for q in tol if q != "grad" or grads))
         pre = f"{scale}: " if len(scales) > 1 else ""
-        for (z, gv), grp in e.groupby(["zhat", "g"]):
+        judged = e[[gv <= g_max.get(q, np.inf) + 1e-9 for q, gv in zip(e["quantity"], e["g"])]] if len(e) else e
+        for (z, gv), grp in judged.groupby(["zhat", "g"]):
             c.groups.append(Group(f"{pre}zhat={z:g}, g={gv:g}", [
                 part_from_reps(f"{LINEAR_NAMES[r.quantity]}: abs(sim - theory) / {'L0' if r.quantity == 'shuffle_rel' else 'theory max'}",
                                r.error, r.reps, "<", tol[r.quantity], r.nets) for r in grp.itertuples()]))
         show = e.drop(columns=["reps", "nets"]) if len(e) else e
+        if len(e) and len(judged) < len(e):
+            show = show.assign(judged=[gv <= g_max.get(q, np.inf) + 1e-9 for q, gv in zip(e["quantity"], e["g"])])
+            c.detail += [f"{pre}Judged up to the largest g at which the authors' figure shows each quantity: "
+                         + ", ".join(f"{LINEAR_NAMES[q]} g <= {v:g}" for q, v in g_max.items()) + "; the rows past it "
+                         "(judged = False) are printed, not judged.", ""]
         ns = ", ".join(f"{v:g}" for v in values(t, "arch.n_hidden")) if "arch.n_hidden" in t else "?"
         c.detail += [f"{pre}N={ns}: simulation (median; convergence time, norm(dW) and gradient norm as ratios to g = 0 "
                      "of the same zhat) against the leading-order theory; error = |sim - theory| / unit:", ""] + \
