@@ -163,11 +163,12 @@ def first_setting(df: pd.DataFrame, col: str):
 
 def networks_per_condition(df: pd.DataFrame):
     """Networks (``(run_id, member)`` pairs) per condition, a condition being one value of every
-    swept setting (the dotted columns) and of ``epochs``: runs of other seeds count together, as
-    the networks of one condition. One number, or the sorted distinct counts."""
+    setting column (all but the row's own columns and ``seed``/``members``): runs of other seeds
+    count together, as the networks of one condition. One number, or the sorted distinct counts."""
     if not set(NET) <= set(df.columns) or df.empty:
         return first_setting(df, "members")
-    cond = [c for c in df.columns if "." in c or c == "epochs"]
+    own = set(NET) | {"epoch", "metric", "index", "value", "path", "seed", "members"}
+    cond = [c for c in df.columns if c not in own]
     per = df.drop_duplicates(NET + cond).groupby(cond, dropna=False).size() if cond else \
         pd.Series([df.groupby(NET).ngroups])
     n = sorted({int(v) for v in per.tolist()})
