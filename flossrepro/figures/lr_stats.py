@@ -365,14 +365,15 @@ def claim_linear_theory(df: pd.DataFrame, rule: Rule) -> Claim:
         t = linear_table(m, lr_of)
         e = linear_errors(t, rng, tuple(q for q in tol if q != "grad" or grads))
         pre = f"{scale}: " if len(scales) > 1 else ""
-        judged = e[[gv <= g_max.get(q, np.inf) + 1e-9 for q, gv in zip(e["quantity"], e["g"])]] if len(e) else e
-        for (z, gv), grp in judged.groupby(["zhat", "g"]):
+        shown = np.array([gv <= g_max.get(q, np.inf) + 1e-9 for q, gv in zip(e["quantity"], e["g"])], bool) \
+            if len(e) else np.zeros(0, bool)   # judged where the authors' figure shows the quantity
+        for (z, gv), grp in e[shown].groupby(["zhat", "g"]):
             c.groups.append(Group(f"{pre}zhat={z:g}, g={gv:g}", [
                 part_from_reps(f"{LINEAR_NAMES[r.quantity]}: abs(sim - theory) / {'L0' if r.quantity == 'shuffle_rel' else 'theory max'}",
                                r.error, r.reps, "<", tol[r.quantity], r.nets) for r in grp.itertuples()]))
         show = e.drop(columns=["reps", "nets"]) if len(e) else e
-        if len(e) and len(judged) < len(e):
-            show = show.assign(judged=[gv <= g_max.get(q, np.inf) + 1e-9 for q, gv in zip(e["quantity"], e["g"])])
+        if not shown.all():
+            show = show.assign(judged=shown)
             c.detail += [f"{pre}Judged up to the largest g at which the authors' figure shows each quantity: "
                          + ", ".join(f"{LINEAR_NAMES[q]} g <= {v:g}" for q, v in g_max.items()) + "; the rows past it "
                          "(judged = False) are printed, not judged.", ""]
