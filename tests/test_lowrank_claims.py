@@ -116,3 +116,28 @@ def test_lr5_judges_the_gradient_norm_where_the_authors_figure_shows_it():
     assert [x for x in parts if x[0].endswith("g=0.8") and "gradient norm" in x[1]]
     assert [x for x in parts if x[0].endswith("g=0.9") and "norm(dW)" in x[1]]
     assert any("judged = False" in line for line in c.detail)
+
+
+def test_lr5_tolerances_admit_the_authors_figure_and_reject_the_neighbouring_law():
+    """Each tolerance admits every point of the authors' own figure (their distance from the theory, read
+    off their figure), and stays below the distance at which the neighbouring power law departs: the
+    committed table with norm(dW) bent onto (1 - g^2)^2 is not reproduced."""
+    import numpy as np
+    from flossrepro.figures import lr_linear, lr_stats
+    for q, by_z in lr_linear.AUTHORS_LINEAR.items():
+        th = lr_stats.LINEAR_THEORY[q]
+        unit = 1.0 if q == "shuffle_rel" else max(th(lr_linear.AUTHORS_G))
+        for z, pts in by_z.items():
+            for g, (m, _) in pts.items():
+                if g <= lr_linear.G_MAX.get(q, 1.0):
+                    assert abs(m - th(g)) / unit < lr_linear.TOL[q], (q, z, g)
+    assert lr_linear.TOL["dW_norm"] < 0.25 and lr_linear.TOL["conv"] < 0.25   # max |x - x^2| on [0, 1]
+    t = table("lr_linear", "paper-lowrank")
+    c = claim("lr_linear", t, "LR5")
+    assert any("authors_error" in line for line in c.detail)   # their simulation beside ours
+    bent = t.copy()
+    dw = bent["metric"] == "dW_norm"
+    bent.loc[dw, "value"] = bent.loc[dw, "value"] * (1 - bent.loc[dw, "init.g"] ** 2)
+    b = claim("lr_linear", bent, "LR5")
+    assert b.verdict != REPRODUCED and b.base_verdict == NOT_REPRODUCED
+    assert [p for gr in b.groups for p in gr.parts if "norm(dW)" in p.label and p.verdict == NOT_REPRODUCED]

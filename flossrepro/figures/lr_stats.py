@@ -349,12 +349,25 @@ def linear_errors(t: pd.DataFrame, rng=None, quantities=("conv", "dW_norm", "gra
     return pd.DataFrame(out)
 
 
+def with_authors(e: pd.DataFrame, authors: dict) -> pd.DataFrame:
+    """``linear_errors`` rows with the authors' simulation at the same zhat, g and quantity (``authors``:
+    quantity -> zhat -> g -> (mean, band half-width), read off their figure; NaN where they show none)
+    and its error in the same units."""
+    if e.empty:
+        return e.assign(authors=np.nan, authors_error=np.nan)
+    a = [authors.get(q, {}).get(float(z), {}).get(round(float(g), 1), (np.nan, np.nan))[0]
+         for q, z, g in zip(e["quantity"], e["zhat"], e["g"])]
+    e = e.assign(authors=a)
+    return e.assign(authors_error=(e["authors"] - e["theory"]).abs() / e["unit"])
+
+
 def claim_linear_theory(df: pd.DataFrame, rule: Rule) -> Claim:
     """LR5, per scale, zhat and g > 0: each quantity within ``tol[quantity]`` of its leading-order
     theory, in units of the theory's maximum (or of L0): the bootstrap interval of the absolute
-    error below the tolerance."""
+    error below the tolerance. The authors' simulations (``authors``) are printed beside ours."""
     c, rng = rule.new(), rng_for(rule.id)
     tol, lr_of, g_max = rule.p("tol"), rule.p("lr_of"), rule.p("g_max") or {}
+    authors = rule.params.get("authors") or {}
     if df.empty:
         c.missing = "no table"
         return c
@@ -372,14 +385,19 @@ def claim_linear_theory(df: pd.DataFrame, rule: Rule) -> Claim:
                 part_from_reps(f"{LINEAR_NAMES[r.quantity]}: abs(sim - theory) / {'L0' if r.quantity == 'shuffle_rel' else 'theory max'}",
                                r.error, r.reps, "<", tol[r.quantity], r.nets) for r in grp.itertuples()]))
         show = e.drop(columns=["reps", "nets"]) if len(e) else e
-        if not shown.all():
+        if len(show) and authors:
+            show = with_authors(show, authors)[["zhat", "g", "quantity", "simulation", "authors", "theory", "unit",
+                                                "error", "authors_error"]]
             show = show.assign(judged=shown)
             c.detail += [f"{pre}Judged up to the largest g at which the authors' figure shows each quantity: "
                          + ", ".join(f"{LINEAR_NAMES[q]} g <= {v:g}" for q, v in g_max.items()) + "; the rows past it "
                          "(judged = False) are printed, not judged.", ""]
         ns = ", ".join(f"{v:g}" for v in values(t, "arch.n_hidden")) if "arch.n_hidden" in t else "?"
         c.detail += [f"{pre}N={ns}: simulation (median; convergence time, norm(dW) and gradient norm as ratios to g = 0 "
-                     "of the same zhat) against the leading-order theory; error = |sim - theory| / unit:", ""] + \
+                     "of the same zhat) against the leading-order theory; error = |sim - theory| / unit"
+                     + ("; authors = their simulation (mean over 5 networks, N=1024, read off their figure; zhat = 0.5 "
+                        "and 2 only), authors_error = its distance from the theory in the same units" if authors else "")
+                     + ":", ""] + \
             (md_table(show, list(show.columns)) if len(show) else []) + [""]
         cens = int(t["conv_censored"].sum())
         if cens:
