@@ -141,3 +141,20 @@ def test_lr5_tolerances_admit_the_authors_figure_and_reject_the_neighbouring_law
     b = claim("lr_linear", bent, "LR5")
     assert b.verdict != REPRODUCED and b.base_verdict == NOT_REPRODUCED
     assert [p for gr in b.groups for p in gr.parts if "norm(dW)" in p.label and p.verdict == NOT_REPRODUCED]
+
+
+def test_lr5_ratio_resamples_the_same_networks_in_pairs():
+    """The ratio to g = 0 divides the same networks (seed + member: the same draws at every g); their
+    shared spread cancels, so at g=0.1 (norm(dW) 1% below g = 0 in every network) the interval is
+    narrow; resampled independently, the two medians' spread alone reaches 0.1 and more."""
+    import numpy as np
+    from flossrepro.figures import lr_stats
+    from flossrepro.store.resolvers import linear_lr
+    t = lr_stats.linear_table(table("lr_linear", "paper-lowrank"), linear_lr)
+    z = t[t["task.target_amp"] == 0.5]
+    s, base = z[np.isclose(z["init.g"], 0.1)], z[np.isclose(z["init.g"], 0.0)]
+    rng = np.random.default_rng(0)
+    paired = lr_stats._ratio_reps(s, base, "dW_norm", rng)
+    assert np.percentile(paired, 97.5) - np.percentile(paired, 2.5) < 0.05
+    apart = lr_stats._ratio_reps(s, base.assign(seed=base["seed"] + 100), "dW_norm", rng)   # no pairs: independent
+    assert np.percentile(apart, 97.5) - np.percentile(apart, 2.5) > 0.1

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from flossrepro.figures.claims import Claim, Group, Part, Rule, median_part, median_reps, part_from_reps, rng_for
+from flossrepro.figures.claims import N_BOOT, Claim, Group, Part, Rule, median_part, median_reps, part_from_reps, rng_for
 from flossrepro.figures.data import NET, values
 from flossrepro.figures.lowrank_common import TASK_LABEL, TASKS, has, md_table, nearest, table, task_rows, vectors
 
@@ -318,11 +318,34 @@ def linear_table(df: pd.DataFrame, lr_of) -> pd.DataFrame:
     return t
 
 
+def network_ids(t: pd.DataFrame) -> pd.Series:
+    """Which network a row is: ``seed + member`` (member r of a run is the network of seed + r, the
+    same initial draws, W0 = g J and the same input and readout vectors, at every g)."""
+    return t["seed"].astype(int) + t["member"].astype(int)
+
+
+def _ratio_reps(s: pd.DataFrame, base: pd.DataFrame, col: str, rng) -> np.ndarray:
+    """Bootstrap replicates of ``median(s[col]) / median(base[col])``. Where both hold the same
+    networks (the same ``seed + member``, so the same draws at g and at g = 0), the networks are
+    resampled together, pairs kept: the two medians share their network-to-network spread (the input
+    and readout vectors), which the ratio cancels. Otherwise the two are resampled independently."""
+    a, b = s.dropna(subset=[col]), base.dropna(subset=[col])
+    if {"seed", "member"} <= set(s.columns) and {"seed", "member"} <= set(base.columns):
+        ia, ib = network_ids(a), network_ids(b)
+        if ia.is_unique and ib.is_unique and set(ia) == set(ib):
+            xa = a.set_index(ia)[col].sort_index().to_numpy(float)
+            xb = b.set_index(ib)[col].sort_index().to_numpy(float)
+            idx = rng.integers(0, len(xa), (N_BOOT, len(xa)))
+            return np.median(xa[idx], axis=1) / np.median(xb[idx], axis=1)
+    return median_reps(a[col].to_numpy(float), rng)[1] / median_reps(b[col].to_numpy(float), rng)[1]
+
+
 def linear_errors(t: pd.DataFrame, rng=None, quantities=("conv", "dW_norm", "grad", "shuffle_rel")) -> pd.DataFrame:
     """Per zhat, g > 0 and quantity: the simulation (median; convergence time, ||dW|| and gradient
     norm as ratios to g = 0 of the same zhat, as the authors normalise) against the theory, and the
     absolute error in units of the theory's maximum over the swept g (1 for the first two, L0 for the
-    shuffle loss), with bootstrap replicates of that error when ``rng`` is given."""
+    shuffle loss), with bootstrap replicates of that error when ``rng`` is given (a ratio's networks
+    resampled in pairs, :func:`_ratio_reps`)."""
     out = []
     for z in values(t, "task.target_amp"):
         tz = t[t["task.target_amp"] == z]
@@ -340,8 +363,9 @@ def linear_errors(t: pd.DataFrame, rng=None, quantities=("conv", "dW_norm", "gra
                     continue
                 m, r = median_reps(x, rng) if rng is not None else (float(np.median(x)), None)
                 if q != "shuffle_rel":
-                    mb, rb = median_reps(b, rng) if rng is not None else (float(np.median(b)), None)
-                    m, r = m / mb, (None if r is None else r / rb)
+                    m = m / float(np.median(b))
+                    if rng is not None:
+                        r = _ratio_reps(s, base, col, rng)
                 err_reps = None if r is None else np.abs(r - th(gv)) / unit
                 nets = nets_of(s) | (set() if q == "shuffle_rel" else nets_of(base))
                 out.append(dict(zhat=z, g=gv, quantity=q, simulation=m, theory=float(th(gv)), unit=unit,
