@@ -412,6 +412,7 @@ def claim_linear_theory(df: pd.DataFrame, rule: Rule) -> Claim:
         if len(show) and authors:
             show = with_authors(show, authors)[["zhat", "g", "quantity", "simulation", "authors", "theory", "unit",
                                                 "error", "authors_error"]]
+        if not shown.all():
             show = show.assign(judged=shown)
             c.detail += [f"{pre}Judged up to the largest g at which the authors' figure shows each quantity: "
                          + ", ".join(f"{LINEAR_NAMES[q]} g <= {v:g}" for q, v in g_max.items()) + "; the rows past it "
