@@ -325,19 +325,29 @@ def network_ids(t: pd.DataFrame) -> pd.Series:
 
 
 def _ratio_reps(s: pd.DataFrame, base: pd.DataFrame, col: str, rng) -> np.ndarray:
-    """Bootstrap replicates of ``median(s[col]) / median(base[col])``. Where both hold the same
-    networks (the same ``seed + member``, so the same draws at g and at g = 0), the networks are
-    resampled together, pairs kept: the two medians share their network-to-network spread (the input
-    and readout vectors), which the ratio cancels. Otherwise the two are resampled independently."""
+    """Bootstrap replicates of ``median(s[col]) / median(base[col])``, resampling networks: a network
+    in both (the same ``seed + member``, so the same draws at g and at g = 0) is drawn as a pair, the
+    two medians sharing its network-to-network spread (the input and readout vectors), which the
+    ratio cancels; the networks in only one of them are drawn on their own (stratified: each group
+    keeps its size). Without ``seed`` and ``member``, or with a network twice in one condition, the two
+    are resampled independently."""
     a, b = s.dropna(subset=[col]), base.dropna(subset=[col])
-    if {"seed", "member"} <= set(s.columns) and {"seed", "member"} <= set(base.columns):
-        ia, ib = network_ids(a), network_ids(b)
-        if ia.is_unique and ib.is_unique and set(ia) == set(ib):
-            xa = a.set_index(ia)[col].sort_index().to_numpy(float)
-            xb = b.set_index(ib)[col].sort_index().to_numpy(float)
-            idx = rng.integers(0, len(xa), (N_BOOT, len(xa)))
-            return np.median(xa[idx], axis=1) / np.median(xb[idx], axis=1)
-    return median_reps(a[col].to_numpy(float), rng)[1] / median_reps(b[col].to_numpy(float), rng)[1]
+    if not ({"seed", "member"} <= set(a.columns) and {"seed", "member"} <= set(b.columns)) \
+            or not (network_ids(a).is_unique and network_ids(b).is_unique):   # no network identity to pair on
+        return median_reps(a[col].to_numpy(float), rng)[1] / median_reps(b[col].to_numpy(float), rng)[1]
+    xa = a.groupby(network_ids(a).to_numpy())[col].first()   # one value per network
+    xb = b.groupby(network_ids(b).to_numpy())[col].first()
+    both = xa.index.intersection(xb.index)
+    pa, pb = xa[both].to_numpy(float), xb[both].to_numpy(float)
+    oa, ob = xa.drop(both).to_numpy(float), xb.drop(both).to_numpy(float)
+
+    def draw(x: np.ndarray) -> np.ndarray:
+        return rng.integers(0, len(x), (N_BOOT, len(x))) if len(x) else np.zeros((N_BOOT, 0), int)
+
+    ip, ia, ib = draw(pa), draw(oa), draw(ob)
+    ra = np.median(np.concatenate([pa[ip], oa[ia]], axis=1), axis=1)
+    rb = np.median(np.concatenate([pb[ip], ob[ib]], axis=1), axis=1)
+    return ra / rb
 
 
 def linear_errors(t: pd.DataFrame, rng=None, quantities=("conv", "dW_norm", "grad", "shuffle_rel")) -> pd.DataFrame:
