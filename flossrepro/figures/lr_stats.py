@@ -332,11 +332,11 @@ def _ratio_reps(s: pd.DataFrame, base: pd.DataFrame, col: str, rng) -> np.ndarra
     keeps its size). Without ``seed`` and ``member``, or with a network twice in one condition, the two
     are resampled independently."""
     a, b = s.dropna(subset=[col]), base.dropna(subset=[col])
-    if not ({"seed", "member"} <= set(a.columns) and {"seed", "member"} <= set(b.columns)) \
-            or not (network_ids(a).is_unique and network_ids(b).is_unique):   # no network identity to pair on
+    ids = [network_ids(x) if {"seed", "member"} <= set(x.columns) else None for x in (a, b)]
+    if any(i is None or not i.is_unique for i in ids):   # no network identity to pair on
         return median_reps(a[col].to_numpy(float), rng)[1] / median_reps(b[col].to_numpy(float), rng)[1]
-    xa = a.groupby(network_ids(a).to_numpy())[col].first()   # one value per network
-    xb = b.groupby(network_ids(b).to_numpy())[col].first()
+    xa = pd.Series(a[col].to_numpy(float), index=ids[0].to_numpy())   # one value per network
+    xb = pd.Series(b[col].to_numpy(float), index=ids[1].to_numpy())
     both = xa.index.intersection(xb.index)
     pa, pb = xa[both].to_numpy(float), xb[both].to_numpy(float)
     oa, ob = xa.drop(both).to_numpy(float), xb.drop(both).to_numpy(float)
@@ -371,11 +371,11 @@ def linear_errors(t: pd.DataFrame, rng=None, quantities=("conv", "dW_norm", "gra
                 b = base[col].dropna().to_numpy(float)
                 if len(x) == 0 or (q != "shuffle_rel" and len(b) == 0):
                     continue
-                m, r = median_reps(x, rng) if rng is not None else (float(np.median(x)), None)
-                if q != "shuffle_rel":
-                    m = m / float(np.median(b))
-                    if rng is not None:
-                        r = _ratio_reps(s, base, col, rng)
+                if q == "shuffle_rel":
+                    m, r = median_reps(x, rng) if rng is not None else (float(np.median(x)), None)
+                else:   # a ratio to g = 0: its replicates resample the networks of both (in pairs)
+                    m = float(np.median(x)) / float(np.median(b))
+                    r = _ratio_reps(s, base, col, rng) if rng is not None else None
                 err_reps = None if r is None else np.abs(r - th(gv)) / unit
                 nets = nets_of(s) | (set() if q == "shuffle_rel" else nets_of(base))
                 out.append(dict(zhat=z, g=gv, quantity=q, simulation=m, theory=float(th(gv)), unit=unit,
